@@ -1,0 +1,3 @@
+from rethinkgen.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,112 @@
+"""Data augmentation as a few batched tensor operations on the training device (no per-sample Python).
+
+Each augmentation is drawn afresh for every batch of every epoch from a seeded generator, while the
+labels stay fixed. The input is a float batch in [0, 1], before centre-cropping and standardization.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from rethinkgen.errors import choice_error
+from rethinkgen.preprocess import center_crop
+
+AUGMENTATIONS = ("crop", "flip", "rotate", "jitter")
+LUMA = (0.299, 0.587, 0.114)  # ITU-R BT.601 weights, for grayscale and saturation
+YIQ = ((0.299, 0.587, 0.114), (0.596, -0.274, -0.322), (0.211, -0.523, 0.312))
+
+
+@dataclass(frozen=True)
+class AugmentSettings:
+    """Which augmentations run, and how strong each is."""
+
+    names: tuple[str, ...] = ()
+    crop_size: int | None = None   # random crop to this size (e.g. 28 of 32); None: pad-and-crop
+    pad: int = 4                   # padding for pad-and-crop when there is no smaller crop size
+    rotate_degrees: float = 25.0   # App. E: rotations of up to 25 degrees
+    brightness: float = 0.2
+    contrast: float = 0.2
+    saturation: float = 0.2
+    hue: float = 0.05              # fraction of a full turn of the hue circle
+
+    def __post_init__(self):
+        for name in self.names:
+            if name not in AUGMENTATIONS:
+                raise choice_error("augmentation", name, AUGMENTATIONS)
+
+
+def augment(images: torch.Tensor, settings: AugmentSettings, generator: torch.Generator) -> torch.Tensor:
+    """Apply the augmentations in a fixed order: crop, flip, rotate, jitter. Without crop, centre-crop."""
+    if "crop" in settings.names:
+        images = random_crop(images, settings.crop_size, settings.pad, generator)
+    else:
+        images = center_crop(images, settings.crop_size)
+    if "flip" in settings.names:
+        images = random_flip(images, generator)
+    if "rotate" in settings.names:
+        images = random_rotate(images, settings.rotate_degrees, generator)
+    if "jitter" in settings.names:
+        images = color_jitter(images, settings, generator)
+    return images
+
+
+def _uniform(n: int, low: float, high: float, images: torch.Tensor, generator) -> torch.Tensor:
+    return torch.rand(n, device=images.device, generator=generator) * (high - low) + low
+
+
+def random_crop(images: torch.Tensor, size: int | None, pad: int, generator) -> torch.Tensor:
+    """A random ``size`` crop of each image; with ``size=None``, pad by ``pad`` zeros and crop back."""
+    n, c, h, w = images.shape
+    if size is None:
+        images = F.pad(images, (pad, pad, pad, pad))
+        size_h, size_w = h, w
+    else:
+        size_h = size_w = size
+    max_top, max_left = images.shape[-2] - size_h, images.shape[-1] - size_w
+    top = torch.randint(0, max_top + 1, (n,), device=images.device, generator=generator)
+    left = torch.randint(0, max_left + 1, (n,), device=images.device, generator=generator)
+    rows = (top[:, None] + torch.arange(size_h, device=images.device))[:, None, :, None]
+    cols = (left[:, None] + torch.arange(size_w, device=images.device))[:, None, None, :]
+    batch = torch.arange(n, device=images.device)[:, None, None, None]
+    channel = torch.arange(c, device=images.device)[None, :, None, None]
+    return images[batch, channel, rows, cols]
+
+
+def random_flip(images: torch.Tensor, generator) -> torch.Tensor:
+    flip = torch.rand(len(images), device=images.device, generator=generator) < 0.5
+    return torch.where(flip[:, None, None, None], images.flip(-1), images)
+
+
+def random_rotate(images: torch.Tensor, degrees: float, generator) -> torch.Tensor:
+    """Rotate each image by its own angle, uniform in [-degrees, degrees], filling the corners with 0."""
+    angle = _uniform(len(images), -degrees, degrees, images, generator) * (math.pi / 180)
+    cos, sin, zero = angle.cos(), angle.sin(), torch.zeros_like(angle)
+    theta = torch.stack([torch.stack([cos, -sin, zero], 1), torch.stack([sin, cos, zero], 1)], 1)
+    grid = F.affine_grid(theta, list(images.shape), align_corners=False)
+    return F.grid_sample(images, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+
+
+def color_jitter(images: torch.Tensor, settings: AugmentSettings, generator) -> torch.Tensor:
+    """Random brightness and contrast; saturation and hue too for 3-channel images."""
+    n = len(images)
+    scale = lambda s: _uniform(n, 1 - s, 1 + s, images, generator)[:, None, None, None]  # noqa: E731
+    images = (images * scale(settings.brightness)).clamp(0, 1)
+    mean = images.mean(dim=(1, 2, 3), keepdim=True)
+    images = ((images - mean) * scale(settings.contrast) + mean).clamp(0, 1)
+    if images.shape[1] != 3:
+        return images
+    luma = torch.tensor(LUMA, device=images.device)[None, :, None, None]
+    gray = (images * luma).sum(1, keepdim=True)
+    images = ((images - gray) * scale(settings.saturation) + gray).clamp(0, 1)
+    # hue: rotate the chroma plane (I, Q) of YIQ by a random angle
+    angle = _uniform(n, -settings.hue, settings.hue, images, generator) * (2 * math.pi)
+    yiq = torch.tensor(YIQ, device=images.device)
+    converted = torch.einsum("ij,njhw->nihw", yiq, images)
+    cos, sin = angle.cos()[:, None, None], angle.sin()[:, None, None]
+    i, q = converted[:, 1], converted[:, 2]
+    converted = torch.stack([converted[:, 0], cos * i - sin * q, sin * i + cos * q], 1)
+    return torch.einsum("ij,njhw->nihw", torch.linalg.inv(yiq), converted).clamp(0, 1)

@@ -1,0 +1,148 @@
+"""The ``rethinkgen`` command line: run, demo, datasets, models."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+import typing
+
+from rethinkgen.config import RunConfig
+from rethinkgen.errors import RethinkgenError
+
+RUN_FLAG_TYPES = {int: int, float: float, str: str}
+
+
+def _add_config_flags(parser: argparse.ArgumentParser) -> None:
+    """One flag per RunConfig field, each defaulting to 'not given' so a --config file can fill it."""
+    hints = typing.get_type_hints(RunConfig)
+    for f in dataclasses.fields(RunConfig):
+        annotation = hints[f.name]
+        base = typing.get_args(annotation)[0] if typing.get_origin(annotation) is typing.Union else annotation
+        flag = "--" + f.name.replace("_", "-")
+        help_text = f"{f.metadata['help']} (default: {f.default!r})" if f.default not in ((), None) \
+            else f.metadata["help"]
+        if base is bool:
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS, help=help_text)
+        elif base is list:
+            parser.add_argument(flag, nargs="+", default=argparse.SUPPRESS, metavar="NAME", help=help_text)
+        else:
+            parser.add_argument(flag, type=RUN_FLAG_TYPES[base], default=argparse.SUPPRESS,
+                                metavar=f.name.upper(), help=help_text)
+
+
+def _config_from_args(args: argparse.Namespace) -> RunConfig:
+    names = {f.name for f in dataclasses.fields(RunConfig)}
+    given = {k: v for k, v in vars(args).items() if k in names}
+    if "augment" in given:
+        given["augment"] = [name for item in given["augment"] for name in item.split(",") if name]
+    if args.config:
+        return RunConfig.from_file(args.config, given)
+    return RunConfig.from_mapping(given, source="setting")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="rethinkgen",
+        description="Randomization tests of Zhang et al., 'Understanding deep learning requires rethinking "
+                    "generalization' (ICLR 2017).")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = commands.add_parser("run", help="train one run (resumes it if it was interrupted)",
+                              description="Train one run. Every setting is a flag, or a key of --config.")
+    run.add_argument("--config", help="YAML or JSON file of settings; flags override it")
+    run.add_argument("--out", default="runs", help="runs folder (default: runs)")
+    run.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_config_flags(run)
+
+    demo = commands.add_parser("demo", help="the main job: six randomizations, a figure and a table",
+                               description="Train one model on true labels, label noise 0.5, random labels, "
+                                           "shuffled pixels, random pixels and Gaussian inputs.")
+    demo.add_argument("--dataset", help="data source (default: digits, bundled)")
+    demo.add_argument("--data-dir", help="directory holding the dataset's files")
+    demo.add_argument("--model", help="model (default: mlp-1x512)")
+    demo.add_argument("--subset", type=int, help="number of training examples (default: all)")
+    demo.add_argument("--test-subset", type=int, help="number of test examples (default: all)")
+    demo.add_argument("--epochs", type=int, help="epoch budget per run (default: 600; each stops at fit)")
+    demo.add_argument("--seed", type=int, help="seed (default: 0)")
+    demo.add_argument("--out", default="runs", help="runs folder (default: runs)")
+    demo.add_argument("--quiet", action="store_true", help="no progress bars")
+
+    datasets = commands.add_parser("datasets", help="list the data sources, where they were found, and their shapes")
+    datasets.add_argument("--data-dir", help="also look in this directory")
+
+    model_list = commands.add_parser("models", help="list the models with their parameter counts")
+    model_list.add_argument("--input-shape", default="3,28,28", help="C,H,W (default: 3,28,28, the paper's)")
+    model_list.add_argument("--num-classes", type=int, default=10)
+    return parser
+
+
+def cmd_run(args) -> int:
+    from rethinkgen.train import train
+
+    config = _config_from_args(args)
+    result = train(config, args.out, progress=not args.quiet, log=print if args.quiet else None)
+    s = result.summary
+    fit = f"fitted at step {s['steps_to_fit']} (epoch {s['epochs_to_fit']})" if s["fitted"] else "not fitted"
+    print(f"run {result.run_id} [{s['status']}] in {result.run_dir}")
+    if s["train_accuracy"] is not None:
+        print(f"  train accuracy {s['train_accuracy']:.4f}  test accuracy {s['test_accuracy']:.4f}  "
+              f"gap {s['generalization_gap']:+.4f}  {fit}  best test {s['best_test_accuracy']:.4f} "
+              f"(epoch {s['best_test_epoch']})  {s['wall_seconds']:.1f}s on {s['device']}")
+    if s["message"]:
+        print(f"  {s['message']}")
+    return 0
+
+
+def cmd_demo(args) -> int:
+    from rethinkgen.demo import run_demo
+
+    overrides = {k: getattr(args, k) for k in ("dataset", "data_dir", "model", "subset", "test_subset", "epochs", "seed")}
+    table, table_path, figure_path = run_demo(args.out, progress=not args.quiet, **overrides)
+    print(table)
+    print(f"table:  {table_path}\nfigure: {figure_path}")
+    return 0
+
+
+def cmd_datasets(args) -> int:
+    from rethinkgen.data import source_status
+
+    rows = source_status(args.data_dir)
+    width = max(len(row["name"]) for row in rows)
+    for row in rows:
+        mark = "found  " if row["found"] else "missing"
+        print(f"{row['name']:<{width}}  {mark}  {row['where']}\n{'':<{width}}           {row['shape'] or row['description']}")
+    return 0
+
+
+def cmd_models(args) -> int:
+    from rethinkgen import models
+
+    try:
+        shape = tuple(int(s) for s in args.input_shape.split(","))
+    except ValueError:
+        raise RethinkgenError(f"input shape {args.input_shape!r} must be C,H,W, e.g. 3,28,28") from None
+    print(f"{'model':<22}{'parameters':>12}  {'lr':>5}  description (input {'x'.join(map(str, shape))})")
+    for name in models.model_names():
+        count = models.count_parameters(models.create_model(name, shape, args.num_classes))
+        print(f"{name:<22}{count:>12,}  {models.default_lr(name):>5g}  {models.describe(name)}")
+    return 0
+
+
+COMMANDS = {"run": cmd_run, "demo": cmd_demo, "datasets": cmd_datasets, "models": cmd_models}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except RethinkgenError as error:
+        print(f"rethinkgen: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("rethinkgen: interrupted; run the same command again to resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

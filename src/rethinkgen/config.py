@@ -1,0 +1,201 @@
+"""One run's settings as plain data: defaults, validation, loading from YAML/JSON, and the run's hash.
+
+Every field is a CLI flag of ``rethinkgen run`` (``label_noise`` is ``--label-noise``) and a key of a
+``--config`` file. Where the paper is silent the default says what this project chose.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+import yaml
+
+from rethinkgen import models
+from rethinkgen.augment import AUGMENTATIONS
+from rethinkgen.data import SOURCES
+from rethinkgen.errors import RethinkgenError, choice_error
+from rethinkgen.randomize import INPUTS
+
+# settings that change where data is read or which device computes, but not what a run is
+NOT_HASHED = ("data_dir", "download", "device")
+
+
+def _f(default, help: str, **extra):
+    return field(default=default, metadata={"help": help, **extra})
+
+
+@dataclass
+class RunConfig:
+    # data
+    dataset: str = _f("digits", "data source (see `rethinkgen datasets`)")
+    data_dir: Optional[str] = _f(None, "directory holding the dataset's files")
+    download: bool = _f(False, "download the dataset's canonical files when they are missing")
+    subset: Optional[int] = _f(None, "train on a stratified subset of this many training examples")
+    test_subset: Optional[int] = _f(None, "evaluate on a stratified subset of this many test examples")
+    # randomization
+    label_noise: float = _f(0.0, "probability p in [0, 1] that a training label is replaced by a uniform class")
+    inputs: str = _f("original", "input randomization: " + ", ".join(INPUTS))
+    corrupt_test_labels: bool = _f(False, "apply the label noise to the test labels too (the paper does not)")
+    # model
+    model: str = _f("mlp-1x512", "model name (see `rethinkgen models`) or package.module:factory")
+    dropout: float = _f(0.0, "dropout probability in the model's head (0 = off, as in the paper's CIFAR runs)")
+    crop: str = _f("auto", "centre crop: auto (32x32 to 28x28, as the paper), none, or a size")
+    # optimization
+    epochs: int = _f(20, "number of epochs (the paper gives none)")
+    batch_size: int = _f(128, "minibatch size (the paper gives none; 128 is the usual choice)")
+    lr: Optional[float] = _f(None, "initial learning rate (default: the paper's, 0.1 Inception, 0.01 others)")
+    lr_decay: float = _f(0.95, "learning rate factor applied after every epoch (App. A: 0.95)")
+    momentum: float = _f(0.9, "SGD momentum (App. A: 0.9)")
+    weight_decay: float = _f(0.0, "L2 weight decay coefficient (0 = off, as in the randomization runs)")
+    augment: list = _f((), "augmentations applied per batch: " + ", ".join(AUGMENTATIONS))
+    rotate_degrees: float = _f(25.0, "maximum rotation of the 'rotate' augmentation (App. E: 25)")
+    pad: int = _f(4, "padding of the 'crop' augmentation when there is no centre crop to randomize")
+    # fitting and logging
+    fit_threshold: float = _f(1.0, "training accuracy at which a run counts as fitted")
+    stop_at_fit: bool = _f(False, "stop as soon as the run is fitted instead of running all epochs")
+    log_every: int = _f(20, "steps between records of the running mean training loss")
+    eval_batch_size: int = _f(1024, "batch size for evaluation (does not change results)")
+    # seeds and device
+    seed: int = _f(0, "seed for everything not seeded separately below")
+    randomization_seed: Optional[int] = _f(None, "seed of the label and input randomization (default: seed)")
+    init_seed: Optional[int] = _f(None, "seed of the model's initial weights and dropout (default: seed)")
+    order_seed: Optional[int] = _f(None, "seed of the data order and augmentation (default: seed)")
+    device: str = _f("auto", "auto, cpu, cuda or cuda:N")
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def from_mapping(cls, values: dict, source: str = "config") -> "RunConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise RethinkgenError(f"unknown {source} key {unknown[0]!r}; allowed: {', '.join(sorted(known))}")
+        return cls(**values).validated()
+
+    @classmethod
+    def from_file(cls, path: str | Path, overrides: dict | None = None) -> "RunConfig":
+        """Read a YAML or JSON file (JSON is YAML), then apply ``overrides``."""
+        path = Path(path)
+        try:
+            values = yaml.safe_load(path.read_text()) or {}
+        except OSError as error:
+            raise RethinkgenError(f"cannot read config file {path}: {error.strerror}") from None
+        except yaml.YAMLError as error:
+            raise RethinkgenError(f"config file {path} is not valid YAML/JSON: {str(error).splitlines()[0]}") from None
+        if not isinstance(values, dict):
+            raise RethinkgenError(f"config file {path} must hold a mapping of settings, got {type(values).__name__}")
+        values = {str(k).replace("-", "_"): v for k, v in values.items()}
+        return cls.from_mapping({**values, **(overrides or {})}, source=f"config key in {path.name}")
+
+    def replace(self, **changes) -> "RunConfig":
+        return dataclasses.replace(self, **changes).validated()
+
+    # ------------------------------------------------------------------ validation
+    def validated(self) -> "RunConfig":
+        """Check types and ranges; return self. Raises RethinkgenError naming the bad value."""
+        hints = typing.get_type_hints(type(self))
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            setattr(self, f.name, _coerce(f.name, value, hints[f.name]))
+        if self.dataset not in SOURCES:
+            raise choice_error("dataset", self.dataset, SOURCES)
+        if self.inputs not in INPUTS:
+            raise choice_error("input randomization", self.inputs, INPUTS)
+        if self.model not in models.model_names() and ":" not in self.model:
+            raise choice_error("model", self.model, models.model_names() + ["package.module:factory"])
+        for name in self.augment:
+            if name not in AUGMENTATIONS:
+                raise choice_error("augmentation", name, AUGMENTATIONS)
+        _in_range("label_noise", self.label_noise, 0, 1)
+        _in_range("dropout", self.dropout, 0, 1, high_open=True)
+        _in_range("lr_decay", self.lr_decay, 0, 1, low_open=True)
+        _in_range("momentum", self.momentum, 0, 1, high_open=True)
+        _in_range("fit_threshold", self.fit_threshold, 0, 1, low_open=True)
+        _in_range("rotate_degrees", self.rotate_degrees, 0, 180)
+        if self.lr is not None and not (self.lr > 0 and math.isfinite(self.lr)):
+            raise RethinkgenError(f"lr {self.lr!r} must be a positive number")
+        if not (self.weight_decay >= 0 and math.isfinite(self.weight_decay)):
+            raise RethinkgenError(f"weight_decay {self.weight_decay!r} must be >= 0")
+        for name in ("epochs", "batch_size", "log_every", "eval_batch_size", "subset", "test_subset"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise RethinkgenError(f"{name} {value!r} must be a positive integer")
+        for name in ("seed", "randomization_seed", "init_seed", "order_seed", "pad"):
+            value = getattr(self, name)
+            if value is not None and value < 0:
+                raise RethinkgenError(f"{name} {value!r} must be a non-negative integer")
+        if self.crop not in ("auto", "none") and not str(self.crop).isdigit():
+            raise RethinkgenError(f"crop {self.crop!r} must be auto, none, or a positive integer size")
+        if not (self.device in ("auto", "cpu", "cuda", "mps") or self.device.startswith("cuda:")):
+            raise RethinkgenError(f"device {self.device!r}; allowed: auto, cpu, cuda, cuda:N, mps")
+        return self
+
+    def resolved(self) -> "RunConfig":
+        """Fill in the defaults that depend on other settings (seeds, the model's learning rate)."""
+        return dataclasses.replace(
+            self,
+            randomization_seed=self.seed if self.randomization_seed is None else self.randomization_seed,
+            init_seed=self.seed if self.init_seed is None else self.init_seed,
+            order_seed=self.seed if self.order_seed is None else self.order_seed,
+            lr=models.default_lr(self.model) if self.lr is None else self.lr)
+
+    # ------------------------------------------------------------------ identity
+    def to_dict(self) -> dict:
+        values = dataclasses.asdict(self)
+        values["augment"] = list(values["augment"])
+        return values
+
+    def run_id(self) -> str:
+        """A short hash of the resolved settings that define the run: the name of its folder."""
+        values = {k: v for k, v in self.resolved().to_dict().items() if k not in NOT_HASHED}
+        return hashlib.sha256(json.dumps(values, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def field_help() -> dict[str, str]:
+    return {f.name: f.metadata["help"] for f in dataclasses.fields(RunConfig)}
+
+
+def _in_range(name, value, low, high, low_open=False, high_open=False):
+    ok = (value > low if low_open else value >= low) and (value < high if high_open else value <= high)
+    if not ok or not math.isfinite(value):
+        interval = f"{'(' if low_open else '['}{low}, {high}{')' if high_open else ']'}"
+        raise RethinkgenError(f"{name} {value!r} is outside {interval}")
+
+
+def _coerce(name: str, value, annotation):
+    """Accept what YAML or the CLI produce (an int for a float, a comma list), reject the rest."""
+    optional = typing.get_origin(annotation) is typing.Union
+    base = typing.get_args(annotation)[0] if optional else annotation
+    if value is None:
+        if optional:
+            return None
+        raise RethinkgenError(f"{name} must not be empty")
+    if base is bool:
+        if isinstance(value, bool):
+            return value
+        raise RethinkgenError(f"{name} {value!r} must be true or false")
+    if base is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise RethinkgenError(f"{name} {value!r} must be an integer")
+    if base is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        raise RethinkgenError(f"{name} {value!r} must be a number")
+    if base is list:
+        if isinstance(value, str):
+            value = [v for v in value.split(",") if v]
+        if isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
+            return tuple(value)
+        raise RethinkgenError(f"{name} {value!r} must be a list of names")
+    if base is str:
+        if isinstance(value, (str, int)) and not isinstance(value, bool):
+            return str(value)
+        raise RethinkgenError(f"{name} {value!r} must be a string")
+    return value

@@ -1,0 +1,77 @@
+"""Data sources: ``load(name, **options)`` returns a :class:`Dataset` held in memory as uint8 arrays."""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from rethinkgen.data import builtin, cifar, idx
+from rethinkgen.data.dataset import Dataset
+from rethinkgen.errors import RethinkgenError, choice_error
+
+__all__ = ["Dataset", "load", "SOURCES", "source_status"]
+
+
+@dataclass(frozen=True)
+class Source:
+    name: str
+    description: str
+    load: Callable[..., Dataset]
+    locate: Callable[..., Path | None] | None = None  # None: needs no files
+
+
+def _idx_source(name: str, description: str) -> Source:
+    return Source(name, description,
+                  lambda data_dir=None, download=False: idx.load_idx_dataset(name, data_dir, download),
+                  lambda data_dir=None: idx.locate(name, data_dir))
+
+
+def _cifar_source(name: str, description: str) -> Source:
+    return Source(name, description,
+                  lambda data_dir=None, download=False: cifar.load_cifar(name, data_dir, download),
+                  lambda data_dir=None: cifar.locate(name, data_dir))
+
+
+SOURCES: dict[str, Source] = {s.name: s for s in [
+    Source("digits", "scikit-learn's 8x8 handwritten digits, bundled: always available offline",
+           builtin.load_digits),
+    _idx_source("fashion-mnist", "Fashion-MNIST IDX files (Debian: dataset-fashion-mnist)"),
+    _idx_source("mnist", "MNIST IDX files"),
+    _cifar_source("cifar10", "CIFAR-10 python batches (cifar-10-batches-py)"),
+    _cifar_source("cifar100", "CIFAR-100 python batches (cifar-100-python), fine labels"),
+    Source("synthetic", "procedural class templates plus noise, any shape; for tests", builtin.load_synthetic),
+]}
+
+
+def load(name: str, **options) -> Dataset:
+    """Load dataset ``name`` with its options (``data_dir``, ``download`` for file-based sources)."""
+    if name not in SOURCES:
+        raise choice_error("dataset", name, SOURCES)
+    loader = SOURCES[name].load
+    allowed = list(inspect.signature(loader).parameters)
+    unknown = sorted(set(options) - set(allowed))
+    if unknown:
+        raise RethinkgenError(
+            f"dataset {name!r} does not take option(s) {', '.join(unknown)}; allowed: {', '.join(allowed) or 'none'}")
+    return loader(**options)
+
+
+def source_status(data_dir=None) -> list[dict]:
+    """For each source: whether it was found, where, and its shape (loading it to check)."""
+    rows = []
+    for source in SOURCES.values():
+        row = {"name": source.name, "description": source.description, "found": True, "where": "built in",
+               "shape": ""}
+        if source.locate is not None:
+            where = source.locate(data_dir=data_dir)
+            row.update(found=where is not None, where=str(where) if where else "not found")
+        if row["found"]:
+            try:
+                dataset = source.load(data_dir=data_dir) if source.locate else source.load()
+                row["shape"] = dataset.describe().split(": ", 1)[1]
+            except RethinkgenError as error:
+                row.update(found=False, shape=f"unreadable: {error}")
+        rows.append(row)
+    return rows

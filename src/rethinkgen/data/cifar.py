@@ -1,0 +1,114 @@
+"""CIFAR-10 and CIFAR-100 in the standard python-batches format."""
+
+from __future__ import annotations
+
+import pickle
+import tarfile
+from pathlib import Path
+
+import numpy as np
+
+from rethinkgen.data.dataset import Dataset
+from rethinkgen.data.download import cache_root, fetch
+from rethinkgen.errors import RethinkgenError
+
+IMAGE_BYTES = 3 * 32 * 32
+
+SOURCES = {
+    "cifar10": {
+        "folder": "cifar-10-batches-py",
+        "train": [f"data_batch_{i}" for i in range(1, 6)],
+        "test": ["test_batch"],
+        "meta": ("batches.meta", b"label_names"),
+        "labels_key": b"labels",
+        "url": "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz",
+        "md5": "c58f30108f718f92721af3b95e74349a",
+    },
+    "cifar100": {
+        "folder": "cifar-100-python",
+        "train": ["train"],
+        "test": ["test"],
+        "meta": ("meta", b"fine_label_names"),
+        "labels_key": b"fine_labels",
+        "url": "https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz",
+        "md5": "eb9058c3a382ffc7106e4002c42a8d85",
+    },
+}
+
+
+def _unpickle(path: Path) -> dict:
+    if not path.is_file():
+        raise RethinkgenError(f"{path}: missing file")
+    try:
+        with open(path, "rb") as handle:
+            content = pickle.load(handle, encoding="bytes")
+    except Exception as error:  # truncated or foreign files raise many different exception types
+        raise RethinkgenError(f"{path}: not a readable CIFAR python batch ({type(error).__name__}: {error})") from None
+    if not isinstance(content, dict):
+        raise RethinkgenError(f"{path}: expected a pickled dict, got {type(content).__name__}")
+    return content
+
+
+def _read_batches(directory: Path, names: list[str], labels_key: bytes) -> tuple[np.ndarray, np.ndarray]:
+    images, labels = [], []
+    for name in names:
+        path = directory / name
+        batch = _unpickle(path)
+        if b"data" not in batch or labels_key not in batch:
+            raise RethinkgenError(f"{path}: missing key 'data' or {labels_key.decode()!r}")
+        data = np.asarray(batch[b"data"])
+        if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != IMAGE_BYTES:
+            raise RethinkgenError(f"{path}: data must be uint8 [N, {IMAGE_BYTES}], got {data.dtype} {data.shape}")
+        batch_labels = np.asarray(batch[labels_key], dtype=np.int64)
+        if len(batch_labels) != len(data):
+            raise RethinkgenError(f"{path}: {len(data)} images but {len(batch_labels)} labels")
+        images.append(data.reshape(-1, 3, 32, 32))
+        labels.append(batch_labels)
+    return np.concatenate(images), np.concatenate(labels)
+
+
+def locate(name: str, data_dir=None) -> Path | None:
+    """The batches directory: ``data_dir`` itself or its standard sub-folder, else the cache."""
+    folder = SOURCES[name]["folder"]
+    roots = [Path(data_dir)] if data_dir is not None else [cache_root()]
+    for root in roots:
+        for directory in (root, root / folder):
+            if (directory / SOURCES[name]["meta"][0]).is_file():
+                return directory
+    return None
+
+
+def download(name: str) -> Path:
+    spec = SOURCES[name]
+    archive = fetch(spec["url"], cache_root() / Path(spec["url"]).name, spec["md5"])
+    with tarfile.open(archive) as tar:
+        tar.extractall(cache_root(), filter="data")
+    return cache_root() / spec["folder"]
+
+
+def load_cifar(name: str, data_dir=None, download_missing: bool = False) -> Dataset:
+    spec = SOURCES[name]
+    directory = locate(name, data_dir)
+    if directory is None and download_missing:
+        directory = download(name)
+    if directory is None:
+        where = Path(data_dir) if data_dir is not None else cache_root()
+        if not where.is_dir():
+            raise RethinkgenError(f"{name}: data directory {where} does not exist")
+        raise RethinkgenError(
+            f"{name}: no {spec['meta'][0]} in {where} or {where / spec['folder']}; point --data-dir at "
+            f"the extracted '{spec['folder']}' folder, or pass --download")
+    meta_name, names_key = spec["meta"]
+    meta = _unpickle(directory / meta_name)
+    if names_key not in meta:
+        raise RethinkgenError(f"{directory / meta_name}: missing key {names_key.decode()!r}")
+    classes = tuple(c.decode() if isinstance(c, bytes) else str(c) for c in meta[names_key])
+    x_train, y_train = _read_batches(directory, spec["train"], spec["labels_key"])
+    x_test, y_test = _read_batches(directory, spec["test"], spec["labels_key"])
+    return Dataset(name, x_train, y_train, x_test, y_test, classes)
+
+
+def write_batch(path: Path, images: np.ndarray, labels, labels_key: bytes = b"labels") -> None:
+    """Write images ``[N, 3, 32, 32]`` and labels as one python batch (used by tests and tools)."""
+    with open(path, "wb") as handle:
+        pickle.dump({b"data": images.reshape(len(images), -1), labels_key: list(map(int, labels))}, handle)

@@ -1,0 +1,54 @@
+"""Fetching the canonical files of a dataset into a cache, verified by checksum.
+
+Only used when the user asks for it (``--download``); nothing else in rethinkgen touches the network.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+import urllib.request
+from pathlib import Path
+
+from rethinkgen.errors import RethinkgenError
+
+
+def cache_root() -> Path:
+    """Where downloads go: ``$RETHINKGEN_DATA`` if set, else ``~/.cache/rethinkgen``."""
+    return Path(os.environ.get("RETHINKGEN_DATA") or Path.home() / ".cache" / "rethinkgen")
+
+
+def md5sum(path: Path) -> str:
+    digest = hashlib.md5(usedforsecurity=False)
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def fetch(url: str, destination: Path, md5: str) -> Path:
+    """Download ``url`` to ``destination`` unless a file with the right checksum is already there.
+
+    The file is written under a temporary name and renamed only once its checksum matches, so an
+    interrupted or corrupted download never leaves a file that looks complete.
+    """
+    destination = Path(destination)
+    if destination.exists() and md5sum(destination) == md5:
+        return destination
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=destination.parent, prefix=destination.name + ".", suffix=".part")
+    try:
+        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=60) as response:
+            for chunk in iter(lambda: response.read(1 << 20), b""):
+                out.write(chunk)
+        actual = md5sum(Path(tmp))
+        if actual != md5:
+            raise RethinkgenError(f"download of {url} has MD5 {actual}, expected {md5}; nothing was kept")
+        os.replace(tmp, destination)
+    except OSError as error:
+        raise RethinkgenError(f"could not download {url}: {error}") from None
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    return destination

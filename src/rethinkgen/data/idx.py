@@ -1,0 +1,140 @@
+"""MNIST-style IDX files (MNIST, Fashion-MNIST), gzipped or not."""
+
+from __future__ import annotations
+
+import gzip
+import os
+import zlib
+from pathlib import Path
+
+import numpy as np
+
+from rethinkgen.data.dataset import Dataset
+from rethinkgen.data.download import cache_root, fetch
+from rethinkgen.errors import RethinkgenError
+
+FILES = {
+    "x_train": "train-images-idx3-ubyte",
+    "y_train": "train-labels-idx1-ubyte",
+    "x_test": "t10k-images-idx3-ubyte",
+    "y_test": "t10k-labels-idx1-ubyte",
+}
+UBYTE = 0x08  # the IDX type code for unsigned bytes, the only one these datasets use
+
+SOURCES = {
+    "mnist": {
+        "classes": tuple(str(d) for d in range(10)),
+        "url": "https://ossci-datasets.s3.amazonaws.com/mnist/",
+        "md5": {
+            "x_train": "f68b3c2dcbeaaa9fbdd348bbdeb94873", "y_train": "d53e105ee54ea40749a09fcbcd1e9432",
+            "x_test": "9fb629c4189551a2d022fa330f9573f3", "y_test": "ec29112dd5afa0611ce80d1b7f02629c",
+        },
+        "system_dirs": ["/usr/share/datasets/mnist"],
+    },
+    "fashion-mnist": {
+        "classes": ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+                    "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"),
+        "url": "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",
+        "md5": {
+            "x_train": "8d4fb7e6c68d591d4c3dfef9ec88bf0d", "y_train": "25c81989df183df01b3e8a0aad5dffbe",
+            "x_test": "bef4ecab320f06d8554ea6380940ec79", "y_test": "bb300cfdad3c16e7a12a480ee83cd310",
+        },
+        # where Debian's package dataset-fashion-mnist installs the files
+        "system_dirs": ["/usr/share/datasets/fashion-mnist"],
+    },
+}
+
+
+def read_idx(path: Path, ndim: int) -> np.ndarray:
+    """Read one IDX file of unsigned bytes with ``ndim`` dimensions, checking magic number and length."""
+    try:
+        opener = gzip.open if path.suffix == ".gz" else open
+        with opener(path, "rb") as handle:
+            raw = handle.read()
+    except (OSError, EOFError, zlib.error) as error:
+        raise RethinkgenError(f"{path}: cannot read ({error})") from None
+    if len(raw) < 4 + 4 * ndim:
+        raise RethinkgenError(f"{path}: truncated IDX header ({len(raw)} bytes)")
+    if raw[0] != 0 or raw[1] != 0 or raw[2] != UBYTE or raw[3] != ndim:
+        raise RethinkgenError(
+            f"{path}: wrong magic number 0x{raw[:4].hex()}; expected 0x0000{UBYTE:02x}{ndim:02x} "
+            f"(unsigned bytes, {ndim} dimensions)")
+    shape = tuple(int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
+    expected = int(np.prod(shape))
+    body = raw[4 + 4 * ndim:]
+    if len(body) != expected:
+        raise RethinkgenError(
+            f"{path}: {'truncated' if len(body) < expected else 'too long'}: header says {shape} = "
+            f"{expected} bytes of data, file has {len(body)}")
+    return np.frombuffer(body, dtype=np.uint8).reshape(shape)
+
+
+def find_file(directory: Path, stem: str) -> Path | None:
+    for candidate in (directory / stem, directory / (stem + ".gz")):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def candidate_dirs(name: str, data_dir: str | os.PathLike | None) -> list[Path]:
+    """Where to look, in order: the directory given, ``$RETHINKGEN_DATA``/the cache, the system dirs."""
+    if data_dir is not None:
+        return [Path(data_dir)]
+    return [cache_root() / name] + [Path(d) for d in SOURCES[name]["system_dirs"]]
+
+
+def locate(name: str, data_dir=None) -> Path | None:
+    """The first candidate directory that holds all four files, or None."""
+    for directory in candidate_dirs(name, data_dir):
+        if all(find_file(directory, stem) for stem in FILES.values()):
+            return directory
+    return None
+
+
+def download(name: str) -> Path:
+    spec, directory = SOURCES[name], cache_root() / name
+    for key, stem in FILES.items():
+        fetch(spec["url"] + stem + ".gz", directory / (stem + ".gz"), spec["md5"][key])
+    return directory
+
+
+def load_idx_dataset(name: str, data_dir=None, download_missing: bool = False) -> Dataset:
+    directory = locate(name, data_dir)
+    if directory is None and download_missing:
+        directory = download(name)
+    if directory is None:
+        searched = candidate_dirs(name, data_dir)
+        if data_dir is not None and not Path(data_dir).is_dir():
+            raise RethinkgenError(f"{name}: data directory {data_dir} does not exist")
+        raise RethinkgenError(
+            f"{name}: IDX files ({', '.join(FILES.values())}, optionally .gz) not found in "
+            f"{', '.join(map(str, searched))}; set --data-dir or RETHINKGEN_DATA, or pass --download")
+    arrays = {}
+    for key, stem in FILES.items():
+        arrays[key] = read_idx(find_file(directory, stem), ndim=3 if key.startswith("x") else 1)
+    for split in ("train", "test"):
+        n_images, n_labels = len(arrays[f"x_{split}"]), len(arrays[f"y_{split}"])
+        if n_images != n_labels:
+            raise RethinkgenError(
+                f"{directory / FILES['x_' + split]}: {n_images} images but "
+                f"{FILES['y_' + split]} has {n_labels} labels")
+    classes = SOURCES[name]["classes"]
+    for split in ("train", "test"):
+        labels = arrays[f"y_{split}"]
+        if len(labels) and labels.max() >= len(classes):
+            raise RethinkgenError(
+                f"{directory / FILES['y_' + split]}: label {labels.max()} outside 0..{len(classes) - 1}")
+    return Dataset(
+        name=name,
+        x_train=arrays["x_train"][:, None].copy(), y_train=arrays["y_train"].astype(np.int64),
+        x_test=arrays["x_test"][:, None].copy(), y_test=arrays["y_test"].astype(np.int64),
+        classes=classes)
+
+
+def write_idx(path: Path, array: np.ndarray) -> None:
+    """Write ``array`` (uint8) as an IDX file, gzipped when ``path`` ends in .gz (used by tests and tools)."""
+    array = np.ascontiguousarray(array, dtype=np.uint8)
+    header = bytes([0, 0, UBYTE, array.ndim]) + b"".join(int(n).to_bytes(4, "big") for n in array.shape)
+    opener = gzip.open if Path(path).suffix == ".gz" else open
+    with opener(path, "wb") as handle:
+        handle.write(header + array.tobytes())

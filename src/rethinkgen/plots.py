@@ -1,0 +1,48 @@
+"""Figures drawn from stored runs (matplotlib, headless)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+
+LINESTYLES = ["-", "--", "-.", ":"]
+
+
+def plot_learning_curves(curves: list[dict], path: str | Path, title: str = "") -> Path:
+    """Figure-1a-style panels against steps: running mean training loss, train and test accuracy.
+
+    Each curve is ``{"label", "steps": [{"step", "loss"}...], "metrics": [{"step", "train_accuracy",
+    "test_accuracy"}...]}``. Writes ``path`` (PNG) and the same figure as SVG beside it.
+    """
+    fig, (loss_ax, train_ax, test_ax) = plt.subplots(1, 3, figsize=(16, 4.6))
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for i, curve in enumerate(curves):
+        # curves can coincide (an MLP does not care about a fixed pixel permutation): vary the dashes too
+        style = dict(color=colors[i % len(colors)], linestyle=LINESTYLES[i % len(LINESTYLES)], linewidth=1.6)
+        steps = curve["steps"]
+        loss_ax.plot([row["step"] / 1000 for row in steps], [row["loss"] for row in steps],
+                     label=curve["label"], **style)
+        metrics = curve["metrics"]
+        x = [row["step"] / 1000 for row in metrics]
+        train_ax.plot(x, [row["train_accuracy"] for row in metrics], **style)
+        test_ax.plot(x, [row["test_accuracy"] for row in metrics], **style)
+    loss_ax.set(ylabel="average training loss", title="(a) learning curves", ylim=(0, None))
+    train_ax.set(ylabel="accuracy on the training labels", title="(b) training accuracy", ylim=(0, 1.02))
+    test_ax.set(ylabel="accuracy on the true test labels", title="(c) test accuracy", ylim=(0, 1.02))
+    loss_ax.legend(frameon=False)
+    for ax in (loss_ax, train_ax, test_ax):
+        ax.set_xlabel("thousand steps")
+        ax.grid(alpha=0.3)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=120)
+    fig.savefig(path.with_suffix(".svg"))
+    plt.close(fig)
+    return path

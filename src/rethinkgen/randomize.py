@@ -1,0 +1,185 @@
+"""The paper's randomizations (Section 2.1) as one pure, seeded function.
+
+Two orthogonal knobs: ``label_noise`` (p in [0, 1]; 1 is random labels) and ``inputs`` (original,
+shuffled-pixels, random-pixels, gaussian). Everything is drawn once from the seed, so the same seed
+gives byte-identical data, and a run that resumes sees exactly the data it started with.
+
+Choices where the paper is silent (see README, "Choices"):
+- a pixel is a spatial position: its channels move together under both permutations;
+- shuffled-pixels applies the one training permutation to the test images too (the paper says so);
+- random-pixels and gaussian transform the test images as well, each drawn afresh per test image;
+- gaussian uses the training set's per-channel mean and standard deviation, then clips to 0..255 and
+  rounds to uint8, so the moments of the stored images are those of a clipped Gaussian;
+- the randomization acts on raw uint8 images, before any preprocessing or standardization;
+- test labels stay true unless ``corrupt_test_labels``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+
+from rethinkgen.data.dataset import Dataset
+from rethinkgen.errors import RethinkgenError, choice_error
+
+INPUTS = ("original", "shuffled-pixels", "random-pixels", "gaussian")
+# independent random streams, so that turning one knob never changes what the other draws
+STREAM_TRAIN_LABELS, STREAM_TEST_LABELS, STREAM_PERMUTATION, STREAM_TRAIN_INPUTS, STREAM_TEST_INPUTS = range(1, 6)
+CHUNK = 4096  # images per chunk when drawing per-image noise, to bound memory
+
+
+@dataclass
+class RandomizationRecord:
+    """What was drawn: enough to check, explain and reuse a randomization."""
+
+    seed: int
+    label_noise: float
+    inputs: str
+    corrupt_test_labels: bool
+    num_classes: int
+    source_hash: str
+    dataset_hash: str = ""
+    replaced: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    changed: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    test_replaced: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    test_changed: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    permutation: np.ndarray | None = None
+    gaussian_mean: list[float] | None = None
+    gaussian_std: list[float] | None = None
+
+    ARRAYS = ("replaced", "changed", "test_replaced", "test_changed", "permutation")
+
+    def summary(self, n_train: int) -> dict:
+        """The scalar facts, including the expected and actual fraction of labels that changed."""
+        k = self.num_classes
+        return {
+            "seed": self.seed, "label_noise": self.label_noise, "inputs": self.inputs,
+            "corrupt_test_labels": self.corrupt_test_labels, "num_classes": k,
+            "source_hash": self.source_hash, "dataset_hash": self.dataset_hash,
+            "n_train": n_train, "n_replaced": len(self.replaced), "n_changed": len(self.changed),
+            "fraction_replaced": len(self.replaced) / n_train if n_train else 0.0,
+            "fraction_changed": len(self.changed) / n_train if n_train else 0.0,
+            "expected_fraction_changed": self.label_noise * (1 - 1 / k),
+            "n_test_changed": len(self.test_changed),
+            "gaussian_mean": self.gaussian_mean, "gaussian_std": self.gaussian_std,
+        }
+
+    def save(self, directory: Path, n_train: int) -> None:
+        """Write ``randomization.json`` (readable facts) and ``randomization.npz`` (the index arrays)."""
+        directory = Path(directory)
+        arrays = {name: getattr(self, name) for name in self.ARRAYS if getattr(self, name) is not None}
+        _atomic_write(directory / "randomization.npz", lambda f: np.savez_compressed(f, **arrays))
+        text = json.dumps(self.summary(n_train), indent=2)
+        _atomic_write(directory / "randomization.json", lambda f: f.write(text.encode()))
+
+    @classmethod
+    def load(cls, directory: Path) -> "RandomizationRecord":
+        directory = Path(directory)
+        facts = json.loads((directory / "randomization.json").read_text())
+        with np.load(directory / "randomization.npz") as arrays:
+            loaded = {name: arrays[name] for name in cls.ARRAYS if name in arrays}
+        fields = {k: facts[k] for k in ("seed", "label_noise", "inputs", "corrupt_test_labels", "num_classes",
+                                        "source_hash", "dataset_hash", "gaussian_mean", "gaussian_std")}
+        return cls(**fields, **loaded)
+
+
+def _atomic_write(path: Path, write) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            write(handle)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def validate(label_noise: float, inputs: str, seed: int) -> None:
+    if isinstance(label_noise, bool) or not isinstance(label_noise, (int, float)) \
+            or not math.isfinite(label_noise) or not 0.0 <= label_noise <= 1.0:
+        raise RethinkgenError(f"label noise {label_noise!r} is outside [0, 1]")
+    if inputs not in INPUTS:
+        raise choice_error("input randomization", inputs, INPUTS)
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise RethinkgenError(f"seed {seed!r} must be a non-negative integer")
+
+
+def randomize(dataset: Dataset, label_noise: float = 0.0, inputs: str = "original", seed: int = 0,
+              corrupt_test_labels: bool = False) -> tuple[Dataset, RandomizationRecord]:
+    """Return the randomized dataset and the record of what was drawn. Pure: ``dataset`` is untouched.
+
+    >>> noisy, record = randomize(load("digits"), label_noise=1.0, seed=3)   # random labels
+    """
+    validate(label_noise, inputs, seed)
+    k = dataset.num_classes
+    record = RandomizationRecord(int(seed), float(label_noise), inputs, bool(corrupt_test_labels), k,
+                                 source_hash=dataset.content_hash())
+    y_train, record.replaced, record.changed = _corrupt_labels(
+        dataset.y_train, label_noise, k, _rng(seed, STREAM_TRAIN_LABELS))
+    y_test = dataset.y_test
+    if corrupt_test_labels:
+        y_test, record.test_replaced, record.test_changed = _corrupt_labels(
+            dataset.y_test, label_noise, k, _rng(seed, STREAM_TEST_LABELS))
+
+    x_train, x_test = dataset.x_train, dataset.x_test
+    if inputs == "shuffled-pixels":
+        n_pixels = x_train.shape[2] * x_train.shape[3]
+        record.permutation = _rng(seed, STREAM_PERMUTATION).permutation(n_pixels)
+        x_train, x_test = (_permute_pixels(x, record.permutation) for x in (x_train, x_test))
+    elif inputs == "random-pixels":
+        x_train = _permute_each_image(x_train, _rng(seed, STREAM_TRAIN_INPUTS))
+        x_test = _permute_each_image(x_test, _rng(seed, STREAM_TEST_INPUTS))
+    elif inputs == "gaussian":
+        as_float = x_train.astype(np.float64)
+        mean, std = as_float.mean(axis=(0, 2, 3)), as_float.std(axis=(0, 2, 3))
+        record.gaussian_mean, record.gaussian_std = mean.tolist(), std.tolist()
+        x_train = _gaussian_images(x_train.shape, mean, std, _rng(seed, STREAM_TRAIN_INPUTS))
+        x_test = _gaussian_images(x_test.shape, mean, std, _rng(seed, STREAM_TEST_INPUTS))
+
+    randomized = replace(dataset, x_train=x_train, y_train=y_train, x_test=x_test, y_test=y_test)
+    record.dataset_hash = randomized.content_hash()
+    return randomized, record
+
+
+def _rng(seed: int, stream: int) -> np.random.Generator:
+    return np.random.default_rng([int(seed), stream])
+
+
+def _corrupt_labels(labels: np.ndarray, p: float, k: int, rng: np.random.Generator):
+    """Each label, independently with probability p, becomes a uniform class (possibly the same one)."""
+    replace_mask = rng.random(len(labels)) < p
+    draws = rng.integers(0, k, size=len(labels))
+    new = np.where(replace_mask, draws, labels).astype(np.int64)
+    return new, np.flatnonzero(replace_mask), np.flatnonzero(new != labels)
+
+
+def _permute_pixels(x: np.ndarray, permutation: np.ndarray) -> np.ndarray:
+    n, c, h, w = x.shape
+    return np.ascontiguousarray(x.reshape(n, c, h * w)[:, :, permutation].reshape(n, c, h, w))
+
+
+def _permute_each_image(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    n, c, h, w = x.shape
+    flat = x.reshape(n, c, h * w)
+    out = np.empty_like(flat)
+    for start in range(0, n, CHUNK):
+        stop = min(start + CHUNK, n)
+        order = np.argsort(rng.random((stop - start, h * w)), axis=1)
+        out[start:stop] = np.take_along_axis(flat[start:stop], order[:, None, :], axis=2)
+    return out.reshape(n, c, h, w)
+
+
+def _gaussian_images(shape, mean: np.ndarray, std: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    n, c, h, w = shape
+    out = np.empty(shape, dtype=np.uint8)
+    for start in range(0, n, CHUNK):
+        stop = min(start + CHUNK, n)
+        noise = rng.standard_normal((stop - start, c, h, w)) * std[None, :, None, None] + mean[None, :, None, None]
+        out[start:stop] = np.clip(np.round(noise), 0, 255).astype(np.uint8)
+    return out

@@ -1,0 +1,292 @@
+"""The trainer: one small loop of SGD over a dataset that lives on the training device.
+
+Per epoch: draw the data order from (order_seed, epoch), train, then evaluate the full training set
+(on the labels it trains on, and on the original labels of the examples whose label changed) and the
+test set in eval mode, record the metrics, and checkpoint. Every random draw of an epoch is derived from
+the seeds and the epoch number, so a run resumed from its last checkpoint ends with exactly the metrics
+of a run that was never interrupted.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from rethinkgen import data, models
+from rethinkgen.augment import AugmentSettings, augment
+from rethinkgen.config import RunConfig
+from rethinkgen.errors import RethinkgenError
+from rethinkgen.preprocess import crop_size_for, preprocess, standardize, to_unit
+from rethinkgen.randomize import RandomizationRecord, randomize
+from rethinkgen.results import RunStore, append_jsonl, read_jsonl, write_json, write_jsonl
+
+FINISHED = ("complete", "diverged")  # statuses a re-run leaves alone
+
+
+@dataclass
+class RunResult:
+    run_id: str
+    run_dir: Path
+    config: RunConfig
+    summary: dict
+
+    @property
+    def metrics(self) -> list[dict]:
+        return read_jsonl(self.run_dir / "metrics.jsonl")
+
+    @property
+    def steps(self) -> list[dict]:
+        return read_jsonl(self.run_dir / "steps.jsonl")
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise RethinkgenError(f"device {name!r} requested but no CUDA GPU is available; use --device cpu")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise RethinkgenError(f"device {name!r} requested but MPS is not available; use --device cpu")
+    return device
+
+
+def epoch_seed(seed: int, epoch: int, stream: str) -> int:
+    """A 63-bit seed for one stream of one epoch, independent of every other (seed, epoch, stream)."""
+    digest = hashlib.sha256(f"{seed}:{epoch}:{stream}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") >> 1
+
+
+def prepare_data(config: RunConfig):
+    """Load, subset and randomize the dataset; return (clean, randomized, record)."""
+    options = {"data_dir": config.data_dir, "download": config.download} if config.dataset != "synthetic" \
+        and config.dataset != "digits" else {}
+    dataset = data.load(config.dataset, **options)
+    if config.subset is not None or config.test_subset is not None:
+        dataset = dataset.subset(config.subset, seed=config.randomization_seed, n_test=config.test_subset)
+    randomized, record = randomize(dataset, config.label_noise, config.inputs, config.randomization_seed,
+                                   config.corrupt_test_labels)
+    return dataset, randomized, record
+
+
+class DeviceData:
+    """The dataset on the training device: uint8 images for augmentation, preprocessed floats for the rest."""
+
+    def __init__(self, clean, randomized, record: RandomizationRecord, config: RunConfig, device):
+        height = randomized.image_shape[1]
+        self.crop_size = crop_size_for(height, config.crop)
+        self.augment = AugmentSettings(tuple(config.augment), crop_size=self.crop_size, pad=config.pad,
+                                       rotate_degrees=config.rotate_degrees)
+        self.x_train_u8 = torch.from_numpy(randomized.x_train).to(device)
+        self.x_train = preprocess(self.x_train_u8, self.crop_size)
+        self.y_train = torch.from_numpy(randomized.y_train).to(device)
+        self.x_test = preprocess(torch.from_numpy(randomized.x_test).to(device), self.crop_size)
+        self.y_test = torch.from_numpy(randomized.y_test).to(device)
+        self.changed = torch.from_numpy(record.changed).to(device)
+        self.y_changed_original = torch.from_numpy(clean.y_train[record.changed]).to(device)
+        self.input_shape = tuple(self.x_train.shape[1:])
+        self.num_classes = randomized.num_classes
+
+    def batch(self, index: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        if not self.augment.names:
+            return self.x_train[index]
+        return standardize(augment(to_unit(self.x_train_u8[index]), self.augment, generator).contiguous())
+
+
+@torch.no_grad()
+def predict(model, x: torch.Tensor, batch_size: int) -> torch.Tensor:
+    model.eval()
+    return torch.cat([model(x[i:i + batch_size]) for i in range(0, len(x), batch_size)])
+
+
+def evaluate(model, device_data: DeviceData, batch_size: int) -> dict:
+    """Loss and accuracy on the full training set, on the changed labels' originals, and on the test set."""
+    logits = predict(model, device_data.x_train, batch_size)
+    test_logits = predict(model, device_data.x_test, batch_size)
+    result = {
+        "train_loss": F.cross_entropy(logits, device_data.y_train).item(),
+        "train_accuracy": (logits.argmax(1) == device_data.y_train).float().mean().item(),
+        "test_loss": F.cross_entropy(test_logits, device_data.y_test).item(),
+        "test_accuracy": (test_logits.argmax(1) == device_data.y_test).float().mean().item(),
+        "changed_original_accuracy": None,
+    }
+    if len(device_data.changed):
+        guesses = logits[device_data.changed].argmax(1)
+        result["changed_original_accuracy"] = (guesses == device_data.y_changed_original).float().mean().item()
+    return result
+
+
+def _save_checkpoint(path: Path, state: dict) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
+    os.close(fd)
+    try:
+        torch.save(state, tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def summarize(history: list[dict], steps: list[dict], fit_threshold: float) -> dict:
+    """Final metrics, time to fit and best test accuracy, from the per-epoch history."""
+    summary = {key: None for key in ("train_loss", "train_accuracy", "test_loss", "test_accuracy",
+                                     "changed_original_accuracy", "generalization_gap", "steps_to_fit",
+                                     "epochs_to_fit", "loss_at_fit", "best_test_accuracy", "best_test_epoch")}
+    summary.update(epochs_completed=len(history), steps=history[-1]["step"] if history else 0,
+                   wall_seconds=history[-1]["wall_seconds"] if history else 0.0, fitted=False)
+    if not history:
+        return summary
+    last = history[-1]
+    for key in ("train_loss", "train_accuracy", "test_loss", "test_accuracy", "changed_original_accuracy"):
+        summary[key] = last[key]
+    summary["generalization_gap"] = last["train_accuracy"] - last["test_accuracy"]
+    fit = next((row for row in history if row["train_accuracy"] >= fit_threshold), None)
+    if fit is not None:
+        summary.update(fitted=True, steps_to_fit=fit["step"], epochs_to_fit=fit["epoch"], loss_at_fit=fit["train_loss"])
+    best = max(history, key=lambda row: row["test_accuracy"])
+    summary.update(best_test_accuracy=best["test_accuracy"], best_test_epoch=best["epoch"])
+    seconds = sum(row["train_seconds"] for row in history)
+    summary["images_per_second"] = sum(row["images"] for row in history) / seconds if seconds else None
+    return summary
+
+
+def train(config: RunConfig, runs_dir: str | Path = "runs", progress: bool = True,
+          log: Callable[[str], None] | None = None) -> RunResult:
+    """Train one run, or resume it from its checkpoint, or return it if it already finished."""
+    config = config.validated().resolved()
+    log = log or (lambda message: tqdm.write(message) if progress else None)
+    store = RunStore(runs_dir)
+    run_id = config.run_id()
+    run_dir = store.run_dir(run_id)
+    summary_path, checkpoint_path = run_dir / "summary.json", run_dir / "checkpoint.pt"
+    if summary_path.exists():
+        previous = json.loads(summary_path.read_text())
+        if previous.get("status") in FINISHED:
+            log(f"run {run_id} already {previous['status']}; nothing to do")
+            return RunResult(run_id, run_dir, config, previous)
+
+    device = resolve_device(config.device)
+    clean, randomized, record = prepare_data(config)
+    run_dir.mkdir(exist_ok=True)
+    if (run_dir / "randomization.json").exists():
+        saved = RandomizationRecord.load(run_dir)
+        if saved.dataset_hash != record.dataset_hash:
+            raise RethinkgenError(
+                f"run {run_id}: the data now hash to {record.dataset_hash}, but the run started on "
+                f"{saved.dataset_hash}; refusing to resume on different data (remove {run_dir} to restart)")
+    else:
+        record.save(run_dir, len(randomized.y_train))
+    write_json(run_dir / "config.json", config.to_dict())
+
+    device_data = DeviceData(clean, randomized, record, config, device)
+    torch.manual_seed(config.init_seed)
+    model_options = {"dropout": config.dropout} if config.dropout else {}
+    model = models.create_model(config.model, device_data.input_shape, device_data.num_classes, **model_options)
+    model.to(device)
+    if not (run_dir / "initial.pt").exists():
+        _save_checkpoint(run_dir / "initial.pt", {"model": model.state_dict()})
+    optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum,
+                                weight_decay=config.weight_decay)
+
+    history, step_log, start_epoch, step = [], [], 0, 0
+    if checkpoint_path.exists():
+        state = torch.load(checkpoint_path, map_location=device, weights_only=False)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        history, step_log, step = state["history"], state["steps"], state["step"]
+        start_epoch = len(history)
+        log(f"run {run_id}: resuming after epoch {start_epoch}")
+    # the logs are appended to each epoch; rewriting them here drops rows newer than the checkpoint
+    write_jsonl(run_dir / "metrics.jsonl", history)
+    write_jsonl(run_dir / "steps.jsonl", step_log)
+
+    base = {"run_id": run_id, "device": str(device), "parameters": models.count_parameters(model),
+            "fraction_labels_changed": len(record.changed) / len(randomized.y_train), "message": ""}
+
+    def finish(status: str, message: str = "") -> dict:
+        summary = {**base, **summarize(history, step_log, config.fit_threshold), "status": status, "message": message}
+        write_json(summary_path, summary)
+        store.register(run_id, config.to_dict(), summary)
+        return summary
+
+    finish("running")
+    n_train = len(device_data.y_train)
+    wall_before = history[-1]["wall_seconds"] if history else 0.0
+    status, message = "complete", ""
+    logged_steps = len(step_log)
+    epochs = tqdm(range(start_epoch, config.epochs), initial=start_epoch, total=config.epochs, disable=not progress,
+                  desc=f"{run_id} {config.model} p={config.label_noise:g} {config.inputs}", leave=False,
+                  unit="epoch", dynamic_ncols=True)
+    try:
+        for epoch in epochs:
+            started = time.perf_counter()
+            lr = config.lr * config.lr_decay ** epoch
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            generator = torch.Generator(device=device).manual_seed(epoch_seed(config.order_seed, epoch, "order"))
+            torch.manual_seed(epoch_seed(config.init_seed, epoch, "dropout"))
+            order = torch.randperm(n_train, device=device, generator=generator)
+            model.train()
+            loss_sum, loss_count = torch.zeros((), device=device), 0
+            for start in range(0, n_train, config.batch_size):
+                index = order[start:start + config.batch_size]
+                loss = F.cross_entropy(model(device_data.batch(index, generator)), device_data.y_train[index])
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                step += 1
+                loss_sum += loss.detach()
+                loss_count += 1
+                if step % config.log_every == 0:
+                    mean_loss = (loss_sum / loss_count).item()
+                    step_log.append({"step": step, "epoch": epoch + start / n_train, "loss": mean_loss})
+                    loss_sum, loss_count = torch.zeros((), device=device), 0
+                    if not math.isfinite(mean_loss):
+                        raise _Diverged(f"training loss became {mean_loss} at step {step} (epoch {epoch + 1})")
+            train_seconds = time.perf_counter() - started
+            metrics = evaluate(model, device_data, config.eval_batch_size)
+            if not math.isfinite(metrics["train_loss"]):
+                raise _Diverged(f"training loss became {metrics['train_loss']} at step {step} (epoch {epoch + 1})")
+            wall_before += time.perf_counter() - started
+            history.append({"epoch": epoch + 1, "step": step, "lr": lr, **metrics, "train_seconds": train_seconds,
+                            "images": n_train, "images_per_second": n_train / train_seconds,
+                            "wall_seconds": wall_before})
+            append_jsonl(run_dir / "metrics.jsonl", history[-1:])
+            append_jsonl(run_dir / "steps.jsonl", step_log[logged_steps:])
+            logged_steps = len(step_log)
+            _save_checkpoint(checkpoint_path, {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                                               "history": history, "steps": step_log, "step": step})
+            fitted = metrics["train_accuracy"] >= config.fit_threshold
+            epochs.set_postfix(loss=f"{metrics['train_loss']:.3f}", train=f"{metrics['train_accuracy']:.3f}",
+                               test=f"{metrics['test_accuracy']:.3f}")
+            finish("running")
+            if fitted and config.stop_at_fit:
+                message = f"stopped at fit after epoch {epoch + 1}"
+                break
+    except _Diverged as diverged:
+        status, message = "diverged", f"diverged: {diverged}"
+        append_jsonl(run_dir / "steps.jsonl", step_log[logged_steps:])
+        log(f"run {run_id} {message}")
+    except KeyboardInterrupt:
+        finish("interrupted", "interrupted; run the same command again to resume")
+        raise
+    except Exception as error:
+        finish("failed", f"{type(error).__name__}: {error}")
+        raise
+    finally:
+        epochs.close()
+    return RunResult(run_id, run_dir, config, finish(status, message))
+
+
+class _Diverged(Exception):
+    pass
