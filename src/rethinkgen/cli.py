@@ -38,7 +38,7 @@ def _config_from_args(args: argparse.Namespace) -> RunConfig:
         given["augment"] = [name for item in given["augment"] for name in item.split(",") if name]
     if args.config:
         return RunConfig.from_file(args.config, given)
-    return RunConfig.from_mapping(given, source="setting")
+    return RunConfig.from_mapping(given)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -71,11 +71,12 @@ class RunConfig:
 
     # ------------------------------------------------------------------ construction
     @classmethod
-    def from_mapping(cls, values: dict, source: str = "config") -> "RunConfig":
+    def from_mapping(cls, values: dict, where: str = "") -> "RunConfig":
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:
-            raise RethinkgenError(f"unknown {source} key {unknown[0]!r}; allowed: {', '.join(sorted(known))}")
+            raise RethinkgenError(
+                f"{where}unknown config key {unknown[0]!r}; allowed: {', '.join(sorted(known))}")
         return cls(**values).validated()
 
     @classmethod
@@ -91,7 +92,7 @@ class RunConfig:
         if not isinstance(values, dict):
             raise RethinkgenError(f"config file {path} must hold a mapping of settings, got {type(values).__name__}")
         values = {str(k).replace("-", "_"): v for k, v in values.items()}
-        return cls.from_mapping({**values, **(overrides or {})}, source=f"config key in {path.name}")
+        return cls.from_mapping({**values, **(overrides or {})}, where=f"{path}: ")
 
     def replace(self, **changes) -> "RunConfig":
         return dataclasses.replace(self, **changes).validated()

@@ -29,7 +29,7 @@ DEMO_DEFAULTS = dict(dataset="digits", model="mlp-1x512", epochs=600, lr_decay=1
 
 def demo_config(**overrides) -> RunConfig:
     values = {**DEMO_DEFAULTS, **{k: v for k, v in overrides.items() if v is not None}}
-    return RunConfig.from_mapping(values, source="demo setting")
+    return RunConfig.from_mapping(values)
 
 
 def results_table(rows: list[tuple[str, RunResult]]) -> str:

@@ -1,0 +1,130 @@
+"""The paper's models: exact parameter counts, options, user models, and shape checks."""
+
+import sys
+import textwrap
+
+import pytest
+import torch
+from torch import nn
+
+from rethinkgen.errors import RethinkgenError
+from rethinkgen.models import count_parameters, create_model, default_lr, model_names
+from rethinkgen.models.inception import BatchNormShift
+
+PAPER_COUNTS = {  # Table 1, for 3x28x28 inputs and 10 classes
+    "mlp-1x512": 1_209_866,
+    "mlp-3x512": 1_735_178,
+    "alexnet-small": 1_387_786,
+    "inception-small": 1_649_402,
+    "inception-small-nobn": 1_649_402,
+}
+
+
+@pytest.mark.parametrize("name, count", PAPER_COUNTS.items())
+def test_parameter_counts_match_the_paper_exactly(name, count):
+    assert count_parameters(create_model(name, (3, 28, 28), 10)) == count
+
+
+def test_registry_lists_every_paper_model_with_its_learning_rate():
+    assert set(PAPER_COUNTS) <= set(model_names())
+    assert default_lr("inception-small") == 0.1 and default_lr("inception-small-nobn") == 0.1
+    assert default_lr("alexnet-small") == 0.01 and default_lr("mlp-1x512") == 0.01
+
+
+@pytest.mark.parametrize("name", PAPER_COUNTS)
+@pytest.mark.parametrize("shape", [(3, 28, 28), (1, 8, 8), (1, 28, 28)])
+def test_models_map_images_to_logits(name, shape):
+    model = create_model(name, shape, 7)
+    model.eval()
+    assert model(torch.randn(4, *shape)).shape == (4, 7)
+
+
+def test_inception_variants_differ_only_in_batch_norm():
+    with_bn = create_model("inception-small", (3, 28, 28), 10)
+    without = create_model("inception-small-nobn", (3, 28, 28), 10)
+    assert sum(isinstance(m, BatchNormShift) for m in with_bn.modules()) == 1 + 2 * 8 + 2
+    assert not any(isinstance(m, (nn.BatchNorm2d, BatchNormShift)) for m in without.modules())
+    assert all(conv.bias is None for conv in with_bn.modules() if isinstance(conv, nn.Conv2d))
+    assert all(conv.bias is not None for conv in without.modules() if isinstance(conv, nn.Conv2d))
+
+
+def test_inception_spatial_sizes_follow_figure_3():
+    model = create_model("inception-small", (3, 28, 28), 10).eval()
+    sizes, x = [], torch.zeros(1, 3, 28, 28)
+    for layer in model:
+        x = layer(x)
+        sizes.append(tuple(x.shape[1:]))
+    assert sizes[0] == (96, 28, 28) and sizes[3] == (160, 14, 14) and sizes[8] == (240, 7, 7)
+    assert sizes[10] == (336, 7, 7)
+
+
+def test_alexnet_has_local_response_normalization_after_each_pool():
+    model = create_model("alexnet-small", (3, 28, 28), 10)
+    kinds = [type(m).__name__ for m in model]
+    assert kinds[:8] == ["Conv2d", "ReLU", "MaxPool2d", "LocalResponseNorm"] * 2
+
+
+@pytest.mark.parametrize("name", PAPER_COUNTS)
+def test_dropout_option_adds_dropout_without_parameters(name):
+    plain = create_model(name, (3, 28, 28), 10)
+    dropped = create_model(name, (3, 28, 28), 10, dropout=0.5)
+    assert any(isinstance(m, nn.Dropout) for m in dropped.modules())
+    assert not any(isinstance(m, nn.Dropout) for m in plain.modules())
+    assert count_parameters(dropped) == count_parameters(plain)
+
+
+def test_unknown_option_lists_the_allowed_ones():
+    with pytest.raises(RethinkgenError, match="width.*allowed: dropout"):
+        create_model("mlp-1x512", (3, 28, 28), 10, width=3)
+
+
+@pytest.fixture
+def user_module(tmp_path, monkeypatch):
+    (tmp_path / "my_models.py").write_text(textwrap.dedent("""
+        from torch import nn
+
+        def tiny(input_shape, num_classes, hidden=16):
+            c, h, w = input_shape
+            return nn.Sequential(nn.Flatten(), nn.Linear(c * h * w, hidden), nn.ReLU(), nn.Linear(hidden, num_classes))
+
+        def fixed(input_shape, num_classes):
+            return nn.Sequential(nn.Flatten(), nn.Linear(3 * 32 * 32, num_classes))
+
+        def wrong_output(input_shape, num_classes):
+            return nn.Sequential(nn.Flatten(), nn.LazyLinear(num_classes + 1))
+
+        NOT_CALLABLE = 3
+    """))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    yield "my_models"
+    sys.modules.pop("my_models", None)
+
+
+def test_user_model_by_module_and_factory(user_module):
+    model = create_model(f"{user_module}:tiny", (1, 8, 8), 10, hidden=5)
+    assert count_parameters(model) == 64 * 5 + 5 + 5 * 10 + 10
+    assert default_lr(f"{user_module}:tiny") == 0.01
+
+
+@pytest.mark.parametrize("reference, fragment", [
+    ("no_such_module_xyz:f", "cannot import"),
+    ("my_models:missing", "no callable 'missing'"),
+    ("my_models:NOT_CALLABLE", "no callable"),
+    ("resnet", "allowed: alexnet-small"),
+])
+def test_bad_model_references(user_module, reference, fragment):
+    with pytest.raises(RethinkgenError, match=fragment):
+        create_model(reference, (1, 8, 8), 10)
+
+
+def test_a_model_that_cannot_take_the_input_shape_is_refused(user_module):
+    with pytest.raises(RethinkgenError, match=r"cannot take input shape \(1, 8, 8\)"):
+        create_model(f"{user_module}:fixed", (1, 8, 8), 10)
+    with pytest.raises(RethinkgenError, match=r"output shape \(11,\)"):
+        create_model(f"{user_module}:wrong_output", (1, 8, 8), 10)
+
+
+@pytest.mark.parametrize("shape", [(3, 28), (0, 8, 8)])
+def test_bad_shapes_are_refused(shape):
+    with pytest.raises(RethinkgenError, match="input shape"):
+        create_model("mlp-1x512", shape, 10)

@@ -1,0 +1,164 @@
+"""The trainer: fitting, determinism, resume, divergence, the run store."""
+
+import json
+
+import numpy as np
+import pytest
+
+from rethinkgen import train as train_module
+from rethinkgen.config import RunConfig
+from rethinkgen.errors import RethinkgenError
+from rethinkgen.results import INDEX_NAME, load
+from rethinkgen.train import train
+
+TIMING = {"train_seconds", "wall_seconds", "images_per_second"}
+
+
+def tiny(**changes) -> RunConfig:
+    values = dict(dataset="digits", subset=200, test_subset=100, model="mlp-1x512", epochs=4, log_every=2)
+    return RunConfig(**{**values, **changes})
+
+
+def without_timing(rows):
+    return [{k: v for k, v in row.items() if k not in TIMING} for row in rows]
+
+
+def test_mlp_fits_random_labels_of_a_small_subset(tmp_path):
+    config = tiny(label_noise=1.0, epochs=300, lr_decay=1.0, stop_at_fit=True)
+    result = train(config, tmp_path, progress=False)
+    s = result.summary
+    assert s["status"] == "complete" and s["fitted"]
+    assert s["train_accuracy"] == 1.0
+    assert s["test_accuracy"] < 0.3  # random labels teach nothing about the test set
+    assert s["epochs_to_fit"] == s["epochs_completed"] < 300  # stopped at fit
+    assert s["steps_to_fit"] == result.metrics[-1]["step"]
+    assert s["fraction_labels_changed"] > 0.8
+
+
+def test_summary_and_store_files(tmp_path):
+    result = train(tiny(label_noise=0.5), tmp_path, progress=False)
+    run_dir = result.run_dir
+    assert run_dir.name == result.run_id == result.config.run_id()
+    for name in ("config.json", "randomization.json", "randomization.npz", "metrics.jsonl", "steps.jsonl",
+                 "summary.json", "checkpoint.pt", "initial.pt"):
+        assert (run_dir / name).is_file(), name
+    summary = json.loads((run_dir / "summary.json").read_text())
+    for key in ("status", "train_accuracy", "test_accuracy", "steps_to_fit", "epochs_to_fit",
+                "best_test_accuracy", "wall_seconds", "device", "generalization_gap", "changed_original_accuracy"):
+        assert key in summary
+    assert summary["device"] == "cpu" and summary["epochs_completed"] == 4
+    assert len(result.metrics) == 4 and [row["epoch"] for row in result.metrics] == [1, 2, 3, 4]
+    steps_per_epoch = -(-200 // 128)
+    assert result.metrics[-1]["step"] == 4 * steps_per_epoch
+    assert [row["step"] for row in result.steps] == [2, 4, 6, 8]
+    lrs = [row["lr"] for row in result.metrics]
+    np.testing.assert_allclose(lrs, [0.01 * 0.95 ** e for e in range(4)])
+    assert 0 <= summary["changed_original_accuracy"] <= 1
+    assert summary["best_test_accuracy"] == max(row["test_accuracy"] for row in result.metrics)
+    config = json.loads((run_dir / "config.json").read_text())
+    assert config["lr"] == 0.01 and config["init_seed"] == 0
+    frame = load(tmp_path)
+    assert list(frame["run_id"]) == [result.run_id]
+    assert frame.loc[0, "status"] == "complete" and frame.loc[0, "label_noise"] == 0.5
+
+
+def test_true_labels_have_no_changed_examples(tmp_path):
+    result = train(tiny(), tmp_path, progress=False)
+    assert result.summary["changed_original_accuracy"] is None
+    assert result.summary["fraction_labels_changed"] == 0.0
+
+
+def test_same_config_gives_identical_metrics(tmp_path):
+    a = train(tiny(label_noise=0.3, augment=("crop", "flip"), dropout=0.2), tmp_path / "a", progress=False)
+    b = train(tiny(label_noise=0.3, augment=("crop", "flip"), dropout=0.2), tmp_path / "b", progress=False)
+    assert without_timing(a.metrics) == without_timing(b.metrics)
+    assert a.steps == b.steps
+    c = train(tiny(label_noise=0.3, augment=("crop", "flip"), dropout=0.2, order_seed=1), tmp_path / "c",
+              progress=False)
+    assert without_timing(a.metrics) != without_timing(c.metrics)
+
+
+def test_resume_after_interruption_equals_an_uninterrupted_run(tmp_path, monkeypatch):
+    config = tiny(label_noise=0.5, epochs=6, augment=("flip",), dropout=0.1)
+    reference = train(config, tmp_path / "reference", progress=False)
+
+    real_evaluate, calls = train_module.evaluate, []
+
+    def interrupt_in_epoch_4(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 4:
+            raise KeyboardInterrupt
+        return real_evaluate(*args, **kwargs)
+
+    monkeypatch.setattr(train_module, "evaluate", interrupt_in_epoch_4)
+    with pytest.raises(KeyboardInterrupt):
+        train(config, tmp_path / "resumed", progress=False)
+    run_dir = tmp_path / "resumed" / config.run_id()
+    assert json.loads((run_dir / "summary.json").read_text())["status"] == "interrupted"
+    assert len(load(tmp_path / "resumed")) == 1
+    monkeypatch.setattr(train_module, "evaluate", real_evaluate)
+
+    messages = []
+    resumed = train(config, tmp_path / "resumed", progress=False, log=messages.append)
+    assert any("resuming after epoch 3" in m for m in messages)
+    assert resumed.summary["status"] == "complete"
+    assert without_timing(resumed.metrics) == without_timing(reference.metrics)
+    assert resumed.steps == reference.steps
+    keys = ("train_accuracy", "test_accuracy", "train_loss", "steps_to_fit", "best_test_accuracy")
+    assert {k: resumed.summary[k] for k in keys} == {k: reference.summary[k] for k in keys}
+
+
+def test_a_finished_run_is_not_trained_again(tmp_path, monkeypatch):
+    first = train(tiny(), tmp_path, progress=False)
+    monkeypatch.setattr(train_module, "prepare_data", lambda config: pytest.fail("trained again"))
+    messages = []
+    again = train(tiny(), tmp_path, progress=False, log=messages.append)
+    assert again.summary == first.summary and "already complete" in messages[0]
+
+
+def test_resume_refuses_different_data(tmp_path):
+    config = tiny(epochs=2)
+    result = train(config, tmp_path, progress=False)
+    record_path = result.run_dir / "randomization.json"
+    record = json.loads(record_path.read_text())
+    record["dataset_hash"] = "0" * 16
+    record_path.write_text(json.dumps(record))
+    summary = json.loads((result.run_dir / "summary.json").read_text())
+    summary["status"] = "interrupted"
+    (result.run_dir / "summary.json").write_text(json.dumps(summary))
+    with pytest.raises(RethinkgenError, match="refusing to resume on different data"):
+        train(config, tmp_path, progress=False)
+
+
+def test_divergence_stops_the_run_with_a_status_not_a_crash(tmp_path):
+    result = train(tiny(lr=1e6, epochs=3, log_every=1), tmp_path, progress=False)
+    assert result.summary["status"] == "diverged"
+    assert "diverged" in result.summary["message"] and "step" in result.summary["message"]
+    assert load(tmp_path).loc[0, "status"] == "diverged"
+    # a diverged run is finished: running it again does nothing
+    assert train(tiny(lr=1e6, epochs=3, log_every=1), tmp_path, progress=False).summary == result.summary
+
+
+def test_fit_threshold_sets_time_to_fit(tmp_path):
+    loose = train(tiny(epochs=6, fit_threshold=0.5), tmp_path, progress=False).summary
+    assert loose["fitted"] and loose["epochs_to_fit"] <= 6
+    first = next(r for r in train(tiny(epochs=6, fit_threshold=0.5), tmp_path, progress=False).metrics
+                 if r["train_accuracy"] >= 0.5)
+    assert loose["steps_to_fit"] == first["step"] and loose["loss_at_fit"] == first["train_loss"]
+
+
+def test_corrupted_test_labels_and_input_randomizations_train(tmp_path):
+    for inputs in ("shuffled-pixels", "random-pixels", "gaussian"):
+        result = train(tiny(inputs=inputs, epochs=1, label_noise=0.2, corrupt_test_labels=True), tmp_path,
+                       progress=False)
+        assert result.summary["status"] == "complete"
+        assert json.loads((result.run_dir / "randomization.json").read_text())["inputs"] == inputs
+
+
+def test_the_index_is_sqlite_in_wal_mode(tmp_path):
+    import sqlite3
+
+    train(tiny(epochs=1), tmp_path, progress=False)
+    db = sqlite3.connect(tmp_path / INDEX_NAME)
+    assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert db.execute("SELECT count(*) FROM runs").fetchone()[0] == 1
