@@ -548,6 +548,24 @@ def test_idx_download_from_file_url(tmp_path, monkeypatch):
     assert not list((cache / "mnist").glob("*.part"))
     # now cached: found without downloading
     assert load("mnist").content_hash() == data.content_hash()
+    # with a data directory given, the files go there instead of the cache
+    target = tmp_path / "mine"
+    assert load("mnist", data_dir=target, download=True).content_hash() == data.content_hash()
+    assert all((target / (stem + ".gz")).is_file() for stem in IDX_STEMS.values())
+
+
+def test_subset_refuses_booleans(digits):
+    with pytest.raises(RethinkgenError, match="True"):
+        digits.subset(True)
+
+
+def test_cifar_labels_that_are_not_integers_name_the_file(tmp_path):
+    folder = tmp_path / "cifar-10-batches-py"
+    _write_cifar10(folder)
+    with open(folder / "data_batch_3", "wb") as handle:
+        pickle.dump({b"data": np.zeros((2, 3072), np.uint8), b"labels": None}, handle)
+    with pytest.raises(RethinkgenError, match="data_batch_3: labels must be integers"):
+        load("cifar10", data_dir=folder)
 
 
 @pytest.mark.skipif(not FASHION_SYSTEM_DIR.is_dir(), reason="Debian's dataset-fashion-mnist is not installed")

@@ -59,7 +59,10 @@ def _read_batches(directory: Path, names: list[str], labels_key: bytes) -> tuple
         data = np.asarray(batch[b"data"])
         if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != IMAGE_BYTES:
             raise RethinkgenError(f"{path}: data must be uint8 [N, {IMAGE_BYTES}], got {data.dtype} {data.shape}")
-        batch_labels = np.asarray(batch[labels_key], dtype=np.int64)
+        try:
+            batch_labels = np.asarray(batch[labels_key], dtype=np.int64)
+        except (TypeError, ValueError) as error:
+            raise RethinkgenError(f"{path}: labels must be integers ({error})") from None
         if len(batch_labels) != len(data):
             raise RethinkgenError(f"{path}: {len(data)} images but {len(batch_labels)} labels")
         images.append(data.reshape(-1, 3, 32, 32))
@@ -78,19 +81,21 @@ def locate(name: str, data_dir=None) -> Path | None:
     return None
 
 
-def download(name: str) -> Path:
+def download(name: str, root: Path) -> Path:
+    """Fetch and extract the archive into ``root``; return the batches folder."""
     spec = SOURCES[name]
-    archive = fetch(spec["url"], cache_root() / Path(spec["url"]).name, spec["md5"])
+    archive = fetch(spec["url"], root / Path(spec["url"]).name, spec["md5"])
     with tarfile.open(archive) as tar:
-        tar.extractall(cache_root(), filter="data")
-    return cache_root() / spec["folder"]
+        # the 'data' filter refuses absolute paths and links out of root; older Pythons lack it
+        tar.extractall(root, **({"filter": "data"} if hasattr(tarfile, "data_filter") else {}))
+    return root / spec["folder"]
 
 
 def load_cifar(name: str, data_dir=None, download_missing: bool = False) -> Dataset:
     spec = SOURCES[name]
     directory = locate(name, data_dir)
     if directory is None and download_missing:
-        directory = download(name)
+        directory = download(name, Path(data_dir) if data_dir is not None else cache_root())
     if directory is None:
         where = Path(data_dir) if data_dir is not None else cache_root()
         if not where.is_dir():

@@ -71,7 +71,7 @@ class Dataset:
 
 def _stratified_indices(labels: np.ndarray, n: int, seed: int, split: str, name: str) -> np.ndarray:
     """``n`` indices whose class proportions match ``labels`` as closely as integers allow, sorted."""
-    if not isinstance(n, (int, np.integer)) or n < 1 or n > len(labels):
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1 or n > len(labels):
         raise RethinkgenError(f"{name}: {split} subset size {n!r} must be an integer in 1..{len(labels)}")
     if n == len(labels):
         return np.arange(n)

@@ -6,6 +6,7 @@ Only used when the user asks for it (``--download``); nothing else in rethinkgen
 from __future__ import annotations
 
 import hashlib
+import http.client
 import os
 import tempfile
 import urllib.request
@@ -46,7 +47,7 @@ def fetch(url: str, destination: Path, md5: str) -> Path:
         if actual != md5:
             raise RethinkgenError(f"download of {url} has MD5 {actual}, expected {md5}; nothing was kept")
         os.replace(tmp, destination)
-    except OSError as error:
+    except (OSError, http.client.HTTPException) as error:
         raise RethinkgenError(f"could not download {url}: {error}") from None
     finally:
         if os.path.exists(tmp):

@@ -91,8 +91,8 @@ def locate(name: str, data_dir=None) -> Path | None:
     return None
 
 
-def download(name: str) -> Path:
-    spec, directory = SOURCES[name], cache_root() / name
+def download(name: str, directory: Path) -> Path:
+    spec = SOURCES[name]
     for key, stem in FILES.items():
         fetch(spec["url"] + stem + ".gz", directory / (stem + ".gz"), spec["md5"][key])
     return directory
@@ -101,7 +101,7 @@ def download(name: str) -> Path:
 def load_idx_dataset(name: str, data_dir=None, download_missing: bool = False) -> Dataset:
     directory = locate(name, data_dir)
     if directory is None and download_missing:
-        directory = download(name)
+        directory = download(name, Path(data_dir) if data_dir is not None else cache_root() / name)
     if directory is None:
         searched = candidate_dirs(name, data_dir)
         if data_dir is not None and not Path(data_dir).is_dir():
