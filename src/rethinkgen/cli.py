@@ -20,7 +20,7 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
         annotation = hints[f.name]
         base = typing.get_args(annotation)[0] if typing.get_origin(annotation) is typing.Union else annotation
         flag = "--" + f.name.replace("_", "-")
-        help_text = f"{f.metadata['help']} (default: {f.default!r})" if f.default not in ((), None) \
+        help_text = f"{f.metadata['help']} (default: {f.default})" if f.default not in ((), None) \
             else f.metadata["help"]
         if base is bool:
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS, help=help_text)
