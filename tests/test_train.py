@@ -162,3 +162,26 @@ def test_the_index_is_sqlite_in_wal_mode(tmp_path):
     db = sqlite3.connect(tmp_path / INDEX_NAME)
     assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     assert db.execute("SELECT count(*) FROM runs").fetchone()[0] == 1
+
+
+@pytest.mark.parametrize("model", ["alexnet-small", "inception-small", "inception-small-nobn", "mlp-3x512"])
+def test_every_paper_model_trains_with_augmentation(tmp_path, model):
+    config = tiny(model=model, subset=64, test_subset=32, epochs=2, batch_size=32,
+                  augment=("crop", "flip", "rotate", "jitter"), weight_decay=5e-4, lr=0.01)
+    result = train(config, tmp_path, progress=False)
+    assert result.summary["status"] == "complete" and result.summary["epochs_completed"] == 2
+    assert np.isfinite(result.summary["train_loss"])
+    assert result.metrics[0]["train_loss"] != result.metrics[1]["train_loss"]  # the weights moved
+
+
+FASHION = "/usr/share/datasets/fashion-mnist"
+
+
+@pytest.mark.skipif(not __import__("os").path.isdir(FASHION), reason="Debian's dataset-fashion-mnist is not installed")
+def test_real_fashion_mnist_true_labels_generalize_and_random_labels_do_not(tmp_path, monkeypatch):
+    monkeypatch.setenv("RETHINKGEN_DATA", str(tmp_path / "empty-cache"))
+    base = dict(dataset="fashion-mnist", subset=1000, test_subset=1000, epochs=5, lr_decay=1.0)
+    true = train(RunConfig(**base), tmp_path, progress=False).summary
+    random = train(RunConfig(**base, label_noise=1.0), tmp_path, progress=False).summary
+    assert true["test_accuracy"] > 0.6
+    assert random["test_accuracy"] < 0.2

@@ -268,7 +268,7 @@ def train(config: RunConfig, runs_dir: str | Path = "runs", progress: bool = Tru
                                                "history": history, "steps": step_log, "step": step})
             fitted = metrics["train_accuracy"] >= config.fit_threshold
             epochs.set_postfix(loss=f"{metrics['train_loss']:.3f}", train=f"{metrics['train_accuracy']:.3f}",
-                               test=f"{metrics['test_accuracy']:.3f}")
+                               test=f"{metrics['test_accuracy']:.3f}", refresh=False)
             finish("running")
             if fitted and config.stop_at_fit:
                 message = f"stopped at fit after epoch {epoch + 1}"
