@@ -9,8 +9,8 @@ batch size 128) on random 3x32x32 uint8 images with 10 classes:
 * reference - the loop of typical public reproductions: a ``torch.utils.data.Dataset`` whose
               ``__getitem__`` converts, crops, flips and standardizes one image at a time, fed through a
               ``DataLoader(batch_size=128, shuffle=True, num_workers=0)``.
-* bare      - forward/backward/step on one ready, preprocessed float batch, repeated: no data handling
-              at all, the upper bound any loop can reach.
+* bare      - forward/backward/step over a list of ready float batches made before timing: no data
+              handling at all, the upper bound any loop can reach.
 
 trainer/reference shows what batching the data pipeline buys; trainer/bare shows how much of the
 remaining time the trainer spends outside the network itself. Each measurement is warmed up first and
@@ -140,18 +140,20 @@ def reference_speed(model_name: str, augment: bool, x: np.ndarray, y: np.ndarray
 
 
 # ---------------------------------------------------------------- 3. the bare limit
-def bare_speed(model_name: str, images: int, warmup: int) -> float:
+def bare_speed(model_name: str, n: int, epochs: int, warmup: int) -> float:
+    """The model alone, stepping through ready batches (one epoch's worth, made before the clock starts)."""
     model, optimizer = new_model(model_name)
-    x = torch.randn(BATCH, 3, CROP, CROP)
-    y = torch.randint(0, 10, (BATCH,))
+    generator = torch.Generator().manual_seed(0)
+    batches = [(torch.randn(BATCH, 3, CROP, CROP, generator=generator),
+                torch.randint(0, 10, (BATCH,), generator=generator)) for _ in range(math.ceil(n / BATCH))]
     model.train()
-    for _ in range(warmup):
+    for x, y in batches[:warmup]:
         sgd_step(model, optimizer, x, y)
-    steps = math.ceil(images / BATCH)
     started = time.perf_counter()
-    for _ in range(steps):
-        sgd_step(model, optimizer, x, y)
-    return steps * BATCH / (time.perf_counter() - started)
+    for _ in range(epochs):
+        for x, y in batches:
+            sgd_step(model, optimizer, x, y)
+    return epochs * len(batches) * BATCH / (time.perf_counter() - started)
 
 
 def main():
@@ -181,7 +183,7 @@ def main():
             trainer_speed(name, True, min(n, 4 * BATCH), 1, data_dir, Path(tmp) / "warmup")
             for r in range(rounds):
                 runs_dir = Path(tmp) / f"runs{r}"  # a fresh store, so the trainer does not reuse a finished run
-                measured = {("bare", "none"): bare_speed(name, epochs * n, warmup)}
+                measured = {("bare", "none"): bare_speed(name, n, epochs, warmup)}
                 for augment, label in ((False, "none"), (True, "crop+flip")):
                     measured["trainer", label] = trainer_speed(name, augment, n, epochs, data_dir, runs_dir)
                     measured["reference", label] = reference_speed(name, augment, x, y, epochs, warmup)

@@ -69,11 +69,11 @@ def random_crop(images: torch.Tensor, size: int | None, pad: int, generator) -> 
     max_top, max_left = images.shape[-2] - size_h, images.shape[-1] - size_w
     top = torch.randint(0, max_top + 1, (n,), device=images.device, generator=generator)
     left = torch.randint(0, max_left + 1, (n,), device=images.device, generator=generator)
+    # two gathers (rows, then columns) are much cheaper than one 4-D advanced index
     rows = (top[:, None] + torch.arange(size_h, device=images.device))[:, None, :, None]
+    images = images.gather(2, rows.expand(n, c, size_h, images.shape[-1]))
     cols = (left[:, None] + torch.arange(size_w, device=images.device))[:, None, None, :]
-    batch = torch.arange(n, device=images.device)[:, None, None, None]
-    channel = torch.arange(c, device=images.device)[None, :, None, None]
-    return images[batch, channel, rows, cols]
+    return images.gather(3, cols.expand(n, c, size_h, size_w))
 
 
 def random_flip(images: torch.Tensor, generator) -> torch.Tensor:

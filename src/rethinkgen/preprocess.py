@@ -41,10 +41,10 @@ def standardize(images: torch.Tensor) -> torch.Tensor:
     The std is floored at 1/sqrt(number of values) so that a constant image does not divide by zero.
     """
     flat = images.flatten(1)
-    mean = flat.mean(dim=1, keepdim=True)
-    std = flat.std(dim=1, keepdim=True, correction=0)
-    floor = torch.full_like(std, flat.shape[1] ** -0.5)
-    return ((flat - mean) / torch.maximum(std, floor)).view_as(images)
+    centered = flat - flat.mean(dim=1, keepdim=True)
+    # the std from the centred values directly: several times faster than Tensor.std on CPU
+    std = centered.square().mean(dim=1, keepdim=True).sqrt()
+    return (centered / std.clamp_min(flat.shape[1] ** -0.5)).view_as(images)
 
 
 def preprocess(images: torch.Tensor, crop_size: int | None) -> torch.Tensor:
