@@ -69,8 +69,8 @@ def epoch_seed(seed: int, epoch: int, stream: str) -> int:
 
 def prepare_data(config: RunConfig):
     """Load, subset and randomize the dataset; return (clean, randomized, record)."""
-    options = {"data_dir": config.data_dir, "download": config.download} if config.dataset != "synthetic" \
-        and config.dataset != "digits" else {}
+    file_based = data.SOURCES[config.dataset].locate is not None
+    options = {"data_dir": config.data_dir, "download": config.download} if file_based else {}
     dataset = data.load(config.dataset, **options)
     if config.subset is not None or config.test_subset is not None:
         dataset = dataset.subset(config.subset, seed=config.randomization_seed, n_test=config.test_subset)
