@@ -11,6 +11,7 @@ from rethinkgen.config import RunConfig
 from rethinkgen.errors import RethinkgenError
 
 RUN_FLAG_TYPES = {int: int, float: float, str: str}
+PRESET_NAMES = ("figure1a", "figure1bc", "table1", "table4", "figure2b")
 
 
 def _add_config_flags(parser: argparse.ArgumentParser) -> None:
@@ -68,6 +69,28 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--out", default="runs", help="runs folder (default: runs)")
     demo.add_argument("--quiet", action="store_true", help="no progress bars")
 
+    sweep = commands.add_parser("sweep", help="run many runs from a spec file or a preset of the paper",
+                                description="Run a sweep: a YAML/JSON spec (base, axes, zip, seeds) or --preset. "
+                                            "Finished runs are skipped, interrupted ones resumed.")
+    sweep.add_argument("spec", nargs="?", help="sweep spec file (YAML or JSON)")
+    sweep.add_argument("--preset", help="one of: " + ", ".join(PRESET_NAMES))
+    sweep.add_argument("--scale", default="tiny", help="paper, small or tiny (default: tiny; presets only)")
+    sweep.add_argument("--dataset", help="data source (default: cifar10 at paper scale, else digits; presets only)")
+    sweep.add_argument("--data-dir", help="directory holding the dataset's files")
+    sweep.add_argument("--models", nargs="+", metavar="MODEL", help="models to include (presets only)")
+    sweep.add_argument("--seeds", nargs="+", type=int, metavar="SEED", help="seeds (default: 0)")
+    sweep.add_argument("--fit-threshold", type=float, help="training accuracy that counts as fitted (default: 1.0)")
+    sweep.add_argument("--epochs", type=int, help="override every run's epoch budget")
+    sweep.add_argument("--out", default="runs", help="runs folder (default: runs)")
+    sweep.add_argument("--workers", type=int, default=1, help="runs at once, in local processes (default: 1)")
+    sweep.add_argument("--retry-failed", action="store_true", help="run again the runs that failed before")
+    sweep.add_argument("--dry-run", action="store_true", help="list the runs and their estimated cost; train nothing")
+    sweep.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    report = commands.add_parser("report", help="write report.html, report.md and figures from a runs folder")
+    report.add_argument("runs_dir", nargs="?", default="runs", help="runs folder (default: runs)")
+    report.add_argument("--out", help="where to write the report (default: RUNS_DIR/report)")
+
     datasets = commands.add_parser("datasets", help="list the data sources, where they were found, and their shapes")
     datasets.add_argument("--data-dir", help="also look in this directory")
 
@@ -104,6 +127,44 @@ def cmd_demo(args) -> int:
     return 0
 
 
+def cmd_sweep(args) -> int:
+    from rethinkgen import presets, sweep
+
+    overrides = {k: v for k, v in (("fit_threshold", args.fit_threshold), ("epochs", args.epochs)) if v is not None}
+    if (args.spec is None) == (args.preset is None):
+        raise RethinkgenError("give either a sweep spec file or --preset NAME (one of: " + ", ".join(PRESET_NAMES) + ")")
+    if args.spec:
+        if args.seeds or args.models or args.dataset:
+            raise RethinkgenError("--seeds, --models and --dataset apply to presets; put them in the spec file")
+        plan = sweep.load_spec(args.spec, {**overrides, **({"data_dir": args.data_dir} if args.data_dir else {})})
+    else:
+        plan = presets.build(args.preset, dataset=args.dataset, models=args.models, seeds=args.seeds,
+                             scale=args.scale, data_dir=args.data_dir, **overrides)
+    if args.dry_run:
+        total = 0.0
+        print(f"sweep {plan.name}: {len(plan.runs)} run(s)")
+        for run in plan.runs:
+            seconds = sweep.estimate_seconds(run.config)
+            total += seconds
+            status = (sweep.run_status(args.out, run.config.run_id()) or {}).get("status", "new")
+            print(f"  {run.config.run_id()}  {status:<11} {run.config.model:<21} {run.label:<40} "
+                  f"{run.config.epochs:>4} epochs  ~{seconds / 60:7.1f} CPU min")
+        print(f"estimated: at most {total / 3600:.2f} CPU hours on a 2-core CPU (runs that stop at fit take less)")
+        return 0
+    outcome = sweep.run_sweep(plan, args.out, workers=args.workers, retry_failed=args.retry_failed,
+                              progress=not args.quiet)
+    print("\n".join(outcome.lines()))
+    return 1 if outcome.failed else 0
+
+
+def cmd_report(args) -> int:
+    from rethinkgen.report import write_report
+
+    paths = write_report(args.runs_dir, args.out)
+    print("\n".join(str(p) for p in paths))
+    return 0
+
+
 def cmd_datasets(args) -> int:
     from rethinkgen.data import source_status
 
@@ -129,7 +190,8 @@ def cmd_models(args) -> int:
     return 0
 
 
-COMMANDS = {"run": cmd_run, "demo": cmd_demo, "datasets": cmd_datasets, "models": cmd_models}
+COMMANDS = {"run": cmd_run, "demo": cmd_demo, "sweep": cmd_sweep, "report": cmd_report,
+            "datasets": cmd_datasets, "models": cmd_models}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -140,14 +140,15 @@ def _save_checkpoint(path: Path, state: dict) -> None:
 def summarize(history: list[dict], steps: list[dict], fit_threshold: float) -> dict:
     """Final metrics, time to fit and best test accuracy, from the per-epoch history."""
     summary = {key: None for key in ("train_loss", "train_accuracy", "test_loss", "test_accuracy",
-                                     "changed_original_accuracy", "generalization_gap", "steps_to_fit",
+                                     "changed_original_accuracy", "online_accuracy", "generalization_gap", "steps_to_fit",
                                      "epochs_to_fit", "loss_at_fit", "best_test_accuracy", "best_test_epoch")}
     summary.update(epochs_completed=len(history), steps=history[-1]["step"] if history else 0,
                    wall_seconds=history[-1]["wall_seconds"] if history else 0.0, fitted=False)
     if not history:
         return summary
     last = history[-1]
-    for key in ("train_loss", "train_accuracy", "test_loss", "test_accuracy", "changed_original_accuracy"):
+    for key in ("train_loss", "train_accuracy", "test_loss", "test_accuracy", "changed_original_accuracy",
+                "online_accuracy"):
         summary[key] = last[key]
     summary["generalization_gap"] = last["train_accuracy"] - last["test_accuracy"]
     fit = next((row for row in history if row["train_accuracy"] >= fit_threshold), None)
@@ -211,6 +212,7 @@ def train(config: RunConfig, runs_dir: str | Path = "runs", progress: bool = Tru
     write_jsonl(run_dir / "steps.jsonl", step_log)
 
     base = {"run_id": run_id, "device": str(device), "parameters": models.count_parameters(model),
+            "num_classes": device_data.num_classes,
             "fraction_labels_changed": len(record.changed) / len(randomized.y_train), "message": ""}
 
     def finish(status: str, message: str = "") -> dict:
@@ -238,9 +240,12 @@ def train(config: RunConfig, runs_dir: str | Path = "runs", progress: bool = Tru
             order = torch.randperm(n_train, device=device, generator=generator)
             model.train()
             loss_sum, loss_count = torch.zeros((), device=device), 0
+            online_correct = torch.zeros((), device=device, dtype=torch.long)
             for start in range(0, n_train, config.batch_size):
                 index = order[start:start + config.batch_size]
-                loss = F.cross_entropy(model(device_data.batch(index, generator)), device_data.y_train[index])
+                logits = model(device_data.batch(index, generator))
+                loss = F.cross_entropy(logits, device_data.y_train[index])
+                online_correct += (logits.detach().argmax(1) == device_data.y_train[index]).sum()
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
@@ -258,6 +263,8 @@ def train(config: RunConfig, runs_dir: str | Path = "runs", progress: bool = Tru
             if not math.isfinite(metrics["train_loss"]):
                 raise _Diverged(f"training loss became {metrics['train_loss']} at step {step} (epoch {epoch + 1})")
             wall_before += time.perf_counter() - started
+            # the mean minibatch accuracy while training (on augmented images, in train mode): Table 4's measure
+            metrics["online_accuracy"] = online_correct.item() / n_train
             history.append({"epoch": epoch + 1, "step": step, "lr": lr, **metrics, "train_seconds": train_seconds,
                             "images": n_train, "images_per_second": n_train / train_seconds,
                             "wall_seconds": wall_before})

@@ -1,0 +1,129 @@
+"""One preset per experiment of the paper, at three scales.
+
+- ``paper``: the paper's data (CIFAR-10 by default) and settings, meant for a GPU;
+- ``small``: 5,000 training and 1,000 test examples, for a patient CPU;
+- ``tiny``: 256 training and 256 test examples, for a laptop CPU in minutes.
+
+Choices the paper leaves open (see the README for all of them): every run but Figure 2b's stops when
+it fits its training set (training accuracy >= ``fit_threshold``, 1.0 by default) or at its epoch
+budget; "time to fit" (Figure 1b) is the number of steps to that point, relative to the same model
+with no label noise. The learning rate falls x0.95 per epoch of 391 steps (CIFAR-10 at batch 128);
+at smaller scales the per-epoch factor is adjusted so the rate falls the same amount per *step*.
+"""
+
+from __future__ import annotations
+
+import math
+
+from rethinkgen.config import RunConfig
+from rethinkgen.errors import RethinkgenError, choice_error
+from rethinkgen.sweep import DATASET_SHAPES, Sweep, SweepRun
+
+SCALES = {"paper": (None, None), "small": (5000, 1000), "tiny": (256, 256)}  # (train, test) examples
+PAPER_STEPS_PER_EPOCH = 391     # CIFAR-10's 50,000 images at batch 128
+PAPER_LR_DECAY = 0.95           # App. A
+LONG_LR_DECAY = 0.999           # App. E, for random labels with cropping or augmentation
+WEIGHT_DECAY = 5e-4             # "the default coefficient", which the paper does not give
+EPOCHS = {  # epoch budget per preset and scale
+    "figure1a": {"paper": 64, "small": 150, "tiny": 600},     # Figure 1a runs to 25k steps = 64 epochs
+    "figure1bc": {"paper": 100, "small": 150, "tiny": 600},
+    "table1": {"paper": 100, "small": 150, "tiny": 600},
+    "table4": {"paper": 200, "small": 300, "tiny": 800},      # "trained longer" (App. E)
+    "figure2b": {"paper": 52, "small": 60, "tiny": 100},      # Figure 2b runs to 20k steps = 52 epochs
+}
+DEFAULT_MODELS = {
+    "figure1a": ["inception-small"],
+    "figure1bc": ["inception-small", "alexnet-small", "mlp-1x512"],
+    "table1": ["inception-small", "inception-small-nobn", "alexnet-small", "mlp-3x512", "mlp-1x512"],
+    "table4": ["inception-small", "alexnet-small", "mlp-3x512", "mlp-1x512"],
+    "figure2b": ["inception-small", "inception-small-nobn"],
+}
+DESCRIPTIONS = {
+    "figure1a": "Figure 1a: training loss against steps on true labels, random labels, shuffled pixels, "
+                "random pixels and Gaussian inputs",
+    "figure1bc": "Figures 1b and 1c: time to fit relative to no noise, and test error after fitting, "
+                 "at label noise 0, 0.1, ..., 1",
+    "table1": "Table 1: train and test accuracy with random crop and weight decay on and off, and on random labels",
+    "table4": "Table 4: fitting random labels with weight decay, random cropping, or flip + rotation",
+    "figure2b": "Figure 2b: train and test accuracy against steps, with and without batch norm",
+}
+FIGURE1A_SETTINGS = [("true labels", 0.0, "original"), ("random labels", 1.0, "original"),
+                     ("shuffled pixels", 0.0, "shuffled-pixels"), ("random pixels", 0.0, "random-pixels"),
+                     ("gaussian", 0.0, "gaussian")]
+# the demo adds half-corrupted labels to Figure 1a's settings
+DEMO_SETTINGS = FIGURE1A_SETTINGS[:1] + [("label noise 0.5", 0.5, "original")] + FIGURE1A_SETTINGS[1:]
+NOISE_LEVELS = [round(0.1 * i, 1) for i in range(11)]
+
+
+def lr_decay_for(scale_decay: float, n_train: int, batch_size: int) -> float:
+    """The per-epoch factor that makes the rate fall as much per step as ``scale_decay`` per 391 steps."""
+    return scale_decay ** (math.ceil(n_train / batch_size) / PAPER_STEPS_PER_EPOCH)
+
+
+def build(preset: str, dataset: str | None = None, models: list[str] | None = None, seeds: list[int] | None = None,
+          scale: str = "tiny", data_dir: str | None = None, name: str | None = None,
+          figure1a_settings: list = FIGURE1A_SETTINGS, **overrides) -> Sweep:
+    """The sweep that reproduces ``preset`` at ``scale``; ``overrides`` are settings applied to every run."""
+    if preset not in EPOCHS:
+        raise choice_error("preset", preset, EPOCHS)
+    if scale not in SCALES:
+        raise choice_error("scale", scale, SCALES)
+    dataset = dataset or ("cifar10" if scale == "paper" else "digits")
+    models = models or DEFAULT_MODELS[preset]
+    seeds = seeds or [0]
+    train_size, test_size = SCALES[scale]
+    full_train, full_test, _ = DATASET_SHAPES.get(dataset, (None, None, None))
+    subset = train_size if train_size and (full_train is None or train_size < full_train) else None
+    test_subset = test_size if test_size and (full_test is None or test_size < full_test) else None
+    if "subset" in overrides:
+        subset = overrides["subset"]
+    n_train = subset or full_train or PAPER_STEPS_PER_EPOCH * 128
+    batch_size = overrides.get("batch_size", 128)
+    steps_per_epoch = math.ceil(n_train / batch_size)
+
+    def config(model: str, seed: int, long: bool = False, **settings) -> RunConfig:
+        decay = LONG_LR_DECAY if long else PAPER_LR_DECAY
+        values = dict(dataset=dataset, data_dir=data_dir, subset=subset, test_subset=test_subset, model=model,
+                      seed=seed, epochs=EPOCHS[preset][scale],
+                      stop_at_fit=preset != "figure2b", log_every=max(1, min(20, steps_per_epoch)),
+                      lr_decay=decay if scale == "paper" else lr_decay_for(decay, n_train, batch_size))
+        return RunConfig.from_mapping({**values, **settings, **overrides})
+
+    runs = []
+    for model in models:
+        for seed in seeds:
+            for label, group, settings in _rows(preset, model, figure1a_settings):
+                runs.append(SweepRun(label, config(model, seed, **settings),
+                                     {"model": model, "seed": seed, **group}))
+    if not runs:
+        raise RethinkgenError(f"preset {preset} with models {', '.join(models)} has no runs; "
+                              f"its models are {', '.join(DEFAULT_MODELS[preset])}")
+    return Sweep(name or f"{preset}-{dataset}-{scale}", runs, preset=preset, scale=scale)
+
+
+def _rows(preset: str, model: str, figure1a_settings: list):
+    """(label, group facts for the report, settings) for every run of ``preset`` on ``model``."""
+    if preset == "figure1a":
+        for label, noise, inputs in figure1a_settings:
+            yield label, {"setting": label}, {"label_noise": noise, "inputs": inputs}
+    elif preset == "figure1bc":
+        for noise in NOISE_LEVELS:
+            yield f"label noise {noise:g}", {"label_noise": noise}, {"label_noise": noise}
+    elif preset == "table1":
+        crops = [True, False] if model in ("inception-small", "alexnet-small") else [False]
+        for crop in crops:
+            for decay in (True, False):
+                yield (f"crop {'yes' if crop else 'no'}, weight decay {'yes' if decay else 'no'}",
+                       {"crop": crop, "weight_decay": decay, "random_labels": False},
+                       {"augment": ["crop"] if crop else [], "weight_decay": WEIGHT_DECAY if decay else 0.0})
+        yield ("fitting random labels", {"crop": False, "weight_decay": False, "random_labels": True},
+               {"label_noise": 1.0})
+    elif preset == "table4":
+        yield "weight decay", {"regularizer": "weight decay"}, {"label_noise": 1.0, "weight_decay": WEIGHT_DECAY}
+        if model == "inception-small":
+            yield ("random cropping", {"regularizer": "random cropping"},
+                   {"label_noise": 1.0, "augment": ["crop"], "long": True})
+            yield ("augmentation", {"regularizer": "augmentation"},
+                   {"label_noise": 1.0, "augment": ["flip", "rotate"], "long": True})
+    elif preset == "figure2b":
+        yield model, {"batch_norm": model == "inception-small"}, {}

@@ -1,0 +1,358 @@
+"""Reports: figures and tables of the paper, drawn from a runs folder only.
+
+``write_report(runs_dir)`` reads the run store (the index, each run's files and the sweep manifests in
+``sweeps/``) and writes ``report.html`` (self-contained, figures embedded), ``report.md`` and every
+figure as PNG and SVG. Each sweep made from a preset gets the section of its figure or table, with the
+paper's values beside the measured ones when the data is CIFAR-10; several seeds are shown as mean and
+standard deviation; runs that are pending, running, interrupted, diverged or failed are listed as such.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import statistics
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from rethinkgen import paper  # noqa: E402
+from rethinkgen.errors import RethinkgenError  # noqa: E402
+from rethinkgen.results import INDEX_NAME, RunStore, atomic_write_text, read_jsonl  # noqa: E402
+
+COLORS = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+
+
+@dataclass
+class Run:
+    run_id: str
+    label: str
+    group: dict
+    config: dict
+    status: str
+    summary: dict
+    run_dir: Path
+
+    @property
+    def metrics(self) -> list[dict]:
+        return read_jsonl(self.run_dir / "metrics.jsonl")
+
+    @property
+    def steps(self) -> list[dict]:
+        return read_jsonl(self.run_dir / "steps.jsonl")
+
+    def get(self, key):
+        return self.summary.get(key) if self.status in ("complete", "diverged") else None
+
+
+@dataclass
+class Section:
+    title: str
+    text: str = ""
+    tables: list[tuple[list[str], list[list[str]]]] = field(default_factory=list)
+    figures: list[Path] = field(default_factory=list)
+
+
+def load_run(runs_dir: Path, run_id: str, label: str = "", group: dict | None = None, config: dict | None = None) -> Run:
+    run_dir = runs_dir / run_id
+    summary_path = run_dir / "summary.json"
+    summary = json.loads(summary_path.read_text()) if summary_path.exists() else {}
+    if not config and (run_dir / "config.json").exists():
+        config = json.loads((run_dir / "config.json").read_text())
+    return Run(run_id, label, group or {}, config or {}, summary.get("status", "pending"), summary, run_dir)
+
+
+# ---------------------------------------------------------------------------------------------- numbers
+def mean_sd(values, digits: int = 3, scale: float = 1.0) -> str:
+    values = [v * scale for v in values if v is not None]
+    if not values:
+        return "-"
+    if len(values) == 1:
+        return f"{values[0]:.{digits}f}"
+    return f"{statistics.mean(values):.{digits}f} ± {statistics.stdev(values):.{digits}f} (n={len(values)})"
+
+
+def status_of(runs: list[Run]) -> str:
+    counts = {}
+    for run in runs:
+        counts[run.status] = counts.get(run.status, 0) + 1
+    return ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
+
+
+def by_label(runs: list[Run]) -> dict[str, list[Run]]:
+    groups: dict[str, list[Run]] = {}
+    for run in runs:
+        groups.setdefault(run.label, []).append(run)
+    return groups
+
+
+def by_model(runs: list[Run]) -> dict[str, list[Run]]:
+    groups: dict[str, list[Run]] = {}
+    for run in runs:
+        groups.setdefault(run.group.get("model", run.config.get("model", "?")), []).append(run)
+    return groups
+
+
+def is_paper_data(runs: list[Run]) -> bool:
+    return bool(runs) and all(run.config.get("dataset") == paper.PAPER_DATASET and not run.config.get("subset")
+                              for run in runs)
+
+
+def save(fig, path: Path) -> Path:
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    fig.savefig(path.with_suffix(".svg"))
+    plt.close(fig)
+    return path
+
+
+# ---------------------------------------------------------------------------------------------- sections
+def section_figure1a(name: str, runs: list[Run], out: Path) -> Section:
+    models = by_model(runs)
+    fig, axes = plt.subplots(1, len(models), figsize=(6.5 * len(models), 4.5), squeeze=False)
+    for ax, (model, model_runs) in zip(axes[0], models.items()):
+        for i, (label, group) in enumerate(by_label(model_runs).items()):
+            for j, run in enumerate(group):
+                steps = run.steps
+                ax.plot([r["step"] / 1000 for r in steps], [r["loss"] for r in steps], color=COLORS[i % len(COLORS)],
+                        alpha=1.0 if len(group) == 1 else 0.6, label=label if j == 0 else None)
+        ax.set(title=model, xlabel="thousand steps", ylabel="average training loss", ylim=(0, None))
+        ax.grid(alpha=0.3)
+        ax.legend(frameon=False)
+    figure = save(fig, out / f"{name}-figure1a.png")
+    paper_values = is_paper_data(runs)
+    headers = ["model", "setting", "steps to fit", "train acc", "test acc", "status"]
+    headers += ["paper: loss ~0 at (k steps)"] if paper_values else []
+    rows = []
+    for model, model_runs in models.items():
+        for label, group in by_label(model_runs).items():
+            row = [model, label, mean_sd([r.get("steps_to_fit") for r in group], 0),
+                   mean_sd([r.get("train_accuracy") for r in group]), mean_sd([r.get("test_accuracy") for r in group]),
+                   status_of(group)]
+            if paper_values:
+                row.append(paper.FIGURE1A_FIT_KSTEPS.get(label, "-") if model == "inception-small" else "-")
+            rows.append(row)
+    return Section(f"Figure 1a: learning curves ({name})",
+                   "Running mean training loss against steps for each randomization.", [(headers, rows)], [figure])
+
+
+def _relative_fit(group_by_noise: dict[float, list[Run]]) -> dict[float, list[float]]:
+    """Steps to fit relative to noise 0 of the same seed."""
+    base = {run.group.get("seed"): run.get("steps_to_fit") for run in group_by_noise.get(0.0, [])}
+    ratios = {}
+    for noise, group in group_by_noise.items():
+        ratios[noise] = [run.get("steps_to_fit") / base[run.group.get("seed")] for run in group
+                         if run.get("steps_to_fit") and base.get(run.group.get("seed"))]
+    return ratios
+
+
+def section_figure1bc(name: str, runs: list[Run], out: Path) -> Section:
+    paper_values = is_paper_data(runs)
+    fig, (ax_b, ax_c) = plt.subplots(1, 2, figsize=(12, 4.5))
+    headers = ["model", "label noise", "steps to fit", "time to fit (rel.)", "test error", "status"]
+    headers += ["paper: time to fit", "paper: test error"] if paper_values else []
+    rows, chance = [], None
+    for i, (model, model_runs) in enumerate(by_model(runs).items()):
+        color = COLORS[i % len(COLORS)]
+        noise_groups: dict[float, list[Run]] = {}
+        for run in model_runs:
+            noise_groups.setdefault(float(run.group.get("label_noise", run.config.get("label_noise"))), []).append(run)
+        noises = sorted(noise_groups)
+        ratios = _relative_fit(noise_groups)
+        errors = {p: [1 - r.get("test_accuracy") for r in noise_groups[p] if r.get("test_accuracy") is not None]
+                  for p in noises}
+        for ax, values in ((ax_b, ratios), (ax_c, errors)):
+            xs = [p for p in noises if values[p]]
+            means = [statistics.mean(values[p]) for p in xs]
+            spread = [statistics.stdev(values[p]) if len(values[p]) > 1 else 0 for p in xs]
+            ax.errorbar(xs, means, yerr=spread, color=color, marker="o", capsize=3, label=f"{model} (measured)")
+        if paper_values and model in paper.FIGURE1B:
+            ax_b.plot(paper.NOISE_LEVELS, paper.FIGURE1B[model], color=color, linestyle=":", label=f"{model} (paper)")
+            ax_c.plot(paper.NOISE_LEVELS, paper.FIGURE1C[model], color=color, linestyle=":", label=f"{model} (paper)")
+        classes = model_runs[0].summary.get("num_classes") or 10
+        chance = 1 - 1 / classes
+        for p in noises:
+            row = [model, f"{p:g}", mean_sd([r.get("steps_to_fit") for r in noise_groups[p]], 0),
+                   mean_sd(ratios[p], 2), mean_sd(errors[p]), status_of(noise_groups[p])]
+            if paper_values:
+                k = paper.NOISE_LEVELS.index(p) if p in paper.NOISE_LEVELS else None
+                row += [f"{paper.FIGURE1B[model][k]:g}" if model in paper.FIGURE1B and k is not None else "-",
+                        f"{paper.FIGURE1C[model][k]:g}" if model in paper.FIGURE1C and k is not None else "-"]
+            rows.append(row)
+    ax_c.axhline(chance or 0.9, color="red", linestyle="--", label="chance")
+    ax_b.set(title="(b) convergence slowdown", xlabel="label corruption", ylabel="time to fit (relative)")
+    ax_c.set(title="(c) generalization error growth", xlabel="label corruption", ylabel="test error", ylim=(0, 1))
+    for ax in (ax_b, ax_c):
+        ax.grid(alpha=0.3)
+        ax.legend(frameon=False, fontsize=8)
+    figure = save(fig, out / f"{name}-figure1bc.png")
+    return Section(f"Figures 1b and 1c: label corruption ({name})",
+                   "Time to fit is steps to reach the fit threshold, relative to label noise 0 of the same model and "
+                   "seed; test error is measured when the run stops (at fit, or at its epoch budget).",
+                   [(headers, rows)], [figure])
+
+
+def _yes(flag) -> str:
+    return "yes" if flag else "no"
+
+
+def section_table1(name: str, runs: list[Run], out: Path) -> Section:
+    paper_values = is_paper_data(runs)
+    headers = ["model", "params", "random crop", "weight decay", "labels", "train acc", "test acc", "status"]
+    headers += ["paper: train acc", "paper: test acc"] if paper_values else []
+    rows = []
+    for label, group in by_label(runs).items():
+        model, g = group[0].group.get("model"), group[0].group
+        row = [model, f"{group[0].summary.get('parameters', 0):,}", _yes(g.get("crop")), _yes(g.get("weight_decay")),
+               "random" if g.get("random_labels") else "true", mean_sd([r.get("train_accuracy") for r in group], 2, 100),
+               mean_sd([r.get("test_accuracy") for r in group], 2, 100), status_of(group)]
+        if paper_values:
+            value = paper.TABLE1.get((model, g.get("crop"), g.get("weight_decay"), g.get("random_labels")))
+            row += [f"{value[0]:.2f}", f"{value[1]:.2f}"] if value else ["-", "-"]
+        rows.append(row)
+    rows.sort(key=lambda r: r[0])
+    return Section(f"Table 1: the effect of explicit regularizers ({name})",
+                   "Accuracy (%) on the full training set (eval mode) and the test set when each run stops.",
+                   [(headers, rows)])
+
+
+def section_table4(name: str, runs: list[Run], out: Path) -> Section:
+    paper_values = is_paper_data(runs)
+    headers = ["model", "regularizer", "train acc (eval)", "train acc (online, augmented)", "epochs", "status"]
+    headers += ["paper: training accuracy"] if paper_values else []
+    rows = []
+    for label, group in by_label(runs).items():
+        model, regularizer = group[0].group.get("model"), group[0].group.get("regularizer")
+        row = [model, regularizer, mean_sd([r.get("train_accuracy") for r in group], 2, 100),
+               mean_sd([r.get("online_accuracy") for r in group], 2, 100),
+               mean_sd([r.get("epochs_completed") for r in group], 0), status_of(group)]
+        if paper_values:
+            row.append(paper.TABLE4.get((model, regularizer), "-"))
+        rows.append(row)
+    return Section(f"Table 4: fitting random labels with explicit regularizers ({name})",
+                   "Training accuracy (%) on random labels. The paper's figure for augmented runs is the online "
+                   "accuracy of the minibatches seen while training, given here beside the eval-mode accuracy.",
+                   [(headers, rows)])
+
+
+def section_figure2b(name: str, runs: list[Run], out: Path) -> Section:
+    fig, ax = plt.subplots(figsize=(7.5, 4.8))
+    headers = ["model", "final train acc", "final test acc", "best test acc", "status"]
+    paper_values = is_paper_data(runs)
+    headers += ["paper: test plateau"] if paper_values else []
+    rows = []
+    for i, (model, group) in enumerate(by_model(runs).items()):
+        color = COLORS[i % len(COLORS)]
+        for j, run in enumerate(group):
+            metrics = run.metrics
+            x = [r["step"] / 1000 for r in metrics]
+            test = [r["test_accuracy"] for r in metrics]
+            best = [max(test[:k + 1]) for k in range(len(test))]
+            ax.plot(x, [r["train_accuracy"] for r in metrics], color=color, label=f"{model} train" if j == 0 else None)
+            ax.plot(x, test, color=color, linestyle="--", label=f"{model} test" if j == 0 else None)
+            ax.fill_between(x, test, best, color=color, alpha=0.2)
+        row = [model, mean_sd([r.get("train_accuracy") for r in group]), mean_sd([r.get("test_accuracy") for r in group]),
+               mean_sd([r.get("best_test_accuracy") for r in group]), status_of(group)]
+        if paper_values:
+            row.append(f"{paper.FIGURE2B_TEST_PLATEAU.get(model, '-')}")
+        rows.append(row)
+    ax.set(xlabel="thousand steps", ylabel="accuracy", title="train (solid), test (dashed); shaded: best test so far")
+    ax.grid(alpha=0.3)
+    ax.legend(frameon=False)
+    figure = save(fig, out / f"{name}-figure2b.png")
+    return Section(f"Figure 2b: batch normalization ({name})",
+                   "The shaded area is the gain early stopping could have had.", [(headers, rows)], [figure])
+
+
+def section_sweep(name: str, runs: list[Run], out: Path) -> Section:
+    headers = ["run", "train acc", "test acc", "gap", "steps to fit", "status"]
+    rows = [[label, mean_sd([r.get("train_accuracy") for r in group]), mean_sd([r.get("test_accuracy") for r in group]),
+             mean_sd([r.get("generalization_gap") for r in group]), mean_sd([r.get("steps_to_fit") for r in group], 0),
+             status_of(group)] for label, group in by_label(runs).items()]
+    return Section(f"Sweep {name}", "", [(headers, rows)])
+
+
+SECTIONS = {"figure1a": section_figure1a, "demo": section_figure1a, "figure1bc": section_figure1bc, "table1": section_table1,
+            "table4": section_table4, "figure2b": section_figure2b}
+
+
+def section_all_runs(runs_dir: Path) -> Section:
+    headers = ["run", "dataset", "model", "label noise", "inputs", "status", "train acc", "test acc", "steps to fit",
+               "message"]
+    rows = []
+    for row in RunStore(runs_dir).rows():
+        c, s = row["config"], row["summary"]
+        fmt = lambda v: "-" if v is None else f"{v:.4f}"  # noqa: E731
+        rows.append([row["run_id"], c.get("dataset"), c.get("model"), f"{c.get('label_noise'):g}", c.get("inputs"),
+                     row["status"], fmt(s.get("train_accuracy")), fmt(s.get("test_accuracy")),
+                     str(s.get("steps_to_fit") if s.get("steps_to_fit") is not None else "-"), s.get("message", "")])
+    return Section("All runs", f"{len(rows)} run(s) in the index.", [(headers, rows)])
+
+
+# ---------------------------------------------------------------------------------------------- output
+def _markdown(sections: list[Section], out: Path) -> str:
+    lines = ["# rethinkgen report", ""]
+    for section in sections:
+        lines += [f"## {section.title}", ""] + ([section.text, ""] if section.text else [])
+        for figure in section.figures:
+            lines += [f"![{section.title}]({figure.relative_to(out)})", ""]
+        for headers, rows in section.tables:
+            lines.append("| " + " | ".join(headers) + " |")
+            lines.append("|" + "---|" * len(headers))
+            lines += ["| " + " | ".join(str(cell).replace("|", "/") for cell in row) + " |" for row in rows]
+            lines.append("")
+    return "\n".join(lines)
+
+
+def _html(sections: list[Section]) -> str:
+    parts = ["<!DOCTYPE html><html><head><meta charset='utf-8'><title>rethinkgen report</title><style>",
+             "body{font-family:sans-serif;max-width:1200px;margin:2em auto;color:#222}"
+             "table{border-collapse:collapse;margin:1em 0;font-size:0.9em}"
+             "td,th{border:1px solid #ccc;padding:3px 8px;text-align:left}th{background:#f3f3f3}"
+             "img{max-width:100%}", "</style></head><body><h1>rethinkgen report</h1>"]
+    for section in sections:
+        parts.append(f"<h2>{html.escape(section.title)}</h2>")
+        if section.text:
+            parts.append(f"<p>{html.escape(section.text)}</p>")
+        for figure in section.figures:
+            encoded = base64.b64encode(figure.read_bytes()).decode()
+            parts.append(f"<img alt='{html.escape(section.title)}' src='data:image/png;base64,{encoded}'>")
+        for headers, rows in section.tables:
+            parts.append("<table><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in headers) + "</tr>")
+            parts += ["<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in row) + "</tr>" for row in rows]
+            parts.append("</table>")
+    parts.append("</body></html>")
+    return "\n".join(parts)
+
+
+def build_sections(runs_dir: Path, out: Path) -> list[Section]:
+    sections = []
+    for manifest_path in sorted((runs_dir / "sweeps").glob("*.json")):
+        manifest = json.loads(manifest_path.read_text())
+        runs = [load_run(runs_dir, r["run_id"], r["label"], r.get("group"), r.get("config")) for r in manifest["runs"]]
+        builder = SECTIONS.get(manifest.get("preset"), section_sweep)
+        sections.append(builder(manifest["name"], runs, out))
+    sections.append(section_all_runs(runs_dir))
+    return sections
+
+
+def write_report(runs_dir: str | Path, out: str | Path | None = None) -> list[Path]:
+    """Write report.html, report.md and the figures; return their paths."""
+    runs_dir = Path(runs_dir)
+    if not (runs_dir / INDEX_NAME).exists():
+        raise RethinkgenError(f"{runs_dir} is not a runs folder (no {INDEX_NAME}); run a sweep or a run first")
+    out = Path(out) if out else runs_dir / "report"
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise RethinkgenError(f"report folder {out} cannot be written: {error}") from None
+    sections = build_sections(runs_dir, out)
+    atomic_write_text(out / "report.md", _markdown(sections, out))
+    atomic_write_text(out / "report.html", _html(sections))
+    figures = [f for s in sections for f in s.figures]
+    return [out / "report.html", out / "report.md"] + figures + [f.with_suffix(".svg") for f in figures]

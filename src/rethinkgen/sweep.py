@@ -1,0 +1,234 @@
+"""Sweeps: many runs from one spec, run in local processes, skipping what is already done.
+
+A spec is a base config plus axes whose product is taken, axes that are zipped together, and seeds:
+
+    name: noise-sweep
+    base: {dataset: digits, model: mlp-1x512, epochs: 300, stop_at_fit: true}
+    axes: {label_noise: [0.0, 0.5, 1.0], model: [mlp-1x512, mlp-3x512]}
+    zip: {inputs: [original, gaussian], lr: [0.01, 0.005]}
+    seeds: [0, 1]
+
+Every run is named by its config hash, so running a sweep again skips finished runs, resumes
+interrupted ones from their checkpoints, and retries failed ones only when asked. The sweep's list of
+runs is saved in the runs folder (``sweeps/NAME.json``) so that reports can find them.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+from tqdm.auto import tqdm
+
+from rethinkgen import data, models
+from rethinkgen.config import RunConfig
+from rethinkgen.errors import RethinkgenError
+from rethinkgen.preprocess import crop_size_for
+from rethinkgen.results import RunStore, write_json
+
+SPEC_KEYS = ("name", "base", "axes", "zip", "seeds", "preset")
+# rough training speeds (images/s at 3x28x28, batch 128, 2 CPU cores, torch 2.13) for --dry-run estimates
+CPU_IMAGES_PER_SECOND = {"mlp-1x512": 13000, "mlp-3x512": 9000, "alexnet-small": 400,
+                         "inception-small": 65, "inception-small-nobn": 65}
+DATASET_SHAPES = {  # (train size, test size, values per image after the default crop)
+    "digits": (1347, 450, 64), "synthetic": (512, 256, 64), "mnist": (60000, 10000, 784),
+    "fashion-mnist": (60000, 10000, 784), "cifar10": (50000, 10000, 2352), "cifar100": (50000, 10000, 2352)}
+EVAL_COST = 1 / 3  # an evaluation forward pass costs about a third of a training step per image
+
+
+@dataclass
+class SweepRun:
+    label: str          # how reports name this run, e.g. "random labels"
+    config: RunConfig
+    group: dict = field(default_factory=dict)  # preset-specific facts for reports, e.g. {"row": 3}
+
+
+@dataclass
+class Sweep:
+    name: str
+    runs: list[SweepRun]
+    preset: str | None = None
+    scale: str | None = None
+
+    def manifest(self) -> dict:
+        return {"name": self.name, "preset": self.preset, "scale": self.scale, "created": time.time(),
+                "runs": [{"run_id": r.config.run_id(), "label": r.label, "group": r.group,
+                          "config": r.config.to_dict()} for r in self.runs]}
+
+
+def load_spec(path: str | Path, overrides: dict | None = None) -> Sweep:
+    """Read a YAML/JSON spec file and expand it into runs (validated, not yet checked against data)."""
+    path = Path(path)
+    try:
+        spec = yaml.safe_load(path.read_text())
+    except OSError as error:
+        raise RethinkgenError(f"cannot read sweep spec {path}: {error.strerror}") from None
+    except yaml.YAMLError as error:
+        raise RethinkgenError(f"sweep spec {path} is not valid YAML/JSON: {str(error).splitlines()[0]}") from None
+    if not isinstance(spec, dict):
+        raise RethinkgenError(f"sweep spec {path} must be a mapping with keys {', '.join(SPEC_KEYS)}")
+    return expand(spec, default_name=path.stem, overrides=overrides, where=f"{path}: ")
+
+
+def _mapping(spec: dict, key: str, where: str) -> dict:
+    value = spec.get(key) or {}
+    if not isinstance(value, dict):
+        raise RethinkgenError(f"{where}'{key}' must be a mapping of setting names to values")
+    return {str(k).replace("-", "_"): v for k, v in value.items()}
+
+
+def expand(spec: dict, default_name: str = "sweep", overrides: dict | None = None, where: str = "") -> Sweep:
+    unknown = sorted(set(spec) - set(SPEC_KEYS))
+    if unknown:
+        raise RethinkgenError(f"{where}unknown sweep key {unknown[0]!r}; allowed: {', '.join(SPEC_KEYS)}")
+    base = {**_mapping(spec, "base", where), **(overrides or {})}
+    axes, zipped = _mapping(spec, "axes", where), _mapping(spec, "zip", where)
+    known = set(RunConfig.__dataclass_fields__)
+    for kind, values in (("axis", axes), ("zip axis", zipped)):
+        for key, options in values.items():
+            if key not in known:
+                raise RethinkgenError(f"{where}unknown {kind} {key!r}; allowed: {', '.join(sorted(known))}")
+            if not isinstance(options, list) or not options:
+                raise RethinkgenError(f"{where}{kind} {key!r} needs a non-empty list of values, got {options!r}")
+    lengths = {len(v) for v in zipped.values()}
+    if len(lengths) > 1:
+        raise RethinkgenError(f"{where}zip axes must have equal lengths, got "
+                              + ", ".join(f"{k}: {len(v)}" for k, v in zipped.items()))
+    seeds = spec.get("seeds", [base.get("seed", 0)])
+    if not isinstance(seeds, list) or not seeds or not all(isinstance(s, int) and s >= 0 for s in seeds):
+        raise RethinkgenError(f"{where}seeds must be a non-empty list of non-negative integers, got {seeds!r}")
+    zipped_rows = [dict(zip(zipped, values)) for values in zip(*zipped.values())] or [{}]
+    runs = []
+    for combination in itertools.product(*axes.values()):
+        for zipped_row in zipped_rows:
+            for seed in seeds:
+                varying = {**dict(zip(axes, combination)), **zipped_row}
+                config = RunConfig.from_mapping({**base, **varying, "seed": seed}, where=where)
+                label = ", ".join(f"{k}={v}" for k, v in varying.items()) or "base"
+                runs.append(SweepRun(label, config, {"seed": seed}))
+    if not runs:
+        raise RethinkgenError(f"{where}the sweep expands to zero runs")
+    return Sweep(str(spec.get("name") or default_name), runs, preset=spec.get("preset"))
+
+
+def preflight(sweep: Sweep) -> None:
+    """Check that every run can be built (data found, model takes the input shape) before any starts."""
+    datasets = {}
+    for run in sweep.runs:
+        c = run.config.resolved()
+        key = (c.dataset, c.data_dir, c.download)
+        if key not in datasets:
+            options = {"data_dir": c.data_dir, "download": c.download} if data.SOURCES[c.dataset].locate else {}
+            datasets[key] = data.load(c.dataset, **options)
+        dataset = datasets[key]
+        for size, available, what in ((c.subset, len(dataset.y_train), "subset"),
+                                      (c.test_subset, len(dataset.y_test), "test_subset")):
+            if size is not None and size > available:
+                raise RethinkgenError(f"run '{run.label}': {what} {size} exceeds the {available} examples of {c.dataset}")
+        channels, height, width = dataset.image_shape
+        crop = crop_size_for(height, c.crop)
+        shape = (channels, crop, crop) if crop else (channels, height, width)
+        try:
+            models.create_model(c.model, shape, dataset.num_classes, **({"dropout": c.dropout} if c.dropout else {}))
+        except RethinkgenError as error:
+            raise RethinkgenError(f"run '{run.label}': {error}") from None
+
+
+def estimate_seconds(config: RunConfig) -> float:
+    """A rough upper bound of a run's CPU time from the measured speeds above (runs that stop at fit end sooner)."""
+    n_train, n_test, values = DATASET_SHAPES.get(config.dataset, (50000, 10000, 2352))
+    n_train = config.subset or n_train
+    n_test = config.test_subset or n_test
+    rate = CPU_IMAGES_PER_SECOND.get(config.model, 400) * 2352 / values
+    return config.epochs * (n_train + EVAL_COST * (n_train + n_test)) / rate
+
+
+def run_status(runs_dir: Path, run_id: str) -> dict | None:
+    path = Path(runs_dir) / run_id / "summary.json"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def _train_one(config_values: dict, runs_dir: str, threads: int | None) -> tuple[str, str]:
+    """Run one config in this process; return (status, message). Never raises for a failing run."""
+    import torch
+
+    from rethinkgen.train import train
+
+    if threads:
+        torch.set_num_threads(threads)
+    try:
+        summary = train(RunConfig(**config_values).validated(), runs_dir, progress=False).summary
+        return summary["status"], summary.get("message", "")
+    except RethinkgenError as error:
+        return "failed", str(error)
+    except Exception as error:  # a failing run is recorded and reported, never allowed to stop the sweep
+        return "failed", f"{type(error).__name__}: {error}"
+
+
+@dataclass
+class SweepOutcome:
+    ran: list[tuple[SweepRun, str, str]] = field(default_factory=list)       # (run, status, message)
+    skipped: list[tuple[SweepRun, str]] = field(default_factory=list)        # (run, existing status)
+
+    def lines(self) -> list[str]:
+        statuses = [status for _, status, _ in self.ran]
+        lines = [f"{len(self.ran)} run(s) trained: {statuses.count('complete')} complete, "
+                 f"{statuses.count('diverged')} diverged, {statuses.count('failed')} failed; "
+                 f"{len(self.skipped)} skipped (already finished)"]
+        for run, status, message in self.ran:
+            if status != "complete":
+                lines.append(f"  {status}: {run.label} [{run.config.run_id()}]: {message}")
+        return lines
+
+    @property
+    def failed(self) -> int:
+        return sum(status == "failed" for _, status, _ in self.ran)
+
+
+def run_sweep(sweep: Sweep, runs_dir: str | Path, workers: int = 1, retry_failed: bool = False,
+              progress: bool = True) -> SweepOutcome:
+    """Run every run of ``sweep`` not yet finished, ``workers`` at a time, each in its own process."""
+    if workers < 1:
+        raise RethinkgenError(f"workers {workers} must be at least 1")
+    store = RunStore(runs_dir)
+    preflight(sweep)
+    (store.root / "sweeps").mkdir(exist_ok=True)
+    write_json(store.root / "sweeps" / f"{sweep.name}.json", sweep.manifest())
+    outcome, todo, seen = SweepOutcome(), [], set()
+    for run in sweep.runs:
+        run_id = run.config.run_id()
+        summary = run_status(store.root, run_id)
+        status = summary["status"] if summary else None
+        if status in ("complete", "diverged") or (status == "failed" and not retry_failed) or run_id in seen:
+            outcome.skipped.append((run, status or "duplicate"))
+        else:
+            todo.append(run)
+        seen.add(run_id)
+    threads = max(1, (os.cpu_count() or 1) // workers) if workers > 1 else None
+    bar = tqdm(total=len(todo), disable=not progress, desc=f"sweep {sweep.name}", unit="run", dynamic_ncols=True)
+    try:
+        if workers == 1:
+            for run in todo:
+                bar.set_postfix_str(run.label)
+                status, message = _train_one(run.config.to_dict(), str(store.root), threads)
+                outcome.ran.append((run, status, message))
+                bar.update()
+        else:
+            with ProcessPoolExecutor(max_workers=workers) as pool:
+                futures = {pool.submit(_train_one, run.config.to_dict(), str(store.root), threads): run for run in todo}
+                for future in as_completed(futures):
+                    status, message = future.result()
+                    outcome.ran.append((futures[future], status, message))
+                    bar.set_postfix_str(futures[future].label)
+                    bar.update()
+    finally:
+        bar.close()
+    order = {id(run): i for i, run in enumerate(sweep.runs)}
+    outcome.ran.sort(key=lambda item: order[id(item[0])])
+    return outcome
