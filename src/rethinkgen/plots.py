@@ -13,6 +13,11 @@ import matplotlib.pyplot as plt  # noqa: E402
 LINESTYLES = ["-", "--", "-.", ":"]
 
 
+def step_unit(max_step: int) -> tuple[float, str]:
+    """Thousands of steps, as the paper's axes, unless the runs are too short for that to read well."""
+    return (1000.0, "thousand steps") if max_step >= 2000 else (1.0, "steps")
+
+
 def plot_learning_curves(curves: list[dict], path: str | Path, title: str = "") -> Path:
     """Figure-1a-style panels against steps: running mean training loss, train and test accuracy.
 
@@ -20,15 +25,16 @@ def plot_learning_curves(curves: list[dict], path: str | Path, title: str = "") 
     "test_accuracy"}...]}``. Writes ``path`` (PNG) and the same figure as SVG beside it.
     """
     fig, (loss_ax, train_ax, test_ax) = plt.subplots(1, 3, figsize=(16, 4.6))
+    unit, unit_label = step_unit(max((row["step"] for c in curves for row in c["metrics"]), default=0))
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     for i, curve in enumerate(curves):
         # curves can coincide (an MLP does not care about a fixed pixel permutation): vary the dashes too
         style = dict(color=colors[i % len(colors)], linestyle=LINESTYLES[i % len(LINESTYLES)], linewidth=1.6)
         steps = curve["steps"]
-        loss_ax.plot([row["step"] / 1000 for row in steps], [row["loss"] for row in steps],
+        loss_ax.plot([row["step"] / unit for row in steps], [row["loss"] for row in steps],
                      label=curve["label"], **style)
         metrics = curve["metrics"]
-        x = [row["step"] / 1000 for row in metrics]
+        x = [row["step"] / unit for row in metrics]
         train_ax.plot(x, [row["train_accuracy"] for row in metrics], **style)
         test_ax.plot(x, [row["test_accuracy"] for row in metrics], **style)
     loss_ax.set(ylabel="average training loss", title="(a) learning curves", ylim=(0, None))
@@ -36,7 +42,7 @@ def plot_learning_curves(curves: list[dict], path: str | Path, title: str = "") 
     test_ax.set(ylabel="accuracy on the true test labels", title="(c) test accuracy", ylim=(0, 1.02))
     loss_ax.legend(frameon=False)
     for ax in (loss_ax, train_ax, test_ax):
-        ax.set_xlabel("thousand steps")
+        ax.set_xlabel(unit_label)
         ax.grid(alpha=0.3)
     if title:
         fig.suptitle(title)

@@ -23,6 +23,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from rethinkgen import paper  # noqa: E402
 from rethinkgen.errors import RethinkgenError  # noqa: E402
+from rethinkgen.plots import step_unit  # noqa: E402
 from rethinkgen.results import INDEX_NAME, RunStore, atomic_write_text, read_jsonl  # noqa: E402
 
 COLORS = plt.rcParams["axes.prop_cycle"].by_key()["color"]
@@ -115,13 +116,14 @@ def save(fig, path: Path) -> Path:
 def section_figure1a(name: str, runs: list[Run], out: Path) -> Section:
     models = by_model(runs)
     fig, axes = plt.subplots(1, len(models), figsize=(6.5 * len(models), 4.5), squeeze=False)
+    unit, unit_label = step_unit(max((r.summary.get("steps") or 0 for r in runs), default=0))
     for ax, (model, model_runs) in zip(axes[0], models.items()):
         for i, (label, group) in enumerate(by_label(model_runs).items()):
             for j, run in enumerate(group):
                 steps = run.steps
-                ax.plot([r["step"] / 1000 for r in steps], [r["loss"] for r in steps], color=COLORS[i % len(COLORS)],
+                ax.plot([r["step"] / unit for r in steps], [r["loss"] for r in steps], color=COLORS[i % len(COLORS)],
                         alpha=1.0 if len(group) == 1 else 0.6, label=label if j == 0 else None)
-        ax.set(title=model, xlabel="thousand steps", ylabel="average training loss", ylim=(0, None))
+        ax.set(title=model, xlabel=unit_label, ylabel="average training loss", ylim=(0, None))
         ax.grid(alpha=0.3)
         ax.legend(frameon=False)
     figure = save(fig, out / f"{name}-figure1a.png")
@@ -246,11 +248,12 @@ def section_figure2b(name: str, runs: list[Run], out: Path) -> Section:
     paper_values = is_paper_data(runs)
     headers += ["paper: test plateau"] if paper_values else []
     rows = []
+    unit, unit_label = step_unit(max((r.summary.get("steps") or 0 for r in runs), default=0))
     for i, (model, group) in enumerate(by_model(runs).items()):
         color = COLORS[i % len(COLORS)]
         for j, run in enumerate(group):
             metrics = run.metrics
-            x = [r["step"] / 1000 for r in metrics]
+            x = [r["step"] / unit for r in metrics]
             test = [r["test_accuracy"] for r in metrics]
             best = [max(test[:k + 1]) for k in range(len(test))]
             ax.plot(x, [r["train_accuracy"] for r in metrics], color=color, label=f"{model} train" if j == 0 else None)
@@ -261,7 +264,7 @@ def section_figure2b(name: str, runs: list[Run], out: Path) -> Section:
         if paper_values:
             row.append(f"{paper.FIGURE2B_TEST_PLATEAU.get(model, '-')}")
         rows.append(row)
-    ax.set(xlabel="thousand steps", ylabel="accuracy", title="train (solid), test (dashed); shaded: best test so far")
+    ax.set(xlabel=unit_label, ylabel="accuracy", title="train (solid), test (dashed); shaded: best test so far")
     ax.grid(alpha=0.3)
     ax.legend(frameon=False)
     figure = save(fig, out / f"{name}-figure2b.png")
