@@ -91,14 +91,9 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("runs_dir", nargs="?", default="runs", help="runs folder (default: runs)")
     report.add_argument("--out", help="where to write the report (default: RUNS_DIR/report)")
 
-    memorize = commands.add_parser("memorize", help="fit a training set exactly with Theorem 1's 2n+d network",
-                                   description="Build the paper's depth-2 ReLU network with d + n + nK weights that "
-                                               "classifies every training image correctly, and test it.")
-    memorize.add_argument("--dataset", default="digits", help="data source (default: digits)")
-    memorize.add_argument("--data-dir", help="directory holding the dataset's files")
-    memorize.add_argument("--labels", default="random", help="random (default) or true training labels")
-    memorize.add_argument("--subset", type=int, help="number of training examples (default: all)")
-    memorize.add_argument("--seed", type=int, default=0, help="seed of the random labels and the direction")
+    from rethinkgen.theory import cli as theory_cli
+
+    theory_cli.add_commands(commands)
 
     datasets = commands.add_parser("datasets", help="list the data sources, where they were found, and their shapes")
     datasets.add_argument("--data-dir", help="also look in this directory")
@@ -174,39 +169,6 @@ def cmd_report(args) -> int:
     return 0
 
 
-def cmd_memorize(args) -> int:
-    import time
-
-    import numpy as np
-
-    from rethinkgen import data
-    from rethinkgen.randomize import randomize
-    from rethinkgen.theory.expressivity import class_accuracy, memorize
-
-    if args.labels not in ("random", "true"):
-        raise RethinkgenError(f"labels {args.labels!r}; allowed: random, true")
-    if args.dataset not in data.SOURCES:
-        raise RethinkgenError(f"unknown dataset {args.dataset!r}; allowed: {', '.join(data.SOURCES)}")
-    options = {"data_dir": args.data_dir} if data.SOURCES[args.dataset].locate else {}
-    dataset = data.load(args.dataset, **options)
-    if args.subset:
-        dataset = dataset.subset(args.subset, seed=args.seed)
-    dataset, _ = randomize(dataset, label_noise=1.0 if args.labels == "random" else 0.0, seed=args.seed)
-    started = time.perf_counter()
-    X, labels = dataset.x_train.reshape(len(dataset.x_train), -1) / 255.0, dataset.y_train
-    fit = memorize(X, np.eye(dataset.num_classes)[labels], seed=args.seed)
-    seconds = time.perf_counter() - started
-    train_acc = class_accuracy(fit.network, X, labels)
-    test_acc = class_accuracy(fit.network, dataset.x_test.reshape(len(dataset.x_test), -1) / 255.0, dataset.y_test)
-    print(f"{dataset.name}, {args.labels} labels: n = {fit.n:,} points, d = {fit.d:,} dimensions, "
-          f"{fit.outputs} outputs")
-    print(f"  parameters {fit.parameters:,} (d + n + nK = {fit.d + fit.n + fit.n * fit.outputs:,}), "
-          f"smallest gap {fit.smallest_gap:.3g}, max residual {fit.max_residual:.3g}")
-    print(f"  train accuracy {train_acc:.4f}, test accuracy {test_acc:.4f} (chance {1 / dataset.num_classes:.2f}), "
-          f"built in {seconds:.2f}s")
-    return 0
-
-
 def cmd_datasets(args) -> int:
     from rethinkgen.data import source_status
 
@@ -233,13 +195,15 @@ def cmd_models(args) -> int:
 
 
 COMMANDS = {"run": cmd_run, "demo": cmd_demo, "sweep": cmd_sweep, "report": cmd_report,
-            "memorize": cmd_memorize, "datasets": cmd_datasets, "models": cmd_models}
+            "datasets": cmd_datasets, "models": cmd_models}
 
 
 def main(argv: list[str] | None = None) -> int:
+    from rethinkgen.theory.cli import COMMANDS as THEORY_COMMANDS
+
     args = build_parser().parse_args(argv)
     try:
-        return COMMANDS[args.command](args)
+        return {**COMMANDS, **THEORY_COMMANDS}[args.command](args)
     except RethinkgenError as error:
         print(f"rethinkgen: error: {error}", file=sys.stderr)
         return 2

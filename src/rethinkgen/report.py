@@ -285,6 +285,8 @@ SECTIONS = {"figure1a": section_figure1a, "demo": section_figure1a, "figure1bc":
 
 
 def section_all_runs(runs_dir: Path) -> Section:
+    if not (runs_dir / INDEX_NAME).exists():
+        return Section("All runs", "No training runs in this folder.")
     headers = ["run", "dataset", "model", "label noise", "inputs", "status", "train acc", "test acc", "steps to fit",
                "message"]
     rows = []
@@ -333,6 +335,33 @@ def _html(sections: list[Section]) -> str:
     return "\n".join(parts)
 
 
+def save_section(runs_dir: str | Path, name: str, section: Section) -> Path:
+    """Store a finished section (e.g. a theory result) in the runs folder, for every later report."""
+    folder = Path(runs_dir) / "theory"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{name}.json"
+    atomic_write_text(path, json.dumps({"title": section.title, "text": section.text, "tables": section.tables,
+                                        "figures": [str(Path(f).resolve()) for f in section.figures]}, indent=2))
+    return path
+
+
+def _stored_sections(runs_dir: Path, out: Path) -> list[Section]:
+    sections = []
+    for path in sorted((runs_dir / "theory").glob("*.json")):
+        stored = json.loads(path.read_text())
+        figures = []
+        for figure in map(Path, stored["figures"]):
+            if figure.exists():  # copy beside the report so report.md's links work
+                copy = out / figure.name
+                if copy.resolve() != figure.resolve():
+                    copy.write_bytes(figure.read_bytes())
+                    if figure.with_suffix(".svg").exists():
+                        copy.with_suffix(".svg").write_bytes(figure.with_suffix(".svg").read_bytes())
+                figures.append(copy)
+        sections.append(Section(stored["title"], stored["text"], [tuple(t) for t in stored["tables"]], figures))
+    return sections
+
+
 def build_sections(runs_dir: Path, out: Path) -> list[Section]:
     sections = []
     for manifest_path in sorted((runs_dir / "sweeps").glob("*.json")):
@@ -340,6 +369,7 @@ def build_sections(runs_dir: Path, out: Path) -> list[Section]:
         runs = [load_run(runs_dir, r["run_id"], r["label"], r.get("group"), r.get("config")) for r in manifest["runs"]]
         builder = SECTIONS.get(manifest.get("preset"), section_sweep)
         sections.append(builder(manifest["name"], runs, out))
+    sections += _stored_sections(runs_dir, out)
     sections.append(section_all_runs(runs_dir))
     return sections
 
@@ -347,7 +377,7 @@ def build_sections(runs_dir: Path, out: Path) -> list[Section]:
 def write_report(runs_dir: str | Path, out: str | Path | None = None) -> list[Path]:
     """Write report.html, report.md and the figures; return their paths."""
     runs_dir = Path(runs_dir)
-    if not (runs_dir / INDEX_NAME).exists():
+    if not (runs_dir / INDEX_NAME).exists() and not (runs_dir / "theory").is_dir():
         raise RethinkgenError(f"{runs_dir} is not a runs folder (no {INDEX_NAME}); run a sweep or a run first")
     out = Path(out) if out else runs_dir / "report"
     try:

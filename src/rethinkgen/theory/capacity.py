@@ -401,11 +401,11 @@ def plot_rademacher(results: dict[str, RademacherResult], path, title: str = "")
         ax.bar(range(len(names)), means, yerr=stds, capsize=5, color="tab:blue", alpha=0.8)
         ax.axhline(1.0, color="black", linestyle="--", linewidth=1.2, label="trivial bound 1")
         ax.axhline(0.0, color="gray", linewidth=0.8)
-        ax.set_xticks(range(len(names)), names)
+        ax.set_xticks(range(len(names)), [f"{k}\n{m:.2f} ± {sd:.2f}" for k, m, sd in zip(names, means, stds)])
         sizes = sorted({results[k].n for k in names})
-        ax.set(ylabel="empirical Rademacher complexity", ylim=(min(0.0, *means) - 0.05, 1.1),
+        ax.set(ylabel="empirical Rademacher complexity", ylim=(min(0.0, *means) - 0.05, 1.22),
                title=title or f"fitting random signs (n = {', '.join(map(str, sizes))})")
-        ax.legend(frameon=False, loc="lower right")
+        ax.legend(frameon=False, loc="upper right")
         ax.grid(axis="y", alpha=0.3)
         return _save(fig, path)
     finally:

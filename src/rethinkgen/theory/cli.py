@@ -1,0 +1,134 @@
+"""Command-line commands for the theory: memorize, kernel, minnorm (rademacher and stability below)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+
+from rethinkgen.errors import RethinkgenError, choice_error
+
+
+def add_commands(commands) -> None:
+    memorize = commands.add_parser("memorize", help="fit a training set exactly with Theorem 1's 2n+d network",
+                                   description="Build the paper's depth-2 ReLU network with d + n + nK weights that "
+                                               "classifies every training image correctly, and test it.")
+    memorize.add_argument("--dataset", default="digits", help="data source (default: digits)")
+    memorize.add_argument("--data-dir", help="directory holding the dataset's files")
+    memorize.add_argument("--labels", default="random", help="random (default) or true training labels")
+    memorize.add_argument("--subset", type=int, help="number of training examples (default: all)")
+    memorize.add_argument("--seed", type=int, default=0, help="seed of the random labels and the direction")
+
+    kernel = commands.add_parser("kernel", help="minimum-norm kernel interpolation K alpha = Y (Section 5)",
+                                 description="Solve K alpha = Y on one-hot labels and report norm and errors; "
+                                             "several --label-noise values also draw the norm against the noise. "
+                                             "--table3 runs the rows of Table 3 on the data present.")
+    kernel.add_argument("--dataset", default="digits", help="data source (default: digits)")
+    kernel.add_argument("--data-dir", help="directory holding the dataset's files")
+    kernel.add_argument("--kernel", default="rbf", help="linear, rbf or laplacian (default: rbf)")
+    kernel.add_argument("--features", default="raw", help="raw, gabor or random-conv (default: raw)")
+    kernel.add_argument("--n", type=int, help="training points (default: all)")
+    kernel.add_argument("--n-test", type=int, help="test points (default: all)")
+    kernel.add_argument("--label-noise", type=float, nargs="+", default=[0.0], metavar="P", help="one or more levels")
+    kernel.add_argument("--bandwidth", type=float, help="kernel bandwidth (default: median distance)")
+    kernel.add_argument("--l2", type=float, default=0.0, help="ridge term (default: 0, pure interpolation)")
+    kernel.add_argument("--solver", default="auto", help="auto, cholesky or cg")
+    kernel.add_argument("--seed", type=int, default=0)
+    kernel.add_argument("--table3", action="store_true", help="run Table 3's rows instead")
+    kernel.add_argument("--scale", default="tiny", help="Table 3 size: tiny (2,000), small (10,000) or paper (all)")
+    kernel.add_argument("--out", default="runs", help="runs folder where results and figures are kept")
+
+    minnorm = commands.add_parser("minnorm", help="show SGD from zero converging to the minimum-norm solution")
+    minnorm.add_argument("--out", default="runs", help="runs folder where the result and figure are kept")
+
+
+def _print_section(section) -> None:
+    print(f"{section.title}")
+    for headers, rows in section.tables:
+        print("| " + " | ".join(headers) + " |")
+        for row in rows:
+            print("| " + " | ".join(map(str, row)) + " |")
+    for figure in section.figures:
+        print(f"figure: {figure}")
+
+
+def _theory_dir(runs_dir: str) -> Path:
+    folder = Path(runs_dir) / "theory"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise RethinkgenError(f"runs folder {runs_dir} cannot be written: {error}") from None
+    return folder
+
+
+def cmd_memorize(args) -> int:
+    from rethinkgen import data
+    from rethinkgen.randomize import randomize
+    from rethinkgen.theory.expressivity import class_accuracy, memorize
+
+    if args.labels not in ("random", "true"):
+        raise choice_error("labels", args.labels, ("random", "true"))
+    if args.dataset not in data.SOURCES:
+        raise choice_error("dataset", args.dataset, data.SOURCES)
+    options = {"data_dir": args.data_dir} if data.SOURCES[args.dataset].locate else {}
+    dataset = data.load(args.dataset, **options)
+    if args.subset:
+        dataset = dataset.subset(args.subset, seed=args.seed)
+    dataset, _ = randomize(dataset, label_noise=1.0 if args.labels == "random" else 0.0, seed=args.seed)
+    started = time.perf_counter()
+    X, labels = dataset.x_train.reshape(len(dataset.x_train), -1) / 255.0, dataset.y_train
+    fit = memorize(X, np.eye(dataset.num_classes)[labels], seed=args.seed)
+    seconds = time.perf_counter() - started
+    train_acc = class_accuracy(fit.network, X, labels)
+    test_acc = class_accuracy(fit.network, dataset.x_test.reshape(len(dataset.x_test), -1) / 255.0, dataset.y_test)
+    print(f"{dataset.name}, {args.labels} labels: n = {fit.n:,} points, d = {fit.d:,} dimensions, "
+          f"{fit.outputs} outputs")
+    print(f"  parameters {fit.parameters:,} (d + n + nK = {fit.d + fit.n + fit.n * fit.outputs:,}), "
+          f"smallest gap {fit.smallest_gap:.3g}, max residual {fit.max_residual:.3g}")
+    print(f"  train accuracy {train_acc:.4f}, test accuracy {test_acc:.4f} (chance {1 / dataset.num_classes:.2f}), "
+          f"built in {seconds:.2f}s")
+    return 0
+
+
+def cmd_kernel(args) -> int:
+    from rethinkgen import data
+    from rethinkgen.report import save_section
+    from rethinkgen.theory import experiments
+    from rethinkgen.theory.features import FEATURE_MAPS
+    from rethinkgen.theory.kernels import KERNELS, SOLVERS
+
+    folder = _theory_dir(args.out)
+    if args.table3:
+        section, _ = experiments.table3(args.scale, args.seed, args.data_dir)
+        save_section(args.out, f"table3-{args.scale}", section)
+        _print_section(section)
+        return 0
+    for value, allowed, what in ((args.kernel, KERNELS, "kernel"), (args.features, FEATURE_MAPS, "feature map"),
+                                 (args.solver, SOLVERS, "solver"), (args.dataset, data.SOURCES, "dataset")):
+        if value not in allowed:
+            raise choice_error(what, value, allowed)
+    for noise in args.label_noise:
+        if not 0 <= noise <= 1:
+            raise RethinkgenError(f"label noise {noise!r} is outside [0, 1]")
+    rows = experiments.kernel_rows(args.dataset, args.kernel, args.features, sorted(args.label_noise), args.n,
+                                   args.n_test, args.bandwidth, args.l2, args.solver, args.seed, args.data_dir)
+    name = f"kernel-{args.dataset}-{args.features}-{args.kernel}-n{rows[0]['n']}"
+    figure = experiments.norm_against_noise(rows, folder / f"{name}.png") if len(rows) > 1 else None
+    section = experiments.kernel_section(rows, figure)
+    save_section(args.out, name, section)
+    _print_section(section)
+    return 0
+
+
+def cmd_minnorm(args) -> int:
+    from rethinkgen.report import save_section
+    from rethinkgen.theory.experiments import min_norm_section
+
+    section = min_norm_section(_theory_dir(args.out) / "sgd-min-norm.png")
+    save_section(args.out, "sgd-min-norm", section)
+    _print_section(section)
+    return 0
+
+
+COMMANDS = {"memorize": cmd_memorize, "kernel": cmd_kernel, "minnorm": cmd_minnorm}
