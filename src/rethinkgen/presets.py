@@ -72,7 +72,8 @@ def build(preset: str, dataset: str | None = None, models: list[str] | None = No
     models = models or DEFAULT_MODELS[preset]
     seeds = seeds or [0]
     train_size, test_size = SCALES[scale]
-    full_train, full_test, _ = DATASET_SHAPES.get(dataset, (None, None, None))
+    full_train, full_test, values = DATASET_SHAPES.get(dataset, (None, None, None))
+    image_size = {64: 8, 784: 28, 2352: 32}.get(values, 32)
     subset = train_size if train_size and (full_train is None or train_size < full_train) else None
     test_subset = test_size if test_size and (full_test is None or test_size < full_test) else None
     if "subset" in overrides:
@@ -83,6 +84,9 @@ def build(preset: str, dataset: str | None = None, models: list[str] | None = No
 
     def config(model: str, seed: int, long: bool = False, **settings) -> RunConfig:
         decay = LONG_LR_DECAY if long else PAPER_LR_DECAY
+        if "crop" in settings.get("augment", ()) and image_size != 32:
+            # pad-and-crop shifts by up to a quarter of the 32 -> 28 crop's relative range: 4 pixels at 32
+            settings["pad"] = max(1, image_size // 8)
         values = dict(dataset=dataset, data_dir=data_dir, subset=subset, test_subset=test_subset, model=model,
                       seed=seed, epochs=EPOCHS[preset][scale],
                       stop_at_fit=preset != "figure2b", log_every=max(1, min(20, steps_per_epoch)),

@@ -1,4 +1,4 @@
-"""Command-line commands for the theory: memorize, kernel, minnorm (rademacher and stability below)."""
+"""Command-line commands for the theory: memorize, kernel, minnorm, rademacher, stability."""
 
 from __future__ import annotations
 
@@ -38,6 +38,31 @@ def add_commands(commands) -> None:
     kernel.add_argument("--table3", action="store_true", help="run Table 3's rows instead")
     kernel.add_argument("--scale", default="tiny", help="Table 3 size: tiny (2,000), small (10,000) or paper (all)")
     kernel.add_argument("--out", default="runs", help="runs folder where results and figures are kept")
+
+    rademacher = commands.add_parser("rademacher", help="estimate the empirical Rademacher complexity of model classes",
+                                     description="Fit random +-1 labels for several draws and report the mean "
+                                                 "correlation (1/n) sum sigma_i h(x_i), with its spread.")
+    rademacher.add_argument("--dataset", default="digits", help="data source (default: digits)")
+    rademacher.add_argument("--data-dir", help="directory holding the dataset's files")
+    rademacher.add_argument("--models", nargs="+", default=["constant", "linear", "mlp-1x512"],
+                            help="constant, linear, or model names (default: constant linear mlp-1x512)")
+    rademacher.add_argument("--n", type=int, default=200, help="sample size (default: 200)")
+    rademacher.add_argument("--draws", type=int, default=5, help="draws of the signs (default: 5)")
+    rademacher.add_argument("--epochs", type=int, default=500, help="epoch budget of network fits (default: 500)")
+    rademacher.add_argument("--seed", type=int, default=0)
+    rademacher.add_argument("--out", default="runs", help="runs folder where the result and figure are kept")
+
+    stability = commands.add_parser("stability", help="train twice on data differing in one example; show the drift",
+                                    description="A uniform-stability probe: two models from the same seed and data "
+                                                "order, on training sets that differ in one example.")
+    stability.add_argument("--dataset", default="digits", help="data source (default: digits)")
+    stability.add_argument("--data-dir", help="directory holding the dataset's files")
+    stability.add_argument("--model", default="mlp-1x512", help="model (default: mlp-1x512)")
+    stability.add_argument("--n", type=int, default=500, help="training examples (default: 500)")
+    stability.add_argument("--epochs", type=int, default=30, help="epochs (default: 30)")
+    stability.add_argument("--index", type=int, default=0, help="which training example is replaced (default: 0)")
+    stability.add_argument("--seed", type=int, default=0)
+    stability.add_argument("--out", default="runs", help="runs folder where the result and figure are kept")
 
     minnorm = commands.add_parser("minnorm", help="show SGD from zero converging to the minimum-norm solution")
     minnorm.add_argument("--out", default="runs", help="runs folder where the result and figure are kept")
@@ -131,4 +156,55 @@ def cmd_minnorm(args) -> int:
     return 0
 
 
-COMMANDS = {"memorize": cmd_memorize, "kernel": cmd_kernel, "minnorm": cmd_minnorm}
+def _load(dataset: str, data_dir: str | None):
+    from rethinkgen import data
+
+    if dataset not in data.SOURCES:
+        raise choice_error("dataset", dataset, data.SOURCES)
+    return data.load(dataset, **({"data_dir": data_dir} if data.SOURCES[dataset].locate else {}))
+
+
+def cmd_rademacher(args) -> int:
+    from rethinkgen.report import Section, save_section
+    from rethinkgen.theory import capacity
+
+    dataset = _load(args.dataset, args.data_dir)
+    results = capacity.rademacher_suite(dataset, args.models, n=args.n, draws=args.draws, epochs=args.epochs,
+                                        seed=args.seed)
+    name = f"rademacher-{args.dataset}-n{args.n}"
+    figure = capacity.plot_rademacher(results, _theory_dir(args.out) / f"{name}.png",
+                                      title=f"{args.dataset}, n = {args.n}, {args.draws} draws")
+    rows = [[label, f"{r.mean:.3f}", f"{r.std:.3f}", str(r.draws), str(r.n)] for label, r in results.items()]
+    section = Section(f"Empirical Rademacher complexity ({args.dataset}, n = {args.n})",
+                      "Mean over draws of (1/n) sum sigma_i h(x_i), h trained on random signs sigma. 1 is the trivial "
+                      "bound: a class that fits every draw has a vacuous Rademacher bound.",
+                      [(["model class", "mean", "std", "draws", "n"], rows)], [figure])
+    save_section(args.out, name, section)
+    _print_section(section)
+    return 0
+
+
+def cmd_stability(args) -> int:
+    from rethinkgen.report import Section, save_section
+    from rethinkgen.theory import capacity
+
+    dataset = _load(args.dataset, args.data_dir)
+    result = capacity.stability_probe(dataset, model=args.model, n=args.n, epochs=args.epochs,
+                                      replaced_index=args.index, seed=args.seed)
+    name = f"stability-{args.dataset}-{args.model.replace(':', '_')}-n{args.n}"
+    figure = capacity.plot_stability(result, _theory_dir(args.out) / f"{name}.png",
+                                     title=f"{args.model} on {args.dataset}, n = {args.n}")
+    rows = [[str(r["epoch"]), f"{r['loss_difference']:.2e}", f"{r['max_loss_difference']:.2e}",
+             f"{r['disagreement']:.3f}", f"{r['parameter_distance']:.3e}"] for r in result.rows]
+    section = Section(f"Uniform-stability probe ({args.model} on {args.dataset})",
+                      "Two models from the same seed and data order, trained on sets that differ in one example: how "
+                      "far their test losses, predictions and weights drift apart.",
+                      [(["epoch", "mean |loss difference|", "max |loss difference|", "disagreement",
+                         "parameter distance"], rows)], [figure])
+    save_section(args.out, name, section)
+    _print_section(section)
+    return 0
+
+
+COMMANDS = {"memorize": cmd_memorize, "kernel": cmd_kernel, "minnorm": cmd_minnorm, "rademacher": cmd_rademacher,
+            "stability": cmd_stability}
