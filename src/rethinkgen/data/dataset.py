@@ -49,12 +49,16 @@ class Dataset:
         """A stratified subset of ``n`` training (and ``n_test`` test) examples, the same for the same seed."""
         x_train, y_train, x_test, y_test = self.x_train, self.y_train, self.x_test, self.y_test
         if n is not None:
-            idx = _stratified_indices(y_train, n, seed, "train", self.name)
+            idx = self.subset_indices(n, seed)
             x_train, y_train = x_train[idx], y_train[idx]
         if n_test is not None:
             idx = _stratified_indices(y_test, n_test, seed + 1, "test", self.name)
             x_test, y_test = x_test[idx], y_test[idx]
         return replace(self, x_train=x_train, y_train=y_train, x_test=x_test, y_test=y_test)
+
+    def subset_indices(self, n: int, seed: int = 0) -> np.ndarray:
+        """The sorted training indices that ``subset(n, seed)`` keeps."""
+        return _stratified_indices(self.y_train, n, seed, "train", self.name)
 
     def content_hash(self) -> str:
         """A short SHA-256 of all four arrays: identical data gives an identical hash."""

@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 
 from rethinkgen import models
-from rethinkgen.data.dataset import Dataset, _stratified_indices
+from rethinkgen.data.dataset import Dataset
 from rethinkgen.errors import RethinkgenError, choice_error
 from rethinkgen.preprocess import crop_size_for, preprocess
 from rethinkgen.train import epoch_seed
@@ -317,7 +317,7 @@ def stability_probe(dataset: Dataset, model: str = "mlp-1x512", n: int = 500, ep
         n_test = _integer("n_test", n_test, 1, len(dataset.y_test))
 
     # the same indices dataset.subset(n, seed) takes, so that we know which examples lie outside S
-    chosen = _stratified_indices(dataset.y_train, n, seed, "train", dataset.name)
+    chosen = dataset.subset_indices(n, seed)
     original = int(chosen[replaced_index])
     if replacement is None:
         new = original
