@@ -15,13 +15,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
-import yaml
-
 from rethinkgen import models
 from rethinkgen.augment import AUGMENTATIONS
 from rethinkgen.data import SOURCES
 from rethinkgen.errors import RethinkgenError, choice_error
 from rethinkgen.randomize import INPUTS
+from rethinkgen.results import read_yaml_mapping
 
 # settings that change where data is read or which device computes, but not what a run is
 NOT_HASHED = ("data_dir", "download", "device")
@@ -82,15 +81,7 @@ class RunConfig:
     @classmethod
     def from_file(cls, path: str | Path, overrides: dict | None = None) -> "RunConfig":
         """Read a YAML or JSON file (JSON is YAML), then apply ``overrides``."""
-        path = Path(path)
-        try:
-            values = yaml.safe_load(path.read_text()) or {}
-        except OSError as error:
-            raise RethinkgenError(f"cannot read config file {path}: {error.strerror}") from None
-        except yaml.YAMLError as error:
-            raise RethinkgenError(f"config file {path} is not valid YAML/JSON: {str(error).splitlines()[0]}") from None
-        if not isinstance(values, dict):
-            raise RethinkgenError(f"config file {path} must hold a mapping of settings, got {type(values).__name__}")
+        values = read_yaml_mapping(path, "config file")
         values = {str(k).replace("-", "_"): v for k, v in values.items()}
         return cls.from_mapping({**values, **(overrides or {})}, where=f"{path}: ")
 

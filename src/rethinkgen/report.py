@@ -24,13 +24,13 @@ import matplotlib.pyplot as plt  # noqa: E402
 from rethinkgen import paper  # noqa: E402
 from rethinkgen.errors import RethinkgenError  # noqa: E402
 from rethinkgen.plots import step_unit  # noqa: E402
-from rethinkgen.results import INDEX_NAME, RunStore, atomic_write_text, read_jsonl  # noqa: E402
+from rethinkgen.results import INDEX_NAME, RunStore, StoredRun, atomic_write_text  # noqa: E402
 
 COLORS = plt.rcParams["axes.prop_cycle"].by_key()["color"]
 
 
 @dataclass
-class Run:
+class Run(StoredRun):
     run_id: str
     label: str
     group: dict
@@ -38,14 +38,6 @@ class Run:
     status: str
     summary: dict
     run_dir: Path
-
-    @property
-    def metrics(self) -> list[dict]:
-        return read_jsonl(self.run_dir / "metrics.jsonl")
-
-    @property
-    def steps(self) -> list[dict]:
-        return read_jsonl(self.run_dir / "steps.jsonl")
 
     def get(self, key):
         return self.summary.get(key) if self.status in ("complete", "diverged") else None

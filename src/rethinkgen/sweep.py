@@ -23,14 +23,13 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
 from tqdm.auto import tqdm
 
 from rethinkgen import data, models
 from rethinkgen.config import RunConfig
 from rethinkgen.errors import RethinkgenError
 from rethinkgen.preprocess import crop_size_for
-from rethinkgen.results import RunStore, write_json
+from rethinkgen.results import RunStore, read_yaml_mapping, write_json
 
 SPEC_KEYS = ("name", "base", "axes", "zip", "seeds", "preset")
 # rough training speeds (images/s at 3x28x28, batch 128, 2 CPU cores, torch 2.13) for --dry-run estimates
@@ -65,14 +64,7 @@ class Sweep:
 def load_spec(path: str | Path, overrides: dict | None = None) -> Sweep:
     """Read a YAML/JSON spec file and expand it into runs (validated, not yet checked against data)."""
     path = Path(path)
-    try:
-        spec = yaml.safe_load(path.read_text())
-    except OSError as error:
-        raise RethinkgenError(f"cannot read sweep spec {path}: {error.strerror}") from None
-    except yaml.YAMLError as error:
-        raise RethinkgenError(f"sweep spec {path} is not valid YAML/JSON: {str(error).splitlines()[0]}") from None
-    if not isinstance(spec, dict):
-        raise RethinkgenError(f"sweep spec {path} must be a mapping with keys {', '.join(SPEC_KEYS)}")
+    spec = read_yaml_mapping(path, "sweep spec")
     return expand(spec, default_name=path.stem, overrides=overrides, where=f"{path}: ")
 
 

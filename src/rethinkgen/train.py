@@ -29,25 +29,17 @@ from rethinkgen.config import RunConfig
 from rethinkgen.errors import RethinkgenError
 from rethinkgen.preprocess import crop_size_for, preprocess, standardize, to_unit
 from rethinkgen.randomize import RandomizationRecord, randomize
-from rethinkgen.results import RunStore, append_jsonl, read_jsonl, write_json, write_jsonl
+from rethinkgen.results import RunStore, StoredRun, append_jsonl, write_json, write_jsonl
 
 FINISHED = ("complete", "diverged")  # statuses a re-run leaves alone
 
 
 @dataclass
-class RunResult:
+class RunResult(StoredRun):
     run_id: str
     run_dir: Path
     config: RunConfig
     summary: dict
-
-    @property
-    def metrics(self) -> list[dict]:
-        return read_jsonl(self.run_dir / "metrics.jsonl")
-
-    @property
-    def steps(self) -> list[dict]:
-        return read_jsonl(self.run_dir / "steps.jsonl")
 
 
 def resolve_device(name: str) -> torch.device:
