@@ -28,7 +28,7 @@ EPOCHS = {  # epoch budget per preset and scale
     "figure1a": {"paper": 64, "small": 150, "tiny": 600},     # Figure 1a runs to 25k steps = 64 epochs
     "figure1bc": {"paper": 100, "small": 150, "tiny": 600},
     "table1": {"paper": 100, "small": 150, "tiny": 600},
-    "table4": {"paper": 200, "small": 300, "tiny": 800},      # "trained longer" (App. E)
+    "table4": {"paper": 200, "small": 300, "tiny": 300},      # "trained longer" (App. E)
     "figure2b": {"paper": 52, "small": 60, "tiny": 100},      # Figure 2b runs to 20k steps = 52 epochs
 }
 DEFAULT_MODELS = {
