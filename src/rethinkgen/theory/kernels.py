@@ -57,11 +57,12 @@ def median_bandwidth(X, sample: int = BANDWIDTH_SAMPLE, seed: int = 0) -> float:
 
 
 def kernel_matrix(X: torch.Tensor, kernel: str, bandwidth: float, dtype=torch.float64, block: int = BLOCK):
-    """K built block by block into one preallocated matrix (never two n x n temporaries)."""
+    """K built block by block into one preallocated matrix (never two n x n temporaries), computed in ``dtype``."""
     n = len(X)
+    X = X.to(dtype)
     K = torch.empty(n, n, dtype=dtype)
     for start in range(0, n, block):
-        K[start:start + block] = kernel_block(X[start:start + block], X, kernel, bandwidth).to(dtype)
+        K[start:start + block] = kernel_block(X[start:start + block], X, kernel, bandwidth)
     return K
 
 
