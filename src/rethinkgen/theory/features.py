@@ -32,11 +32,11 @@ import torch.nn.functional as F
 from rethinkgen.errors import RethinkgenError, choice_error
 
 CHUNK_ELEMENTS = 1 << 24  # largest intermediate tensor per chunk of images: 16M floats, 64 MB
-RANDOM_CHUNK_ELEMENTS = 1 << 21  # random-conv blocks of 8 MB: its elementwise passes run ~2x faster in cache
+RANDOM_CHUNK_ELEMENTS = 1 << 21  # random-conv blocks of 8 MB: measured ~3x faster than 128 MB blocks (cache)
 
 # Gabor wavelet transform (MNIST in Table 3)
 GABOR_ORIENTATIONS = 8           # 22.5 degree steps over [0, pi) (theta + pi repeats theta); 4 did worse
-GABOR_SCALES = (2.0, 4.0, 8.0)   # wavelengths in px, octaves from Nyquist (2) to stroke-pair scale; beat (4, 8), (3, 6, 12)
+GABOR_SCALES = (2.0, 4.0, 8.0)   # wavelengths (px), octaves up from Nyquist; beat (4, 8) and (3, 6, 12)
 GABOR_SIGMA_PER_WAVELENGTH = 0.56  # Gaussian width giving a one-octave frequency bandwidth (Daugman 1985)
 GABOR_TRUNCATE = 2.0             # kernel half-width in sigmas when kernel_size is not given (env. >= 13% kept)
 GABOR_POOL = 4                   # average-pool cell in pixels: a 7x7 grid on MNIST, 8x8 on CIFAR
@@ -47,7 +47,7 @@ RECTIFIERS = ("abs", "relu")     # |r|, or relu(r) and relu(-r) kept apart (twic
 RANDOM_FILTERS = 1600            # Coates & Ng's usual dictionary size; the paper's 32,000 costs 20x more
 RANDOM_PATCH = 6                 # Coates et al.'s best receptive field on CIFAR (6x6 px)
 RANDOM_POOL_GRID = 2             # sum-pool each map over its four quadrants, as Coates et al. do
-RANDOM_ALPHA = 0.25              # threshold on the filter-patch cosine; beat 0.5 and 0.75 with K alpha = y on Fashion-MNIST
+RANDOM_ALPHA = 0.25              # threshold on the filter-patch cosine; beat 0.5 and 0.75 on Fashion-MNIST
 PATCH_STD_EPS = 0.1              # added to a patch's pixel std (image std units): flat patches give ~0, not noise
 IMAGE_STD_EPS = 1.0 / 255        # added to an image's pixel std: a blank image stays finite
 MIN_FILTER_STD = 0.05            # candidate patches flatter than this ([0, 1] pixels) are redrawn: they are background
@@ -210,15 +210,15 @@ def _pool_matrix(height: int, width: int, grid: int) -> torch.Tensor:
 class RandomConvFeatures:
     """Coates & Ng's single-layer network with random filters: the "random conv-net" of Table 3.
 
-    ``fit`` draws ``n_filters`` patches at random positions of random training images (redrawing
-    near-constant background patches) and normalizes each (subtract its mean, divide by its norm):
+    ``fit`` draws ``n_filters`` patches at random positions of random training images (with replacement,
+    redrawing near-constant background patches) and normalizes each (subtract its mean, divide by its norm):
     Coates & Ng's "random patches" dictionary, with no k-means. The same filters then serve every
     later ``transform``, train and test images alike.
 
     ``transform`` standardizes each image (zero mean, unit pixel std), correlates it with every filter
-    (stride 1, valid) and divides each response by the patch's own norm, so a response is the cosine
-    between filter and local contrast-normalized patch (Coates et al.'s per-patch normalization,
-    done by convolution). The encoder relu(z - alpha), relu(-z - alpha) keeps strong matches of
+    (stride 1, valid: one matrix product over all p x p windows) and divides each response by the
+    window's own centered norm, so a response is the cosine between filter and patch: Coates et al.'s
+    per-patch contrast normalization, without materializing normalized patches per filter. The encoder relu(z - alpha), relu(-z - alpha) keeps strong matches of
     either sign; each map is sum-pooled over a pool_grid x pool_grid grid of quadrants.
 
     ``filters`` ``[n_filters, C, p, p]`` and ``sources`` (image, row, column of each patch) are set by fit.
@@ -312,7 +312,7 @@ class RandomConvFeatures:
             # [m, positions, C*p*p], ordered like the filters; F.unfold (im2col) is ~100x slower on CPU
             patches = x.unfold(2, p, 1).unfold(3, p, 1).permute(0, 2, 3, 1, 4, 5).reshape(m, mh * mw, -1)
             # filters have zero mean, so <f, patch> = <f, patch - its mean>: divide by that centered norm
-            scale = patches.std(dim=2, unbiased=False, keepdim=True).add_(PATCH_STD_EPS).mul_(math.sqrt(patches.shape[2]))
+            scale = patches.std(dim=2, unbiased=False, keepdim=True).add_(PATCH_STD_EPS).mul_(math.sqrt(c * p * p))
             z = (patches / scale) @ weights  # [m, positions, n_filters]: cosine of filter and patch
             positive = pool @ (z - self.alpha).clamp_(min=0)
             negative = pool @ z.neg_().sub_(self.alpha).clamp_(min=0)
@@ -354,5 +354,6 @@ def make_feature_map(name: str, **options):
     unknown = sorted(set(options) - set(allowed))
     if unknown:
         raise RethinkgenError(
-            f"feature map {name!r} does not take option(s) {', '.join(unknown)}; allowed: {', '.join(allowed) or 'none'}")
+            f"feature map {name!r} does not take option(s) {', '.join(unknown)}; "
+            f"allowed: {', '.join(allowed) or 'none'}")
     return cls(**options)
