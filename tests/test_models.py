@@ -128,3 +128,13 @@ def test_a_model_that_cannot_take_the_input_shape_is_refused(user_module):
 def test_bad_shapes_are_refused(shape):
     with pytest.raises(RethinkgenError, match="input shape"):
         create_model("mlp-1x512", shape, 10)
+
+
+def test_inception_without_batch_norm_starts_from_he_initialization():
+    torch.manual_seed(0)
+    model = create_model("inception-small-nobn", (3, 28, 28), 10)
+    convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
+    for conv in convs:
+        fan_in = conv.weight[0].numel()
+        assert conv.weight.std().item() == pytest.approx((2 / fan_in) ** 0.5, rel=0.15)
+        assert torch.count_nonzero(conv.bias) == 0
