@@ -224,3 +224,14 @@ def test_preset_overrides_reach_every_run():
     sweep = presets.build("figure1bc", models=["mlp-1x512"], fit_threshold=0.95)
     assert {r.config.fit_threshold for r in sweep.runs} == {0.95}
     assert RunConfig.from_mapping({"fit_threshold": 0.95}).fit_threshold == 0.95
+
+
+def test_two_sweeps_sharing_runs_never_train_one_run_twice_at_once(tmp_path):
+    from rethinkgen.sweep import _train_one
+    from rethinkgen.train import run_lock
+
+    config = expand(spec()).runs[0].config
+    run_dir = tmp_path / config.run_id()
+    run_dir.mkdir(parents=True)
+    with run_lock(run_dir, config.run_id()):
+        assert _train_one(config.to_dict(), str(tmp_path), None)[0] == "busy"

@@ -185,3 +185,15 @@ def test_real_fashion_mnist_true_labels_generalize_and_random_labels_do_not(tmp_
     random = train(RunConfig(**base, label_noise=1.0), tmp_path, progress=False).summary
     assert true["test_accuracy"] > 0.6
     assert random["test_accuracy"] < 0.2
+
+
+def test_a_run_that_another_process_is_training_is_refused(tmp_path):
+    from rethinkgen.train import RunBusy, run_lock
+
+    config = tiny(epochs=1)
+    run_dir = tmp_path / config.run_id()
+    run_dir.mkdir(parents=True)
+    with run_lock(run_dir, config.run_id()):
+        with pytest.raises(RunBusy, match="being trained by another process"):
+            train(config, tmp_path, progress=False)
+    assert train(config, tmp_path, progress=False).summary["status"] == "complete"  # the lock is released

@@ -150,13 +150,15 @@ def _train_one(config_values: dict, runs_dir: str, threads: int | None) -> tuple
     """Run one config in this process; return (status, message). Never raises for a failing run."""
     import torch
 
-    from rethinkgen.train import train
+    from rethinkgen.train import RunBusy, train
 
     if threads:
         torch.set_num_threads(threads)
     try:
         summary = train(RunConfig(**config_values).validated(), runs_dir, progress=False).summary
         return summary["status"], summary.get("message", "")
+    except RunBusy as busy:
+        return "busy", str(busy)
     except RethinkgenError as error:
         return "failed", str(error)
     except Exception as error:  # a failing run is recorded and reported, never allowed to stop the sweep
@@ -172,7 +174,8 @@ class SweepOutcome:
         statuses = [status for _, status, _ in self.ran]
         lines = [f"{len(self.ran)} run(s) trained: {statuses.count('complete')} complete, "
                  f"{statuses.count('diverged')} diverged, {statuses.count('failed')} failed; "
-                 f"{len(self.skipped)} skipped (already finished)"]
+                 f"{len(self.skipped)} skipped (already finished)"
+                 + (f"; {statuses.count('busy')} left to another process training them" if 'busy' in statuses else "")]
         for run, status, message in self.ran:
             if status != "complete":
                 lines.append(f"  {status}: {run.label} [{run.config.run_id()}]: {message}")

@@ -9,6 +9,8 @@ of a run that was never interrupted.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
 import math
@@ -171,6 +173,29 @@ def train(config: RunConfig, runs_dir: str | Path = "runs", progress: bool = Tru
     device = resolve_device(config.device)
     clean, randomized, record = prepare_data(config)
     run_dir.mkdir(exist_ok=True)
+    with run_lock(run_dir, run_id):
+        return _train_locked(config, store, run_id, run_dir, device, clean, randomized, record, progress, log)
+
+
+class RunBusy(RethinkgenError):
+    """Another process is training this run right now."""
+
+
+@contextlib.contextmanager
+def run_lock(run_dir: Path, run_id: str):
+    """An exclusive lock on the run folder for as long as this process trains it (released on exit)."""
+    with open(run_dir / "lock", "w") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise RunBusy(f"run {run_id} is being trained by another process") from None
+        yield
+
+
+def _train_locked(config, store, run_id, run_dir, device, clean, randomized, record, progress, log) -> RunResult:
+    summary_path, checkpoint_path = run_dir / "summary.json", run_dir / "checkpoint.pt"
+    if summary_path.exists() and json.loads(summary_path.read_text()).get("status") in FINISHED:
+        return RunResult(run_id, run_dir, config, json.loads(summary_path.read_text()))  # finished while we waited
     if (run_dir / "randomization.json").exists():
         saved = RandomizationRecord.load(run_dir)
         if saved.dataset_hash != record.dataset_hash:
