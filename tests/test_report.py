@@ -109,3 +109,12 @@ def test_report_renders_its_figures_in_headless_chromium(runs_dir, tmp_path):
     assert blue.sum() > 500
     # and the upper part of the page (the figures) is far from blank
     assert (pixels[:1200].mean(axis=-1) < 0.9).mean() > 0.02
+
+
+def test_table_rows_of_different_models_are_not_merged(tmp_path):
+    sweep = presets.build("table4", models=["mlp-1x512", "mlp-3x512"], **FAST)
+    run_sweep(sweep, tmp_path, progress=False)
+    write_report(tmp_path)
+    markdown = (tmp_path / "report" / "report.md").read_text()
+    assert "| mlp-1x512 | weight decay |" in markdown and "| mlp-3x512 | weight decay |" in markdown
+    assert "(n=2)" not in markdown

@@ -84,6 +84,14 @@ def by_label(runs: list[Run]) -> dict[str, list[Run]]:
     return groups
 
 
+def by_model_and_label(runs: list[Run]) -> dict[tuple[str, str], list[Run]]:
+    """Seeds of one row: the same label can name a row of several models (e.g. Table 1's settings)."""
+    groups: dict[tuple[str, str], list[Run]] = {}
+    for run in runs:
+        groups.setdefault((run.group.get("model", run.config.get("model")), run.label), []).append(run)
+    return groups
+
+
 def by_model(runs: list[Run]) -> dict[str, list[Run]]:
     groups: dict[str, list[Run]] = {}
     for run in runs:
@@ -200,8 +208,8 @@ def section_table1(name: str, runs: list[Run], out: Path) -> Section:
     headers = ["model", "params", "random crop", "weight decay", "labels", "train acc", "test acc", "status"]
     headers += ["paper: train acc", "paper: test acc"] if paper_values else []
     rows = []
-    for label, group in by_label(runs).items():
-        model, g = group[0].group.get("model"), group[0].group
+    for (model, _), group in by_model_and_label(runs).items():
+        g = group[0].group
         row = [model, f"{group[0].summary.get('parameters', 0):,}", _yes(g.get("crop")), _yes(g.get("weight_decay")),
                "random" if g.get("random_labels") else "true", mean_sd([r.get("train_accuracy") for r in group], 2, 100),
                mean_sd([r.get("test_accuracy") for r in group], 2, 100), status_of(group)]
@@ -220,8 +228,8 @@ def section_table4(name: str, runs: list[Run], out: Path) -> Section:
     headers = ["model", "regularizer", "train acc (eval)", "train acc (online, augmented)", "epochs", "status"]
     headers += ["paper: training accuracy"] if paper_values else []
     rows = []
-    for label, group in by_label(runs).items():
-        model, regularizer = group[0].group.get("model"), group[0].group.get("regularizer")
+    for (model, _), group in by_model_and_label(runs).items():
+        regularizer = group[0].group.get("regularizer")
         row = [model, regularizer, mean_sd([r.get("train_accuracy") for r in group], 2, 100),
                mean_sd([r.get("online_accuracy") for r in group], 2, 100),
                mean_sd([r.get("epochs_completed") for r in group], 0), status_of(group)]
