@@ -9,9 +9,10 @@ import typing
 
 from rethinkgen.config import RunConfig
 from rethinkgen.errors import RethinkgenError
+from rethinkgen.presets import EPOCHS
 
 RUN_FLAG_TYPES = {int: int, float: float, str: str}
-PRESET_NAMES = ("figure1a", "figure1bc", "table1", "table4", "figure2b")
+PRESET_NAMES = tuple(EPOCHS)  # the presets, in the order of the paper
 
 
 def _add_config_flags(parser: argparse.ArgumentParser) -> None:

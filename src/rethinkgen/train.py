@@ -131,7 +131,7 @@ def _save_checkpoint(path: Path, state: dict) -> None:
             os.remove(tmp)
 
 
-def summarize(history: list[dict], steps: list[dict], fit_threshold: float) -> dict:
+def summarize(history: list[dict], fit_threshold: float) -> dict:
     """Final metrics, time to fit and best test accuracy, from the per-epoch history."""
     summary = {key: None for key in ("train_loss", "train_accuracy", "test_loss", "test_accuracy",
                                      "changed_original_accuracy", "online_accuracy", "generalization_gap", "steps_to_fit",
@@ -233,7 +233,7 @@ def _train_locked(config, store, run_id, run_dir, device, clean, randomized, rec
             "fraction_labels_changed": len(record.changed) / len(randomized.y_train), "message": ""}
 
     def finish(status: str, message: str = "") -> dict:
-        summary = {**base, **summarize(history, step_log, config.fit_threshold), "status": status, "message": message}
+        summary = {**base, **summarize(history, config.fit_threshold), "status": status, "message": message}
         write_json(summary_path, summary)
         store.register(run_id, config.to_dict(), summary)
         return summary
