@@ -198,3 +198,9 @@ def test_run_id_ignores_device_and_data_location_but_not_seeds():
     assert base.run_id() == RunConfig(device="cpu", data_dir="/x").run_id()
     assert base.run_id() == RunConfig(init_seed=0, order_seed=0, randomization_seed=0, lr=0.01).run_id()
     assert base.run_id() != RunConfig(seed=1).run_id() != RunConfig(label_noise=0.1).run_id()
+
+
+def test_run_ids_of_stored_runs_stay_stable():
+    """Folders already on disk are found again: settings added later do not rename them at their defaults."""
+    assert RunConfig().run_id() == "bb9fc11b3ad7"
+    assert RunConfig(label_noise=0.5, model="alexnet-small").run_id() == "884bc6085735"

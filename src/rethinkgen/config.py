@@ -27,6 +27,8 @@ NOT_HASHED = ("data_dir", "download", "device")
 
 
 def _f(default, help: str, **extra):
+    """A setting with its help text. ``hashed_at_default=False`` marks settings added after runs were
+    already stored: left out of the run id while at their default, so existing run folders keep their names."""
     return field(default=default, metadata={"help": help, **extra})
 
 
@@ -145,7 +147,9 @@ class RunConfig:
 
     def run_id(self) -> str:
         """A short hash of the resolved settings that define the run: the name of its folder."""
-        values = {k: v for k, v in self.resolved().to_dict().items() if k not in NOT_HASHED}
+        defaults = {f.name: f.default for f in dataclasses.fields(self) if not f.metadata.get("hashed_at_default", True)}
+        values = {k: v for k, v in self.resolved().to_dict().items()
+                  if k not in NOT_HASHED and not (k in defaults and v == defaults[k])}
         return hashlib.sha256(json.dumps(values, sort_keys=True).encode()).hexdigest()[:12]
 
 
