@@ -98,3 +98,22 @@ def test_bad_arguments(kwargs, message):
         interpolate(np.random.rand(5, 2), np.random.rand(5), **kwargs)
     with pytest.raises(RethinkgenError, match="5 points but 4 targets"):
         interpolate(np.random.rand(5, 2), np.random.rand(4))
+
+
+def test_nystrom_preconditioner_speeds_up_cg_to_the_same_solution(digits):
+    X, y = digits[0][:300], digits[1][:300]
+    Y = one_hot(y)
+    exact = interpolate(X, Y, kernel="rbf", solver="cholesky")
+    plain = interpolate(X, Y, kernel="rbf", solver="cg", precondition_rank=0, tol=1e-5, max_iter=5000)
+    preconditioned = interpolate(X, Y, kernel="rbf", solver="cg", precondition_rank=100, tol=1e-5, max_iter=5000)
+    assert preconditioned.iterations < plain.iterations / 3
+    for fit in (plain, preconditioned):
+        assert fit.relative_residual < 1e-3
+        assert abs(fit.norm - exact.norm) / exact.norm < 1e-2
+        assert (fit.predict(X) == y).all()
+
+
+def test_bad_precondition_rank_is_refused(digits):
+    X, y = digits[0][:20], digits[1][:20]
+    with pytest.raises(RethinkgenError, match="precondition rank -1"):
+        interpolate(X, one_hot(y), solver="cg", precondition_rank=-1)

@@ -7,9 +7,11 @@ linear, Gaussian (RBF) and Laplacian kernels and reports the RKHS norm sqrt(trac
 
 Solvers, chosen by size: a float64 Cholesky factorization while the n x n matrix fits the memory budget
 (falling back to a least-squares solve when K is singular, e.g. a linear kernel with n > d); beyond that,
-conjugate gradients on K stored in float32 (n = 60,000 needs 14.4 GB), built and multiplied in blocks.
-Plain CG, not EigenPro: it is exact in the limit but converges slowly along K's small eigenvalues, so its
-residual is reported, not assumed.
+conjugate gradients on K stored in float32 (n = 60,000 needs 14.4 GB), built in blocks. CG is
+preconditioned with a randomized Nystrom approximation of K's top eigenpairs (Frangella, Tropp & Udell
+2023, "Randomized Nystrom preconditioning"), which flattens the fast-decaying top of the spectrum the way
+EigenPro does; ``precondition_rank=0`` gives plain CG. Iterative solutions are approximate: the residual
+is reported, not assumed.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ SOLVERS = ("auto", "cholesky", "cg")
 BLOCK = 2048                      # rows of K built at a time
 DENSE_BUDGET_BYTES = 8 * 2 ** 30  # float64 K up to 8 GiB (n ~ 32,000) is factorized directly
 BANDWIDTH_SAMPLE = 2000           # points used by the median heuristic
+PRECONDITION_RANK = 500           # Nystrom rank of the CG preconditioner (0 = plain CG)
 
 
 def _as_tensor(X) -> torch.Tensor:
@@ -99,7 +102,8 @@ def one_hot(labels, num_classes: int | None = None) -> np.ndarray:
 
 
 def interpolate(X, Y, kernel: str = "rbf", bandwidth: float | None = None, l2: float = 0.0, solver: str = "auto",
-                tol: float = 1e-6, max_iter: int = 2000, budget_bytes: int = DENSE_BUDGET_BYTES) -> KernelFit:
+                tol: float = 1e-6, max_iter: int = 2000, budget_bytes: int = DENSE_BUDGET_BYTES,
+                precondition_rank: int = PRECONDITION_RANK, seed: int = 0) -> KernelFit:
     """Solve (K + l2 I) alpha = Y; ``Y`` is [n, K] (e.g. one-hot) or [n] real targets.
 
     The result's ``decision(X)`` gives the fitted function; ``norm`` its RKHS norm; ``relative_residual``
@@ -111,6 +115,8 @@ def interpolate(X, Y, kernel: str = "rbf", bandwidth: float | None = None, l2: f
         raise choice_error("solver", solver, SOLVERS)
     if not (l2 >= 0):
         raise RethinkgenError(f"l2 {l2!r} must be >= 0")
+    if not (isinstance(precondition_rank, int) and precondition_rank >= 0):
+        raise RethinkgenError(f"precondition rank {precondition_rank!r} must be an integer >= 0")
     X = _as_tensor(X)
     Y = torch.as_tensor(np.asarray(Y, dtype=np.float64))
     Y = Y[:, None] if Y.ndim == 1 else Y
@@ -140,7 +146,9 @@ def interpolate(X, Y, kernel: str = "rbf", bandwidth: float | None = None, l2: f
     else:
         K32 = kernel_matrix(X, kernel, bandwidth, dtype=torch.float32)
         matvec = lambda v: (K32 @ v.float()).double()  # noqa: E731
-        alpha, iterations = _conjugate_gradients(lambda v: matvec(v) + l2 * v, Y, tol, max_iter)
+        rank = min(precondition_rank, n - 1)
+        precondition = nystrom_preconditioner(matvec, n, rank, l2, seed) if rank > 0 else (lambda r: r)
+        alpha, iterations = _conjugate_gradients(lambda v: matvec(v) + l2 * v, Y, tol, max_iter, precondition)
     # how far K alpha is from Y: ~0 when it interpolates, larger with l2 (which solves (K + l2 I) alpha = Y)
     residual = (matvec(alpha) - Y).norm() / Y.norm().clamp_min(1e-300)
     norm = float(torch.sqrt((alpha * matvec(alpha)).sum().clamp_min(0)))
@@ -161,23 +169,49 @@ def _linear_primal(X: torch.Tensor, Y: torch.Tensor, l2: float) -> KernelFit:
                      time.perf_counter() - started, weights=w)
 
 
-def _conjugate_gradients(apply, Y: torch.Tensor, tol: float, max_iter: int) -> tuple[torch.Tensor, int]:
-    """CG on every column of Y at once (each column keeps its own step sizes)."""
+def nystrom_preconditioner(matvec, n: int, rank: int, shift: float, seed: int = 0):
+    """The inverse of P = U (L + shift) U^T / (l_min + shift) + (I - U U^T), where U L U^T is a randomized
+    Nystrom approximation of K (one pass of K over ``rank`` random directions, numerically stable form of
+    Tropp et al. 2017). P^-1 (K + shift I) has its top ``rank`` eigenvalues squeezed to about l_min + shift."""
+    generator = torch.Generator().manual_seed(seed)
+    omega, _ = torch.linalg.qr(torch.randn(n, rank, dtype=torch.float64, generator=generator))
+    sketch = matvec(omega)
+    nu = n ** 0.5 * torch.finfo(torch.float32).eps * torch.linalg.matrix_norm(sketch, 2)
+    sketch += nu * omega
+    lower = torch.linalg.cholesky(omega.T @ sketch)
+    B = torch.linalg.solve_triangular(lower, sketch.T, upper=False).T
+    U, singular, _ = torch.linalg.svd(B, full_matrices=False)
+    eigen = (singular ** 2 - nu).clamp_min(0)
+    floor = max(float(eigen[-1]) + shift, 1e-12 * float(eigen[0]) + shift, 1e-300)
+    scale = floor / (eigen + shift).clamp_min(floor)
+
+    def apply(r: torch.Tensor) -> torch.Tensor:
+        projected = U.T @ r
+        return r + U @ ((scale[:, None] - 1) * projected)
+    return apply
+
+
+def _conjugate_gradients(apply, Y: torch.Tensor, tol: float, max_iter: int,
+                         precondition=lambda r: r) -> tuple[torch.Tensor, int]:
+    """Preconditioned CG on every column of Y at once (each column keeps its own step sizes);
+    stops when every column's residual |Y - A alpha| is below tol |Y|."""
     alpha = torch.zeros_like(Y)
     r = Y.clone()
-    p = r.clone()
-    rr = (r * r).sum(0)
+    z = precondition(r)
+    p = z.clone()
+    rz = (r * z).sum(0)
     target = tol ** 2 * (Y * Y).sum(0)
     for iteration in range(1, max_iter + 1):
         Ap = apply(p)
-        step = rr / (p * Ap).sum(0).clamp_min(1e-300)
+        step = rz / (p * Ap).sum(0).clamp_min(1e-300)
         alpha += step * p
         r -= step * Ap
-        new_rr = (r * r).sum(0)
-        if bool((new_rr <= target).all()):
+        if bool(((r * r).sum(0) <= target).all()):
             return alpha, iteration
-        p = r + (new_rr / rr) * p
-        rr = new_rr
+        z = precondition(r)
+        new_rz = (r * z).sum(0)
+        p = z + (new_rz / rz) * p
+        rz = new_rz
     return alpha, max_iter
 
 
