@@ -23,8 +23,8 @@ def crop_size_for(image_size: int, crop: str | int) -> int | None:
 
 
 def to_unit(images: torch.Tensor) -> torch.Tensor:
-    """uint8 0..255 to float 0..1."""
-    return images.float().div_(255.0)
+    """uint8 0..255 to float 0..1, in torch's default float type (float64 where a test asks for it)."""
+    return images.to(torch.get_default_dtype()).div_(255.0)
 
 
 def center_crop(images: torch.Tensor, size: int | None) -> torch.Tensor:

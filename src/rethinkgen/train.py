@@ -105,8 +105,11 @@ def predict(model, x: torch.Tensor, batch_size: int) -> torch.Tensor:
 
 def evaluate(model, device_data: DeviceData, batch_size: int) -> dict:
     """Loss and accuracy on the full training set, on the changed labels' originals, and on the test set."""
-    logits = predict(model, device_data.x_train, batch_size)
-    test_logits = predict(model, device_data.x_test, batch_size)
+    return metrics_from_logits(predict(model, device_data.x_train, batch_size),
+                               predict(model, device_data.x_test, batch_size), device_data)
+
+
+def metrics_from_logits(logits: torch.Tensor, test_logits: torch.Tensor, device_data: DeviceData) -> dict:
     result = {
         "train_loss": F.cross_entropy(logits, device_data.y_train).item(),
         "train_accuracy": (logits.argmax(1) == device_data.y_train).float().mean().item(),
@@ -163,7 +166,7 @@ def train(config: RunConfig, runs_dir: str | Path = "runs", progress: bool = Tru
     store = RunStore(runs_dir)
     run_id = config.run_id()
     run_dir = store.run_dir(run_id)
-    summary_path, checkpoint_path = run_dir / "summary.json", run_dir / "checkpoint.pt"
+    summary_path = run_dir / "summary.json"
     if summary_path.exists():
         previous = json.loads(summary_path.read_text())
         if previous.get("status") in FINISHED:
@@ -192,10 +195,8 @@ def run_lock(run_dir: Path, run_id: str):
         yield
 
 
-def _train_locked(config, store, run_id, run_dir, device, clean, randomized, record, progress, log) -> RunResult:
-    summary_path, checkpoint_path = run_dir / "summary.json", run_dir / "checkpoint.pt"
-    if summary_path.exists() and json.loads(summary_path.read_text()).get("status") in FINISHED:
-        return RunResult(run_id, run_dir, config, json.loads(summary_path.read_text()))  # finished while we waited
+def open_run_dir(config: RunConfig, run_id: str, run_dir: Path, record: RandomizationRecord, n_train: int) -> None:
+    """Save the randomization record and config, or check that a resumed run still sees the same data."""
     if (run_dir / "randomization.json").exists():
         saved = RandomizationRecord.load(run_dir)
         if saved.dataset_hash != record.dataset_hash:
@@ -203,40 +204,74 @@ def _train_locked(config, store, run_id, run_dir, device, clean, randomized, rec
                 f"run {run_id}: the data now hash to {record.dataset_hash}, but the run started on "
                 f"{saved.dataset_hash}; refusing to resume on different data (remove {run_dir} to restart)")
     else:
-        record.save(run_dir, len(randomized.y_train))
+        record.save(run_dir, n_train)
     write_json(run_dir / "config.json", config.to_dict())
 
-    device_data = DeviceData(clean, randomized, record, config, device)
+
+def initial_model(config: RunConfig, device_data: DeviceData, run_dir: Path, device) -> torch.nn.Module:
+    """The run's model at its seeded initialization, kept as initial.pt (distance-from-init measures need it)."""
     torch.manual_seed(config.init_seed)
     model_options = {"dropout": config.dropout} if config.dropout else {}
     model = models.create_model(config.model, device_data.input_shape, device_data.num_classes, **model_options)
     model.to(device)
     if not (run_dir / "initial.pt").exists():
         _save_checkpoint(run_dir / "initial.pt", {"model": model.state_dict()})
+    return model
+
+
+def load_checkpoint(run_dir: Path, device) -> dict | None:
+    """The last epoch's checkpoint, with the logs rewritten to match it (dropping rows written after it)."""
+    path = run_dir / "checkpoint.pt"
+    state = torch.load(path, map_location=device, weights_only=False) if path.exists() else None
+    write_jsonl(run_dir / "metrics.jsonl", state["history"] if state else [])
+    write_jsonl(run_dir / "steps.jsonl", state["steps"] if state else [])
+    return state
+
+
+def save_epoch(run_dir: Path, history: list[dict], step_log: list[dict], logged_steps: int, state: dict) -> int:
+    """Append the epoch's rows to the logs and checkpoint; return how many step rows are now logged."""
+    append_jsonl(run_dir / "metrics.jsonl", history[-1:])
+    append_jsonl(run_dir / "steps.jsonl", step_log[logged_steps:])
+    _save_checkpoint(run_dir / "checkpoint.pt", {**state, "history": history, "steps": step_log})
+    return len(step_log)
+
+
+def summary_base(run_id: str, device, model, device_data: DeviceData, record: RandomizationRecord) -> dict:
+    return {"run_id": run_id, "device": str(device), "parameters": models.count_parameters(model),
+            "num_classes": device_data.num_classes,
+            "fraction_labels_changed": len(record.changed) / len(device_data.y_train), "message": ""}
+
+
+def write_summary(store: RunStore, config: RunConfig, run_dir: Path, base: dict, history: list[dict], status: str,
+                  message: str = "") -> dict:
+    summary = {**base, **summarize(history, config.fit_threshold), "status": status, "message": message}
+    write_json(run_dir / "summary.json", summary)
+    store.register(base["run_id"], config.to_dict(), summary)
+    return summary
+
+
+def _train_locked(config, store, run_id, run_dir, device, clean, randomized, record, progress, log) -> RunResult:
+    summary_path = run_dir / "summary.json"
+    if summary_path.exists() and json.loads(summary_path.read_text()).get("status") in FINISHED:
+        return RunResult(run_id, run_dir, config, json.loads(summary_path.read_text()))  # finished while we waited
+    open_run_dir(config, run_id, run_dir, record, len(randomized.y_train))
+    device_data = DeviceData(clean, randomized, record, config, device)
+    model = initial_model(config, device_data, run_dir, device)
     optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum,
                                 weight_decay=config.weight_decay)
 
-    history, step_log, start_epoch, step = [], [], 0, 0
-    if checkpoint_path.exists():
-        state = torch.load(checkpoint_path, map_location=device, weights_only=False)
+    history, step_log, step = [], [], 0
+    state = load_checkpoint(run_dir, device)
+    if state is not None:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         history, step_log, step = state["history"], state["steps"], state["step"]
-        start_epoch = len(history)
-        log(f"run {run_id}: resuming after epoch {start_epoch}")
-    # the logs are appended to each epoch; rewriting them here drops rows newer than the checkpoint
-    write_jsonl(run_dir / "metrics.jsonl", history)
-    write_jsonl(run_dir / "steps.jsonl", step_log)
-
-    base = {"run_id": run_id, "device": str(device), "parameters": models.count_parameters(model),
-            "num_classes": device_data.num_classes,
-            "fraction_labels_changed": len(record.changed) / len(randomized.y_train), "message": ""}
+        log(f"run {run_id}: resuming after epoch {len(history)}")
+    start_epoch = len(history)
+    base = summary_base(run_id, device, model, device_data, record)
 
     def finish(status: str, message: str = "") -> dict:
-        summary = {**base, **summarize(history, config.fit_threshold), "status": status, "message": message}
-        write_json(summary_path, summary)
-        store.register(run_id, config.to_dict(), summary)
-        return summary
+        return write_summary(store, config, run_dir, base, history, status, message)
 
     finish("running")
     n_train = len(device_data.y_train)
@@ -285,11 +320,8 @@ def _train_locked(config, store, run_id, run_dir, device, clean, randomized, rec
             history.append({"epoch": epoch + 1, "step": step, "lr": lr, **metrics, "train_seconds": train_seconds,
                             "images": n_train, "images_per_second": n_train / train_seconds,
                             "wall_seconds": wall_before})
-            append_jsonl(run_dir / "metrics.jsonl", history[-1:])
-            append_jsonl(run_dir / "steps.jsonl", step_log[logged_steps:])
-            logged_steps = len(step_log)
-            _save_checkpoint(checkpoint_path, {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                                               "history": history, "steps": step_log, "step": step})
+            logged_steps = save_epoch(run_dir, history, step_log, logged_steps,
+                                      {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step})
             fitted = metrics["train_accuracy"] >= config.fit_threshold
             epochs.set_postfix(loss=f"{metrics['train_loss']:.3f}", train=f"{metrics['train_accuracy']:.3f}",
                                test=f"{metrics['test_accuracy']:.3f}", refresh=False)
