@@ -149,6 +149,35 @@ def test_workers_run_in_parallel_processes_into_one_store(tmp_path):
     assert abs(row["train_accuracy"] - alone["train_accuracy"]) < 0.05
 
 
+def test_ensembles_train_compatible_runs_together_and_skip_them_later(tmp_path, monkeypatch):
+    from rethinkgen import ensemble
+
+    sizes, real = [], ensemble.train_ensemble
+    monkeypatch.setattr(ensemble, "train_ensemble", lambda configs, *a, **k: sizes.append(len(configs)) or real(configs, *a, **k))
+    sweep = expand(spec(axes={"label_noise": [0.0, 0.5, 1.0], "model": ["mlp-1x512", "mlp-3x512"]},
+                        base={**TINY_BASE, "dropout": 0.0}))
+    sweep.runs.append(expand(spec(base={**TINY_BASE, "dropout": 0.5})).runs[0])  # must train alone
+    outcome = run_sweep(sweep, tmp_path, ensemble=2, progress=False)
+    assert [status for _, status, _ in outcome.ran] == ["complete"] * 7
+    assert sizes == [2, 2]  # per model noise 0 and 0.5 together; noise 1.0 and the dropout run alone by train()
+    frame = load(tmp_path)
+    assert len(frame) == 7 and set(frame["status"]) == {"complete"}
+    alone = train_module.train(sweep.runs[2].config, tmp_path / "alone", progress=False).summary
+    row = frame.set_index("run_id").loc[sweep.runs[2].config.run_id()]
+    assert abs(row["train_accuracy"] - alone["train_accuracy"]) < 0.05
+    again = run_sweep(sweep, tmp_path, ensemble="auto", progress=False)
+    assert not again.ran and len(again.skipped) == 7
+
+
+def test_ensemble_size_auto_gives_each_worker_a_share():
+    from rethinkgen.sweep import ensemble_size
+
+    assert ensemble_size("auto", 11, 1) == 11 and ensemble_size("auto", 11, 2) == 6
+    assert ensemble_size("auto", 100, 1) == 32 and ensemble_size("auto", 0, 1) == 1 and ensemble_size("4", 11, 1) == 4
+    with pytest.raises(RethinkgenError, match="ensemble 0 must be"):
+        ensemble_size(0, 11, 1)
+
+
 def _register_many(root, worker, count):
     store = RunStore(root)
     for i in range(count):
@@ -180,6 +209,7 @@ def test_dry_run_lists_runs_and_estimates_without_training(tmp_path, capsys):
     (["sweep", "--preset", "table1", "--scale", "huge"], "unknown scale 'huge'; allowed: paper, small, tiny"),
     (["sweep"], "give either a sweep spec file or --preset"),
     (["sweep", "--preset", "table4", "--models", "resnet"], "unknown model 'resnet'"),
+    (["sweep", "--preset", "figure2b", "--ensemble", "many"], "ensemble 'many' must be a whole number >= 1 or 'auto'"),
 ])
 def test_bad_sweep_arguments(tmp_path, capsys, argv, message):
     assert main(argv + ["--out", str(tmp_path)]) == 2
@@ -227,11 +257,11 @@ def test_preset_overrides_reach_every_run():
 
 
 def test_two_sweeps_sharing_runs_never_train_one_run_twice_at_once(tmp_path):
-    from rethinkgen.sweep import _train_one
+    from rethinkgen.sweep import _train_group
     from rethinkgen.train import run_lock
 
     config = expand(spec()).runs[0].config
     run_dir = tmp_path / config.run_id()
     run_dir.mkdir(parents=True)
     with run_lock(run_dir, config.run_id()):
-        assert _train_one(config.to_dict(), str(tmp_path), None)[0] == "busy"
+        assert _train_group([config.to_dict()], str(tmp_path), None)[0][0] == "busy"

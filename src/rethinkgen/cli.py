@@ -84,6 +84,8 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--epochs", type=int, help="override every run's epoch budget")
     sweep.add_argument("--out", default="runs", help="runs folder (default: runs)")
     sweep.add_argument("--workers", type=int, default=1, help="runs at once, in local processes (default: 1)")
+    sweep.add_argument("--ensemble", default="1", metavar="K",
+                       help="train up to K compatible runs at once as one batched model, or 'auto' (default: 1)")
     sweep.add_argument("--retry-failed", action="store_true", help="run again the runs that failed before")
     sweep.add_argument("--dry-run", action="store_true", help="list the runs and their estimated cost; train nothing")
     sweep.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -157,7 +159,7 @@ def cmd_sweep(args) -> int:
         print(f"estimated: at most {total / 3600:.2f} CPU hours on a 2-core CPU (runs that stop at fit take less)")
         return 0
     outcome = sweep.run_sweep(plan, args.out, workers=args.workers, retry_failed=args.retry_failed,
-                              progress=not args.quiet)
+                              progress=not args.quiet, ensemble=args.ensemble)
     print("\n".join(outcome.lines()))
     return 1 if outcome.failed else 0
 

@@ -27,6 +27,7 @@ from tqdm.auto import tqdm
 
 from rethinkgen import data, models
 from rethinkgen.config import RunConfig
+from rethinkgen.ensemble import group_configs
 from rethinkgen.errors import RethinkgenError
 from rethinkgen.preprocess import crop_size_for
 from rethinkgen.results import RunStore, read_yaml_mapping, write_json
@@ -35,6 +36,7 @@ SPEC_KEYS = ("name", "base", "axes", "zip", "seeds", "preset")
 # rough training speeds (images/s at 3x28x28, batch 128, 2 CPU cores, torch 2.13) for --dry-run estimates
 CPU_IMAGES_PER_SECOND = {"mlp-1x512": 13000, "mlp-3x512": 9000, "alexnet-small": 400,
                          "inception-small": 65, "inception-small-nobn": 65}
+MAX_AUTO_ENSEMBLE = 32
 DATASET_SHAPES = {  # (train size, test size, values per image after the default crop)
     "digits": (1347, 450, 64), "synthetic": (512, 256, 64), "mnist": (60000, 10000, 784),
     "fashion-mnist": (60000, 10000, 784), "cifar10": (50000, 10000, 2352), "cifar100": (50000, 10000, 2352)}
@@ -146,23 +148,42 @@ def run_status(runs_dir: Path, run_id: str) -> dict | None:
     return json.loads(path.read_text()) if path.exists() else None
 
 
-def _train_one(config_values: dict, runs_dir: str, threads: int | None) -> tuple[str, str]:
-    """Run one config in this process; return (status, message). Never raises for a failing run."""
+def _train_group(config_values: list[dict], runs_dir: str, threads: int | None) -> list[tuple[str, str]]:
+    """Run one config, or an ensemble of compatible ones, in this process; return (status, message) for each.
+    Never raises for a failing run."""
     import torch
 
+    from rethinkgen.ensemble import train_ensemble
     from rethinkgen.train import RunBusy, train
 
     if threads:
         torch.set_num_threads(threads)
+    configs = [RunConfig(**values).validated() for values in config_values]
     try:
-        summary = train(RunConfig(**config_values).validated(), runs_dir, progress=False).summary
-        return summary["status"], summary.get("message", "")
+        if len(configs) == 1:
+            results = [train(configs[0], runs_dir, progress=False)]
+        else:
+            results = train_ensemble(configs, runs_dir, progress=False)
+        return [(result.summary["status"], result.summary.get("message", "")) for result in results]
     except RunBusy as busy:
-        return "busy", str(busy)
+        return [("busy", str(busy))]
     except RethinkgenError as error:
-        return "failed", str(error)
+        return [("failed", str(error))] * len(configs)
     except Exception as error:  # a failing run is recorded and reported, never allowed to stop the sweep
-        return "failed", f"{type(error).__name__}: {error}"
+        return [("failed", f"{type(error).__name__}: {error}")] * len(configs)
+
+
+def ensemble_size(value: str | int, runs: int, workers: int) -> int:
+    """``--ensemble``: a number, or ``auto``: enough runs per ensemble to give every worker one (at most 32)."""
+    if value == "auto":
+        return max(1, min(MAX_AUTO_ENSEMBLE, -(-runs // workers)))
+    try:
+        size = int(value)
+    except (TypeError, ValueError):
+        raise RethinkgenError(f"ensemble {value!r} must be a whole number >= 1 or 'auto'") from None
+    if size < 1:
+        raise RethinkgenError(f"ensemble {value!r} must be a whole number >= 1 or 'auto'")
+    return size
 
 
 @dataclass
@@ -187,8 +208,9 @@ class SweepOutcome:
 
 
 def run_sweep(sweep: Sweep, runs_dir: str | Path, workers: int = 1, retry_failed: bool = False,
-              progress: bool = True) -> SweepOutcome:
-    """Run every run of ``sweep`` not yet finished, ``workers`` at a time, each in its own process."""
+              progress: bool = True, ensemble: str | int = 1) -> SweepOutcome:
+    """Run every run of ``sweep`` not yet finished, ``workers`` at a time, each in its own process;
+    compatible runs ``ensemble`` at a time as one batched model (see ensemble.py)."""
     if workers < 1:
         raise RethinkgenError(f"workers {workers} must be at least 1")
     store = RunStore(runs_dir)
@@ -206,22 +228,27 @@ def run_sweep(sweep: Sweep, runs_dir: str | Path, workers: int = 1, retry_failed
             todo.append(run)
         seen.add(run_id)
     threads = max(1, (os.cpu_count() or 1) // workers) if workers > 1 else None
+    run_of = {id(run.config): run for run in todo}
+    groups = [[run_of[id(config)] for config in group]
+              for group in group_configs([run.config for run in todo], ensemble_size(ensemble, len(todo), workers))]
     bar = tqdm(total=len(todo), disable=not progress, desc=f"sweep {sweep.name}", unit="run", dynamic_ncols=True)
+
+    def record(group: list[SweepRun], outcomes: list[tuple[str, str]]) -> None:
+        outcome.ran.extend((run, status, message) for run, (status, message) in zip(group, outcomes))
+        bar.set_postfix_str(group[-1].label)
+        bar.update(len(group))
+
     try:
         if workers == 1:
-            for run in todo:
-                bar.set_postfix_str(run.label)
-                status, message = _train_one(run.config.to_dict(), str(store.root), threads)
-                outcome.ran.append((run, status, message))
-                bar.update()
+            for group in groups:
+                bar.set_postfix_str(group[0].label + (f" (+{len(group) - 1} in one ensemble)" if len(group) > 1 else ""))
+                record(group, _train_group([run.config.to_dict() for run in group], str(store.root), threads))
         else:
             with ProcessPoolExecutor(max_workers=workers) as pool:
-                futures = {pool.submit(_train_one, run.config.to_dict(), str(store.root), threads): run for run in todo}
+                futures = {pool.submit(_train_group, [run.config.to_dict() for run in group], str(store.root),
+                                       threads): group for group in groups}
                 for future in as_completed(futures):
-                    status, message = future.result()
-                    outcome.ran.append((futures[future], status, message))
-                    bar.set_postfix_str(futures[future].label)
-                    bar.update()
+                    record(futures[future], future.result())
     finally:
         bar.close()
     order = {id(run): i for i, run in enumerate(sweep.runs)}
