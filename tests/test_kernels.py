@@ -117,3 +117,12 @@ def test_bad_precondition_rank_is_refused(digits):
     X, y = digits[0][:20], digits[1][:20]
     with pytest.raises(RethinkgenError, match="precondition rank -1"):
         interpolate(X, one_hot(y), solver="cg", precondition_rank=-1)
+
+
+def test_a_kernel_matrix_that_cannot_fit_in_memory_is_refused_up_front(digits, monkeypatch):
+    from rethinkgen.theory import kernels
+
+    monkeypatch.setattr(kernels, "available_memory_bytes", lambda: 10_000)
+    X, y = digits[0][:50], digits[1][:50]
+    with pytest.raises(RethinkgenError, match=r"the float32 kernel matrix for n = 50 needs .* GiB but only 0.0 GiB"):
+        interpolate(X, one_hot(y), solver="cg")

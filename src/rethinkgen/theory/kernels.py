@@ -144,6 +144,8 @@ def interpolate(X, Y, kernel: str = "rbf", bandwidth: float | None = None, l2: f
         iterations = 0
         matvec = lambda v: K @ v  # noqa: E731
     else:
+        _check_memory(n * n * 4 + (n * (X.shape[1] + 4 * precondition_rank) + 2 * BLOCK * n) * 8,
+                      f"the float32 kernel matrix for n = {n:,}")
         K32 = kernel_matrix(X, kernel, bandwidth, dtype=torch.float32)
         matvec = lambda v: (K32 @ v.float()).double()  # noqa: E731
         rank = min(precondition_rank, n - 1)
@@ -154,6 +156,26 @@ def interpolate(X, Y, kernel: str = "rbf", bandwidth: float | None = None, l2: f
     norm = float(torch.sqrt((alpha * matvec(alpha)).sum().clamp_min(0)))
     return KernelFit(X, alpha, kernel, bandwidth, l2, solver, norm, float(residual), iterations,
                      time.perf_counter() - started)
+
+
+def available_memory_bytes() -> int | None:
+    """MemAvailable from /proc/meminfo (Linux); None where it cannot be read."""
+    try:
+        with open("/proc/meminfo") as handle:
+            for line in handle:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+def _check_memory(needed: int, what: str) -> None:
+    """Refuse up front, rather than be killed by the kernel's OOM killer an hour later."""
+    available = available_memory_bytes()
+    if available is not None and needed > available:
+        raise RethinkgenError(f"{what} needs {needed / 2 ** 30:.1f} GiB but only {available / 2 ** 30:.1f} GiB of "
+                              f"memory is available; use a smaller --n or free memory")
 
 
 def _linear_primal(X: torch.Tensor, Y: torch.Tensor, l2: float) -> KernelFit:
