@@ -227,7 +227,7 @@ def test_preset_overrides_reach_every_run():
 
 
 def test_two_sweeps_sharing_runs_never_train_one_run_twice_at_once(tmp_path):
-    from rethinkgen.sweep import _train_one
+    from rethinkgen.executors import train_one as _train_one
     from rethinkgen.train import run_lock
 
     config = expand(spec()).runs[0].config

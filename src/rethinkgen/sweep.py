@@ -1,4 +1,4 @@
-"""Sweeps: many runs from one spec, run in local processes, skipping what is already done.
+"""Sweeps: many runs from one spec, run in local processes or on Ray, skipping what is already done.
 
 A spec is a base config plus axes whose product is taken, axes that are zipped together, and seeds:
 
@@ -17,9 +17,7 @@ from __future__ import annotations
 
 import itertools
 import json
-import os
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,6 +26,7 @@ from tqdm.auto import tqdm
 from rethinkgen import data, models
 from rethinkgen.config import RunConfig
 from rethinkgen.errors import RethinkgenError
+from rethinkgen.executors import check_options, execute
 from rethinkgen.preprocess import crop_size_for
 from rethinkgen.results import RunStore, read_yaml_mapping, write_json
 
@@ -146,25 +145,6 @@ def run_status(runs_dir: Path, run_id: str) -> dict | None:
     return json.loads(path.read_text()) if path.exists() else None
 
 
-def _train_one(config_values: dict, runs_dir: str, threads: int | None) -> tuple[str, str]:
-    """Run one config in this process; return (status, message). Never raises for a failing run."""
-    import torch
-
-    from rethinkgen.train import RunBusy, train
-
-    if threads:
-        torch.set_num_threads(threads)
-    try:
-        summary = train(RunConfig(**config_values).validated(), runs_dir, progress=False).summary
-        return summary["status"], summary.get("message", "")
-    except RunBusy as busy:
-        return "busy", str(busy)
-    except RethinkgenError as error:
-        return "failed", str(error)
-    except Exception as error:  # a failing run is recorded and reported, never allowed to stop the sweep
-        return "failed", f"{type(error).__name__}: {error}"
-
-
 @dataclass
 class SweepOutcome:
     ran: list[tuple[SweepRun, str, str]] = field(default_factory=list)       # (run, status, message)
@@ -186,11 +166,12 @@ class SweepOutcome:
         return sum(status == "failed" for _, status, _ in self.ran)
 
 
-def run_sweep(sweep: Sweep, runs_dir: str | Path, workers: int = 1, retry_failed: bool = False,
-              progress: bool = True) -> SweepOutcome:
-    """Run every run of ``sweep`` not yet finished, ``workers`` at a time, each in its own process."""
-    if workers < 1:
-        raise RethinkgenError(f"workers {workers} must be at least 1")
+def run_sweep(sweep: Sweep, runs_dir: str | Path, workers: int | None = None, retry_failed: bool = False,
+              progress: bool = True, executor: str = "local", runs_per_gpu: int | None = None,
+              cpus_per_run: int | None = None, address: str | None = None) -> SweepOutcome:
+    """Run every run of ``sweep`` not yet finished: here or in ``workers`` local processes, or on Ray
+    (``executor="ray"``, ``address`` of the cluster); see executors.py for ``runs_per_gpu``, ``cpus_per_run``."""
+    check_options(executor, workers, runs_per_gpu, cpus_per_run, address)
     store = RunStore(runs_dir)
     preflight(sweep)
     (store.root / "sweeps").mkdir(exist_ok=True)
@@ -205,23 +186,14 @@ def run_sweep(sweep: Sweep, runs_dir: str | Path, workers: int = 1, retry_failed
         else:
             todo.append(run)
         seen.add(run_id)
-    threads = max(1, (os.cpu_count() or 1) // workers) if workers > 1 else None
+    results = execute([run.config.to_dict() for run in todo], str(store.root), executor, workers=workers,
+                      runs_per_gpu=runs_per_gpu, cpus_per_run=cpus_per_run, address=address)
     bar = tqdm(total=len(todo), disable=not progress, desc=f"sweep {sweep.name}", unit="run", dynamic_ncols=True)
     try:
-        if workers == 1:
-            for run in todo:
-                bar.set_postfix_str(run.label)
-                status, message = _train_one(run.config.to_dict(), str(store.root), threads)
-                outcome.ran.append((run, status, message))
-                bar.update()
-        else:
-            with ProcessPoolExecutor(max_workers=workers) as pool:
-                futures = {pool.submit(_train_one, run.config.to_dict(), str(store.root), threads): run for run in todo}
-                for future in as_completed(futures):
-                    status, message = future.result()
-                    outcome.ran.append((futures[future], status, message))
-                    bar.set_postfix_str(futures[future].label)
-                    bar.update()
+        for i, status, message in results:
+            outcome.ran.append((todo[i], status, message))
+            bar.set_postfix_str(todo[i].label)
+            bar.update()
     finally:
         bar.close()
     order = {id(run): i for i, run in enumerate(sweep.runs)}
