@@ -71,7 +71,6 @@ def execute(configs: list[dict], runs_dir: str, executor: str = "local", workers
     """Train ``configs`` (run config dicts) into ``runs_dir``; yield (index, status, message) as runs end."""
     check_options(executor, workers, runs_per_gpu, cpus_per_run, address)
     if executor == "ray":
-        import_ray()
         return _ray(configs, runs_dir, runs_per_gpu, cpus_per_run, address)
     return _local(configs, runs_dir, *local_plan(workers, runs_per_gpu, cpus_per_run, gpu_count()))
 
@@ -161,16 +160,22 @@ def ray_wants_gpu(device: str, cluster_gpus: float) -> bool:
 
 
 def _ray(configs, runs_dir, runs_per_gpu, cpus_per_run, address) -> Iterator[tuple[int, str, str]]:
+    ray = import_ray()
     if not configs:
         return
-    ray = import_ray()
     import logging
 
     from rethinkgen.results import RunStore
 
     started = not ray.is_initialized()
     if started:
-        ray.init(address=address, logging_level=logging.WARNING)
+        try:
+            ray.init(address=address, logging_level=logging.WARNING)
+        except Exception as error:  # no cluster there, refused, a bad token: Ray's reason, on one line
+            cause = error.__cause__ or error
+            where = f"the Ray cluster at {address}" if address else "Ray"
+            raise RethinkgenError(f"cannot reach {where}: {type(cause).__name__}: {str(cause).splitlines()[0]}") \
+                from None
     pending = []
     try:
         gpus = ray.cluster_resources().get("GPU", 0)

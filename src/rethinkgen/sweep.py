@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 from rethinkgen import data, models
 from rethinkgen.config import RunConfig
 from rethinkgen.errors import RethinkgenError
-from rethinkgen.executors import check_options, execute
+from rethinkgen.executors import check_options, execute, import_ray
 from rethinkgen.preprocess import crop_size_for
 from rethinkgen.results import RunStore, read_yaml_mapping, write_json
 
@@ -172,6 +172,8 @@ def run_sweep(sweep: Sweep, runs_dir: str | Path, workers: int | None = None, re
     """Run every run of ``sweep`` not yet finished: here or in ``workers`` local processes, or on Ray
     (``executor="ray"``, ``address`` of the cluster); see executors.py for ``runs_per_gpu``, ``cpus_per_run``."""
     check_options(executor, workers, runs_per_gpu, cpus_per_run, address)
+    if executor == "ray":
+        import_ray()  # before the data are loaded: a missing Ray is said at once
     store = RunStore(runs_dir)
     preflight(sweep)
     (store.root / "sweeps").mkdir(exist_ok=True)
