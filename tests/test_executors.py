@@ -122,3 +122,67 @@ def test_runs_trained_without_the_index_are_registered_from_their_folders(tmp_pa
     executors._register_from_files(RunStore(tmp_path), config.run_id())
     frame = load(tmp_path)
     assert list(frame["run_id"]) == [config.run_id()] and list(frame["status"]) == ["complete"]
+
+
+class FakeRay:
+    """Stands for Ray on a cluster with two GPUs: records each task's resource request and runs the task
+    here when its result is asked for."""
+
+    class exceptions:
+        class RayError(Exception):
+            pass
+
+    def __init__(self):
+        self.requests, self.shut_down = [], False
+
+    def is_initialized(self):
+        return False
+
+    def init(self, address=None, **options):
+        pass
+
+    def shutdown(self):
+        self.shut_down = True
+
+    def cluster_resources(self):
+        return {"CPU": 16.0, "GPU": 2.0}
+
+    def remote(self, **task_options):
+        fake = self
+
+        class Task:
+            def __init__(self, function, options=None):
+                self.function, self.options_ = function, options or {}
+
+            def options(self, **options):
+                return Task(self.function, options)
+
+            def remote(self, *args):
+                fake.requests.append((self.options_, args[0]["device"], args[3]))
+                return lambda: self.function(*args)
+
+        return lambda function: Task(function)
+
+    def wait(self, pending, num_returns):
+        return pending[:num_returns], pending[num_returns:]
+
+    def get(self, ref):
+        return ref()
+
+    def cancel(self, ref):
+        pass
+
+
+def test_ray_tasks_ask_for_a_gpu_fraction_and_cpus_with_a_faked_cluster(tmp_path, monkeypatch):
+    fake = FakeRay()
+    monkeypatch.setitem(sys.modules, "ray", fake)
+    sweep = expand({"name": "fractions", "base": TINY_BASE,
+                    "zip": {"device": ["auto", "cuda:1", "cpu"], "label_noise": [0.0, 0.5, 1.0]}})
+    outcome = run_sweep(sweep, tmp_path, executor="ray", runs_per_gpu=4, cpus_per_run=2, progress=False)
+    assert fake.requests == [({"num_cpus": 2, "num_gpus": 0.25}, "auto", "cuda"),
+                             ({"num_cpus": 2, "num_gpus": 0.25}, "cuda:1", "cuda"),
+                             ({"num_cpus": 2, "num_gpus": 0}, "cpu", None)]
+    # no GPU here: the runs sent to one fail on it, naming it; the CPU run trains and reaches the index
+    assert [status for _, status, _ in outcome.ran] == ["failed", "failed", "complete"]
+    assert "device 'cuda' requested but no CUDA GPU is available" in outcome.ran[0][2]
+    assert list(load(tmp_path)["status"]) == ["complete"] and fake.shut_down

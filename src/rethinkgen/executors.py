@@ -183,14 +183,16 @@ def _ray(configs, runs_dir, runs_per_gpu, cpus_per_run, address) -> Iterator[tup
             raise RethinkgenError(f"--runs-per-gpu {runs_per_gpu} needs a GPU, and the Ray cluster has none")
         cpus = cpus_per_run or 1
         task = ray.remote(max_retries=0)(_ray_task)
-        refs = {}
-        for i, values in enumerate(configs):
-            gpu = ray_wants_gpu(values["device"], gpus)
+        wants_gpu = [ray_wants_gpu(values["device"], gpus) for values in configs]
+        for values, gpu in zip(configs, wants_gpu):
             if gpu and gpus == 0:
                 raise RethinkgenError(f"a run asks for device {values['device']!r}, and the Ray cluster has no GPU")
+        refs = {}
+        for i, (values, gpu) in enumerate(zip(configs, wants_gpu)):
             options = {"num_cpus": cpus, "num_gpus": 1 / (runs_per_gpu or 1) if gpu else 0}
-            refs[task.options(**options).remote(values, runs_dir, cpus, "cuda" if gpu else None)] = i
-        pending = list(refs)
+            ref = task.options(**options).remote(values, runs_dir, cpus, "cuda" if gpu else None)
+            refs[ref] = i
+            pending.append(ref)  # cancelled in `finally` if the sweep stops before it ends
         store = RunStore(runs_dir)
         while pending:
             [done], pending = ray.wait(pending, num_returns=1)
