@@ -257,11 +257,11 @@ def test_preset_overrides_reach_every_run():
 
 
 def test_two_sweeps_sharing_runs_never_train_one_run_twice_at_once(tmp_path):
-    from rethinkgen.sweep import _train_group
+    from rethinkgen.executors import train_group
     from rethinkgen.train import run_lock
 
     config = expand(spec()).runs[0].config
     run_dir = tmp_path / config.run_id()
     run_dir.mkdir(parents=True)
     with run_lock(run_dir, config.run_id()):
-        assert _train_group([config.to_dict()], str(tmp_path), None)[0][0] == "busy"
+        assert train_group([config.to_dict()], str(tmp_path), None)[0][0] == "busy"

@@ -83,9 +83,18 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--fit-threshold", type=float, help="training accuracy that counts as fitted (default: 1.0)")
     sweep.add_argument("--epochs", type=int, help="override every run's epoch budget")
     sweep.add_argument("--out", default="runs", help="runs folder (default: runs)")
-    sweep.add_argument("--workers", type=int, default=1, help="runs at once, in local processes (default: 1)")
+    sweep.add_argument("--executor", default="local", help="local (this machine) or ray (a Ray cluster; "
+                                                           "pip install 'rethinkgen[ray]') (default: local)")
+    sweep.add_argument("--address", help="Ray cluster address, e.g. auto or HOST:6379 (default: Ray's RAY_ADDRESS, "
+                                         "a cluster started here with `ray start`, or a new local runtime)")
+    sweep.add_argument("--workers", type=int, help="runs at once, in local processes (default: 1)")
     sweep.add_argument("--ensemble", default="1", metavar="K",
                        help="train up to K compatible runs at once as one batched model, or 'auto' (default: 1)")
+    sweep.add_argument("--runs-per-gpu", type=int, metavar="K",
+                       help="runs sharing each GPU: K local workers per GPU, or 1/K of a GPU per Ray task")
+    sweep.add_argument("--cpus-per-run", type=int, metavar="N",
+                       help="CPU threads of each run, and the CPUs each Ray task asks for "
+                            "(default: 1 on Ray, the CPUs divided among the local workers)")
     sweep.add_argument("--retry-failed", action="store_true", help="run again the runs that failed before")
     sweep.add_argument("--dry-run", action="store_true", help="list the runs and their estimated cost; train nothing")
     sweep.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -136,6 +145,7 @@ def cmd_demo(args) -> int:
 
 def cmd_sweep(args) -> int:
     from rethinkgen import presets, sweep
+    from rethinkgen.executors import check_options
 
     overrides = {k: v for k, v in (("fit_threshold", args.fit_threshold), ("epochs", args.epochs)) if v is not None}
     if (args.spec is None) == (args.preset is None):
@@ -147,6 +157,7 @@ def cmd_sweep(args) -> int:
     else:
         plan = presets.build(args.preset, dataset=args.dataset, models=args.models, seeds=args.seeds,
                              scale=args.scale, data_dir=args.data_dir, **overrides)
+    check_options(args.executor, args.workers, args.runs_per_gpu, args.cpus_per_run, args.address)
     if args.dry_run:
         total = 0.0
         print(f"sweep {plan.name}: {len(plan.runs)} run(s)")
@@ -159,7 +170,9 @@ def cmd_sweep(args) -> int:
         print(f"estimated: at most {total / 3600:.2f} CPU hours on a 2-core CPU (runs that stop at fit take less)")
         return 0
     outcome = sweep.run_sweep(plan, args.out, workers=args.workers, retry_failed=args.retry_failed,
-                              progress=not args.quiet, ensemble=args.ensemble)
+                              progress=not args.quiet, executor=args.executor, address=args.address,
+                              runs_per_gpu=args.runs_per_gpu, cpus_per_run=args.cpus_per_run,
+                              ensemble=args.ensemble)
     print("\n".join(outcome.lines()))
     return 1 if outcome.failed else 0
 

@@ -83,11 +83,12 @@ class _Copy:
 
 
 def train_ensemble(configs: list[RunConfig], runs_dir: str | Path = "runs", progress: bool = True,
-                   log=None) -> list[RunResult]:
+                   log=None, index: bool = True) -> list[RunResult]:
     """Train ``configs`` (compatible runs, see ``group_key``) as one batched model; resume or skip as ``train`` does.
 
     Returns one RunResult per config, in order. A run another process is training comes back with
-    status "busy" (not written to its folder); the others go on without it.
+    status "busy" (not written to its folder); the others go on without it. ``index=False`` writes the
+    run folders only, leaving the runs folder's index to the caller (as ``train`` does).
     """
     configs = [config.validated().resolved() for config in configs]
     keys = {group_key(config) for config in configs}
@@ -95,7 +96,7 @@ def train_ensemble(configs: list[RunConfig], runs_dir: str | Path = "runs", prog
         raise RethinkgenError("an ensemble needs runs without dropout that differ only in "
                               + ", ".join(GROUP_FREE) + "; train the others one by one")
     log = log or (lambda message: tqdm.write(message) if progress else None)
-    store = RunStore(runs_dir)
+    store = RunStore(runs_dir, index=index)
     copies = [_Copy(config, store) for config in configs]
     results: dict[str, RunResult] = {}
     pending = []

@@ -88,16 +88,19 @@ class StoredRun:
 
 
 class RunStore:
-    """A runs folder: creates it, hands out run folders, and keeps the index."""
+    """A runs folder: creates it, hands out run folders, and keeps the index (unless ``index=False``:
+    then ``register`` does nothing, for a process on another machine whose caller registers its runs)."""
 
-    def __init__(self, root: str | Path):
+    def __init__(self, root: str | Path, index: bool = True):
         self.root = Path(root)
+        self.index = index
         try:
             self.root.mkdir(parents=True, exist_ok=True)
             probe = tempfile.NamedTemporaryFile(dir=self.root, prefix=".write-test-")
             probe.close()
-            with self._connect() as db:
-                db.execute(SCHEMA)
+            if index:
+                with self._connect() as db:
+                    db.execute(SCHEMA)
         except (OSError, sqlite3.Error) as error:
             raise RethinkgenError(f"runs folder {self.root} cannot be written: {error}") from None
 
@@ -111,6 +114,8 @@ class RunStore:
 
     def register(self, run_id: str, config: dict, summary: dict) -> None:
         """Insert or update a run's row in the index."""
+        if not self.index:
+            return
         with self._connect() as db:
             db.execute("INSERT INTO runs VALUES (?, ?, ?, ?, ?) ON CONFLICT(run_id) DO UPDATE SET "
                        "status=excluded.status, config=excluded.config, summary=excluded.summary, "

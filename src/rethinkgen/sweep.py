@@ -1,4 +1,4 @@
-"""Sweeps: many runs from one spec, run in local processes, skipping what is already done.
+"""Sweeps: many runs from one spec, run in local processes or on Ray, skipping what is already done.
 
 A spec is a base config plus axes whose product is taken, axes that are zipped together, and seeds:
 
@@ -17,9 +17,7 @@ from __future__ import annotations
 
 import itertools
 import json
-import os
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -29,6 +27,7 @@ from rethinkgen import data, models
 from rethinkgen.config import RunConfig
 from rethinkgen.ensemble import group_configs
 from rethinkgen.errors import RethinkgenError
+from rethinkgen.executors import check_options, execute, import_ray
 from rethinkgen.preprocess import crop_size_for
 from rethinkgen.results import RunStore, read_yaml_mapping, write_json
 
@@ -148,44 +147,6 @@ def run_status(runs_dir: Path, run_id: str) -> dict | None:
     return json.loads(path.read_text()) if path.exists() else None
 
 
-def _train_group(config_values: list[dict], runs_dir: str, threads: int | None) -> list[tuple[str, str]]:
-    """Run one config, or an ensemble of compatible ones, in this process; return (status, message) for each.
-    Never raises for a failing run."""
-    import torch
-
-    from rethinkgen.ensemble import train_ensemble
-    from rethinkgen.train import RunBusy, train
-
-    if threads:
-        torch.set_num_threads(threads)
-    configs = [RunConfig(**values).validated() for values in config_values]
-    try:
-        if len(configs) == 1:
-            results = [train(configs[0], runs_dir, progress=False)]
-        else:
-            results = train_ensemble(configs, runs_dir, progress=False)
-        return [(result.summary["status"], result.summary.get("message", "")) for result in results]
-    except RunBusy as busy:
-        return [("busy", str(busy))]
-    except RethinkgenError as error:
-        return [("failed", str(error))] * len(configs)
-    except Exception as error:  # a failing run is recorded and reported, never allowed to stop the sweep
-        return [("failed", f"{type(error).__name__}: {error}")] * len(configs)
-
-
-def ensemble_size(value: str | int, runs: int, workers: int) -> int:
-    """``--ensemble``: a number, or ``auto``: enough runs per ensemble to give every worker one (at most 32)."""
-    if value == "auto":
-        return max(1, min(MAX_AUTO_ENSEMBLE, -(-runs // workers)))
-    try:
-        size = int(value)
-    except (TypeError, ValueError):
-        raise RethinkgenError(f"ensemble {value!r} must be a whole number >= 1 or 'auto'") from None
-    if size < 1:
-        raise RethinkgenError(f"ensemble {value!r} must be a whole number >= 1 or 'auto'")
-    return size
-
-
 @dataclass
 class SweepOutcome:
     ran: list[tuple[SweepRun, str, str]] = field(default_factory=list)       # (run, status, message)
@@ -207,12 +168,28 @@ class SweepOutcome:
         return sum(status == "failed" for _, status, _ in self.ran)
 
 
-def run_sweep(sweep: Sweep, runs_dir: str | Path, workers: int = 1, retry_failed: bool = False,
-              progress: bool = True, ensemble: str | int = 1) -> SweepOutcome:
-    """Run every run of ``sweep`` not yet finished, ``workers`` at a time, each in its own process;
-    compatible runs ``ensemble`` at a time as one batched model (see ensemble.py)."""
-    if workers < 1:
-        raise RethinkgenError(f"workers {workers} must be at least 1")
+def ensemble_size(value: str | int, runs: int, workers: int) -> int:
+    """``--ensemble``: a number, or ``auto``: enough runs per ensemble to give every worker one (at most 32)."""
+    if value == "auto":
+        return max(1, min(MAX_AUTO_ENSEMBLE, -(-runs // workers)))
+    try:
+        size = int(value)
+    except (TypeError, ValueError):
+        raise RethinkgenError(f"ensemble {value!r} must be a whole number >= 1 or 'auto'") from None
+    if size < 1:
+        raise RethinkgenError(f"ensemble {value!r} must be a whole number >= 1 or 'auto'")
+    return size
+
+
+def run_sweep(sweep: Sweep, runs_dir: str | Path, workers: int | None = None, retry_failed: bool = False,
+              progress: bool = True, executor: str = "local", runs_per_gpu: int | None = None,
+              cpus_per_run: int | None = None, address: str | None = None, ensemble: str | int = 1) -> SweepOutcome:
+    """Run every run of ``sweep`` not yet finished: here or in ``workers`` local processes, or on Ray
+    (``executor="ray"``, ``address`` of the cluster); see executors.py for ``runs_per_gpu``, ``cpus_per_run``.
+    Compatible runs train ``ensemble`` at a time as one batched model (see ensemble.py)."""
+    check_options(executor, workers, runs_per_gpu, cpus_per_run, address)
+    if executor == "ray":
+        import_ray()  # before the data are loaded: a missing Ray is said at once
     store = RunStore(runs_dir)
     preflight(sweep)
     (store.root / "sweeps").mkdir(exist_ok=True)
@@ -227,28 +204,17 @@ def run_sweep(sweep: Sweep, runs_dir: str | Path, workers: int = 1, retry_failed
         else:
             todo.append(run)
         seen.add(run_id)
-    threads = max(1, (os.cpu_count() or 1) // workers) if workers > 1 else None
-    run_of = {id(run.config): run for run in todo}
-    groups = [[run_of[id(config)] for config in group]
-              for group in group_configs([run.config for run in todo], ensemble_size(ensemble, len(todo), workers))]
+    size = ensemble_size(ensemble, len(todo), workers or 1)  # checked before Ray or workers start
+    index_of = {id(run.config): i for i, run in enumerate(todo)}
+    groups = [[index_of[id(config)] for config in group] for group in group_configs([run.config for run in todo], size)]
+    results = execute([run.config.to_dict() for run in todo], str(store.root), executor, workers=workers,
+                      runs_per_gpu=runs_per_gpu, cpus_per_run=cpus_per_run, address=address, groups=groups)
     bar = tqdm(total=len(todo), disable=not progress, desc=f"sweep {sweep.name}", unit="run", dynamic_ncols=True)
-
-    def record(group: list[SweepRun], outcomes: list[tuple[str, str]]) -> None:
-        outcome.ran.extend((run, status, message) for run, (status, message) in zip(group, outcomes))
-        bar.set_postfix_str(group[-1].label)
-        bar.update(len(group))
-
     try:
-        if workers == 1:
-            for group in groups:
-                bar.set_postfix_str(group[0].label + (f" (+{len(group) - 1} in one ensemble)" if len(group) > 1 else ""))
-                record(group, _train_group([run.config.to_dict() for run in group], str(store.root), threads))
-        else:
-            with ProcessPoolExecutor(max_workers=workers) as pool:
-                futures = {pool.submit(_train_group, [run.config.to_dict() for run in group], str(store.root),
-                                       threads): group for group in groups}
-                for future in as_completed(futures):
-                    record(futures[future], future.result())
+        for i, status, message in results:
+            outcome.ran.append((todo[i], status, message))
+            bar.set_postfix_str(todo[i].label)
+            bar.update()
     finally:
         bar.close()
     order = {id(run): i for i, run in enumerate(sweep.runs)}

@@ -159,11 +159,12 @@ def summarize(history: list[dict], fit_threshold: float) -> dict:
 
 
 def train(config: RunConfig, runs_dir: str | Path = "runs", progress: bool = True,
-          log: Callable[[str], None] | None = None) -> RunResult:
-    """Train one run, or resume it from its checkpoint, or return it if it already finished."""
+          log: Callable[[str], None] | None = None, index: bool = True) -> RunResult:
+    """Train one run, or resume it from its checkpoint, or return it if it already finished.
+    ``index=False`` writes the run folder only, leaving the runs folder's index to the caller."""
     config = config.validated().resolved()
     log = log or (lambda message: tqdm.write(message) if progress else None)
-    store = RunStore(runs_dir)
+    store = RunStore(runs_dir, index=index)
     run_id = config.run_id()
     run_dir = store.run_dir(run_id)
     summary_path = run_dir / "summary.json"
