@@ -28,6 +28,8 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS, help=help_text)
         elif base is list:
             parser.add_argument(flag, nargs="+", default=argparse.SUPPRESS, metavar="NAME", help=help_text)
+        elif "choices" in f.metadata:
+            parser.add_argument(flag, choices=f.metadata["choices"], default=argparse.SUPPRESS, help=help_text)
         else:
             parser.add_argument(flag, type=RUN_FLAG_TYPES[base], default=argparse.SUPPRESS,
                                 metavar=f.name.upper(), help=help_text)

@@ -5,6 +5,10 @@ Per epoch: draw the data order from (order_seed, epoch), train, then evaluate th
 test set in eval mode, record the metrics, and checkpoint. Every random draw of an epoch is derived from
 the seeds and the epoch number, so a run resumed from its last checkpoint ends with exactly the metrics
 of a run that was never interrupted.
+
+The data order and augmentation are drawn from a CPU generator on every device, so a GPU run sees the
+batches a CPU run sees. The GPU switches (bf16 autocast, channels_last, torch.compile) are in
+speedups.py; data-parallel training of one run by several processes (torchrun) is in distributed.py.
 """
 
 from __future__ import annotations
@@ -25,13 +29,14 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from rethinkgen import data, models
+from rethinkgen import data, distributed, models
 from rethinkgen.augment import AugmentSettings, augment
 from rethinkgen.config import RunConfig
 from rethinkgen.errors import RethinkgenError
 from rethinkgen.preprocess import crop_size_for, preprocess, standardize, to_unit
 from rethinkgen.randomize import RandomizationRecord, randomize
 from rethinkgen.results import RunStore, StoredRun, append_jsonl, write_json, write_jsonl
+from rethinkgen.speedups import Speedups, device_type
 
 FINISHED = ("complete", "diverged")  # statuses a re-run leaves alone
 
@@ -91,22 +96,25 @@ class DeviceData:
         self.input_shape = tuple(self.x_train.shape[1:])
         self.num_classes = randomized.num_classes
 
-    def batch(self, index: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    def batch(self, index: torch.Tensor, generator: torch.Generator, part: slice = slice(None)) -> torch.Tensor:
+        """The training inputs of ``index[part]``; augmentation is drawn for all of ``index``, so that every
+        process of a distributed run draws the same numbers and keeps its own part."""
         if not self.augment.names:
-            return self.x_train[index]
-        return standardize(augment(to_unit(self.x_train_u8[index]), self.augment, generator).contiguous())
+            return self.x_train[index[part]]
+        return standardize(augment(to_unit(self.x_train_u8[index]), self.augment, generator)[part].contiguous())
 
 
 @torch.no_grad()
-def predict(model, x: torch.Tensor, batch_size: int) -> torch.Tensor:
+def predict(model, x: torch.Tensor, batch_size: int, speedups: Speedups = Speedups()) -> torch.Tensor:
     model.eval()
-    return torch.cat([model(x[i:i + batch_size]) for i in range(0, len(x), batch_size)])
+    with speedups.autocast(x.device):
+        return torch.cat([model(speedups.inputs(x[i:i + batch_size])).float() for i in range(0, len(x), batch_size)])
 
 
-def evaluate(model, device_data: DeviceData, batch_size: int) -> dict:
+def evaluate(model, device_data: DeviceData, batch_size: int, speedups: Speedups = Speedups()) -> dict:
     """Loss and accuracy on the full training set, on the changed labels' originals, and on the test set."""
-    logits = predict(model, device_data.x_train, batch_size)
-    test_logits = predict(model, device_data.x_test, batch_size)
+    logits = predict(model, device_data.x_train, batch_size, speedups)
+    test_logits = predict(model, device_data.x_test, batch_size, speedups)
     result = {
         "train_loss": F.cross_entropy(logits, device_data.y_train).item(),
         "train_accuracy": (logits.argmax(1) == device_data.y_train).float().mean().item(),
@@ -157,24 +165,48 @@ def summarize(history: list[dict], fit_threshold: float) -> dict:
 
 def train(config: RunConfig, runs_dir: str | Path = "runs", progress: bool = True,
           log: Callable[[str], None] | None = None) -> RunResult:
-    """Train one run, or resume it from its checkpoint, or return it if it already finished."""
+    """Train one run, or resume it from its checkpoint, or return it if it already finished.
+
+    Under torchrun every process calls this and they train the run together (see distributed.py); rank 0
+    writes the run folder and the others return the same run without writing anything.
+    """
     config = config.validated().resolved()
+    ctx = distributed.from_environment()
+    if not ctx.is_main:
+        progress, log = False, (lambda message: None)
     log = log or (lambda message: tqdm.write(message) if progress else None)
-    store = RunStore(runs_dir)
+    with ctx.session(device_type(config.device)):
+        return _train(config, runs_dir, progress, log, ctx)
+
+
+def _train(config: RunConfig, runs_dir, progress, log, ctx: distributed.Context) -> RunResult:
+    store = ctx.on_main(lambda: RunStore(runs_dir))
     run_id = config.run_id()
     run_dir = store.run_dir(run_id)
-    summary_path, checkpoint_path = run_dir / "summary.json", run_dir / "checkpoint.pt"
-    if summary_path.exists():
-        previous = json.loads(summary_path.read_text())
-        if previous.get("status") in FINISHED:
-            log(f"run {run_id} already {previous['status']}; nothing to do")
-            return RunResult(run_id, run_dir, config, previous)
+    previous = ctx.on_main(lambda: _finished_summary(run_dir))
+    if previous is not None:
+        log(f"run {run_id} already {previous['status']}; nothing to do")
+        return RunResult(run_id, run_dir, config, previous)
 
-    device = resolve_device(config.device)
+    device = ctx.device(resolve_device(config.device))
     clean, randomized, record = prepare_data(config)
-    run_dir.mkdir(exist_ok=True)
-    with run_lock(run_dir, run_id):
-        return _train_locked(config, store, run_id, run_dir, device, clean, randomized, record, progress, log)
+    ctx.check_same(record.dataset_hash, "hash of the randomized data")
+    with contextlib.ExitStack() as held:
+        def lock():
+            run_dir.mkdir(exist_ok=True)
+            held.enter_context(run_lock(run_dir, run_id))
+
+        ctx.on_main(lock)  # rank 0 holds the lock; every rank learns if the run is busy
+        return _train_locked(config, store, run_id, run_dir, device, clean, randomized, record, progress, log, ctx)
+
+
+def _finished_summary(run_dir: Path) -> dict | None:
+    summary_path = run_dir / "summary.json"
+    if summary_path.exists():
+        summary = json.loads(summary_path.read_text())
+        if summary.get("status") in FINISHED:
+            return summary
+    return None
 
 
 class RunBusy(RethinkgenError):
@@ -192,10 +224,11 @@ def run_lock(run_dir: Path, run_id: str):
         yield
 
 
-def _train_locked(config, store, run_id, run_dir, device, clean, randomized, record, progress, log) -> RunResult:
-    summary_path, checkpoint_path = run_dir / "summary.json", run_dir / "checkpoint.pt"
-    if summary_path.exists() and json.loads(summary_path.read_text()).get("status") in FINISHED:
-        return RunResult(run_id, run_dir, config, json.loads(summary_path.read_text()))  # finished while we waited
+def _open_locked(config, run_id, run_dir, randomized, record) -> dict | None:
+    """With the lock held: the run's summary if it finished meanwhile; else check or save its record."""
+    finished = _finished_summary(run_dir)
+    if finished is not None:
+        return finished
     if (run_dir / "randomization.json").exists():
         saved = RandomizationRecord.load(run_dir)
         if saved.dataset_hash != record.dataset_hash:
@@ -205,37 +238,57 @@ def _train_locked(config, store, run_id, run_dir, device, clean, randomized, rec
     else:
         record.save(run_dir, len(randomized.y_train))
     write_json(run_dir / "config.json", config.to_dict())
+    return None
+
+
+def _train_locked(config, store, run_id, run_dir, device, clean, randomized, record, progress, log,
+                  ctx) -> RunResult:
+    summary_path, checkpoint_path = run_dir / "summary.json", run_dir / "checkpoint.pt"
+    finished = ctx.on_main(lambda: _open_locked(config, run_id, run_dir, randomized, record))
+    if finished is not None:
+        return RunResult(run_id, run_dir, config, finished)
 
     device_data = DeviceData(clean, randomized, record, config, device)
     torch.manual_seed(config.init_seed)
     model_options = {"dropout": config.dropout} if config.dropout else {}
     model = models.create_model(config.model, device_data.input_shape, device_data.num_classes, **model_options)
     model.to(device)
-    if not (run_dir / "initial.pt").exists():
+    if ctx.is_main and not (run_dir / "initial.pt").exists():
         _save_checkpoint(run_dir / "initial.pt", {"model": model.state_dict()})
+    speedups = Speedups.resolve(config.amp, config.channels_last, config.compile, device, model)
+    model = ctx.sync_batchnorm(model, device)
+    if speedups.channels_last:
+        model.to(memory_format=torch.channels_last)
+    net = torch.compile(model) if speedups.compile else model  # what evaluates (on rank 0)
+    trained = ctx.data_parallel(net, device)  # what trains: net itself in one process
     optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum,
                                 weight_decay=config.weight_decay)
 
     history, step_log, start_epoch, step = [], [], 0, 0
-    if checkpoint_path.exists():
-        state = torch.load(checkpoint_path, map_location=device, weights_only=False)
+    # rank 0 reads the checkpoint and hands it to the others, so they need not see the run folder
+    state = ctx.on_main(lambda: torch.load(checkpoint_path, map_location="cpu", weights_only=False)
+                        if checkpoint_path.exists() else None)
+    if state is not None:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         history, step_log, step = state["history"], state["steps"], state["step"]
         start_epoch = len(history)
         log(f"run {run_id}: resuming after epoch {start_epoch}")
-    # the logs are appended to each epoch; rewriting them here drops rows newer than the checkpoint
-    write_jsonl(run_dir / "metrics.jsonl", history)
-    write_jsonl(run_dir / "steps.jsonl", step_log)
+    if ctx.is_main:
+        # the logs are appended to each epoch; rewriting them here drops rows newer than the checkpoint
+        write_jsonl(run_dir / "metrics.jsonl", history)
+        write_jsonl(run_dir / "steps.jsonl", step_log)
 
     base = {"run_id": run_id, "device": str(device), "parameters": models.count_parameters(model),
             "num_classes": device_data.num_classes,
-            "fraction_labels_changed": len(record.changed) / len(randomized.y_train), "message": ""}
+            "fraction_labels_changed": len(record.changed) / len(randomized.y_train), "message": "",
+            **speedups.describe(), "world_size": ctx.world_size}
 
     def finish(status: str, message: str = "") -> dict:
         summary = {**base, **summarize(history, config.fit_threshold), "status": status, "message": message}
-        write_json(summary_path, summary)
-        store.register(run_id, config.to_dict(), summary)
+        if ctx.is_main:
+            write_json(summary_path, summary)
+            store.register(run_id, config.to_dict(), summary)
         return summary
 
     finish("running")
@@ -252,17 +305,21 @@ def _train_locked(config, store, run_id, run_dir, device, clean, randomized, rec
             lr = config.lr * config.lr_decay ** epoch
             for group in optimizer.param_groups:
                 group["lr"] = lr
-            generator = torch.Generator(device=device).manual_seed(epoch_seed(config.order_seed, epoch, "order"))
-            torch.manual_seed(epoch_seed(config.init_seed, epoch, "dropout"))
-            order = torch.randperm(n_train, device=device, generator=generator)
-            model.train()
+            # the order and augmentation come from the CPU on every device; dropout from each device's own
+            generator = torch.Generator().manual_seed(epoch_seed(config.order_seed, epoch, "order"))
+            torch.manual_seed(epoch_seed(config.init_seed, epoch, ctx.stream("dropout")))
+            order = torch.randperm(n_train, generator=generator).to(device)
+            trained.train()
             loss_sum, loss_count = torch.zeros((), device=device), 0
             online_correct = torch.zeros((), device=device, dtype=torch.long)
             for start in range(0, n_train, config.batch_size):
                 index = order[start:start + config.batch_size]
-                logits = model(device_data.batch(index, generator))
-                loss = F.cross_entropy(logits, device_data.y_train[index])
-                online_correct += (logits.detach().argmax(1) == device_data.y_train[index]).sum()
+                part = ctx.part(len(index))  # this process's shard: the whole batch in one process
+                labels = device_data.y_train[index[part]]
+                with speedups.autocast(device):
+                    logits = trained(speedups.inputs(device_data.batch(index, generator, part)))
+                    loss = ctx.batch_loss(logits, labels, len(index))
+                online_correct += (logits.detach().argmax(1) == labels).sum()
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
@@ -270,13 +327,14 @@ def _train_locked(config, store, run_id, run_dir, device, clean, randomized, rec
                 loss_sum += loss.detach()
                 loss_count += 1
                 if step % config.log_every == 0:
-                    mean_loss = (loss_sum / loss_count).item()
+                    mean_loss = (ctx.all_mean(loss_sum) / loss_count).item()
                     step_log.append({"step": step, "epoch": epoch + start / n_train, "loss": mean_loss})
                     loss_sum, loss_count = torch.zeros((), device=device), 0
                     if not math.isfinite(mean_loss):
                         raise _Diverged(f"training loss became {mean_loss} at step {step} (epoch {epoch + 1})")
             train_seconds = time.perf_counter() - started
-            metrics = evaluate(model, device_data, config.eval_batch_size)
+            online_correct = ctx.all_sum(online_correct)
+            metrics = ctx.on_main(lambda: evaluate(net, device_data, config.eval_batch_size, speedups))
             if not math.isfinite(metrics["train_loss"]):
                 raise _Diverged(f"training loss became {metrics['train_loss']} at step {step} (epoch {epoch + 1})")
             wall_before += time.perf_counter() - started
@@ -285,11 +343,12 @@ def _train_locked(config, store, run_id, run_dir, device, clean, randomized, rec
             history.append({"epoch": epoch + 1, "step": step, "lr": lr, **metrics, "train_seconds": train_seconds,
                             "images": n_train, "images_per_second": n_train / train_seconds,
                             "wall_seconds": wall_before})
-            append_jsonl(run_dir / "metrics.jsonl", history[-1:])
-            append_jsonl(run_dir / "steps.jsonl", step_log[logged_steps:])
+            if ctx.is_main:
+                append_jsonl(run_dir / "metrics.jsonl", history[-1:])
+                append_jsonl(run_dir / "steps.jsonl", step_log[logged_steps:])
+                _save_checkpoint(checkpoint_path, {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                                                   "history": history, "steps": step_log, "step": step})
             logged_steps = len(step_log)
-            _save_checkpoint(checkpoint_path, {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                                               "history": history, "steps": step_log, "step": step})
             fitted = metrics["train_accuracy"] >= config.fit_threshold
             epochs.set_postfix(loss=f"{metrics['train_loss']:.3f}", train=f"{metrics['train_accuracy']:.3f}",
                                test=f"{metrics['test_accuracy']:.3f}", refresh=False)
@@ -299,7 +358,8 @@ def _train_locked(config, store, run_id, run_dir, device, clean, randomized, rec
                 break
     except _Diverged as diverged:
         status, message = "diverged", f"diverged: {diverged}"
-        append_jsonl(run_dir / "steps.jsonl", step_log[logged_steps:])
+        if ctx.is_main:
+            append_jsonl(run_dir / "steps.jsonl", step_log[logged_steps:])
         log(f"run {run_id} {message}")
     except KeyboardInterrupt:
         finish("interrupted", "interrupted; run the same command again to resume")
