@@ -108,10 +108,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_run(args) -> int:
+    from rethinkgen import distributed
     from rethinkgen.train import train
 
     config = _config_from_args(args)
     result = train(config, args.out, progress=not args.quiet, log=print if args.quiet else None)
+    if not distributed.from_environment().is_main:
+        return 0  # under torchrun, rank 0 reports for all
     s = result.summary
     fit = f"fitted at step {s['steps_to_fit']} (epoch {s['epochs_to_fit']})" if s["fitted"] else "not fitted"
     print(f"run {result.run_id} [{s['status']}] in {result.run_dir}")
@@ -135,8 +138,11 @@ def cmd_demo(args) -> int:
 
 
 def cmd_sweep(args) -> int:
-    from rethinkgen import presets, sweep
+    from rethinkgen import distributed, presets, sweep
 
+    if distributed.from_environment().active:
+        raise RethinkgenError("a sweep does not run under torchrun (every process would run every run); "
+                              "use `torchrun ... -m rethinkgen run` for one data-parallel run")
     overrides = {k: v for k, v in (("fit_threshold", args.fit_threshold), ("epochs", args.epochs)) if v is not None}
     if (args.spec is None) == (args.preset is None):
         raise RethinkgenError("give either a sweep spec file or --preset NAME (one of: " + ", ".join(PRESET_NAMES) + ")")

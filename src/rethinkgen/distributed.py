@@ -16,7 +16,7 @@ single-process trainer computes exactly what it computed before this module exis
 
 from __future__ import annotations
 
-import contextlib
+import atexit
 import datetime
 import os
 from dataclasses import dataclass
@@ -57,17 +57,15 @@ class Context:
         torch.cuda.set_device(self.local_rank)
         return torch.device("cuda", self.local_rank)
 
-    @contextlib.contextmanager
-    def session(self, device_type: str):
-        """The process group for the run (NCCL on GPU, gloo on CPU), unless the caller already made one."""
+    def join(self, device_type: str) -> None:
+        """Join the process group (NCCL on GPU, gloo on CPU) unless this process already has one. It lives
+        as long as the process: under torchrun a second group in the same process never forms."""
         if not self.active or dist.is_initialized():
-            yield
             return
+        if device_type == "cuda":
+            torch.cuda.set_device(self.local_rank)  # before any collective: NCCL uses the current GPU
         dist.init_process_group("nccl" if device_type == "cuda" else "gloo", timeout=TIMEOUT)
-        try:
-            yield
-        finally:
-            dist.destroy_process_group()
+        atexit.register(dist.destroy_process_group)
 
     # ------------------------------------------------------------------ rank 0 decides, the others follow
     def on_main(self, work):
@@ -78,8 +76,11 @@ class Context:
             try:
                 result = work()
             except BaseException as error:
-                self._broadcast(_Failure(type(error).__name__, str(error), isinstance(error, RethinkgenError),
-                                         isinstance(error, KeyboardInterrupt)))
+                try:  # best effort: after Ctrl-C the other ranks may have stopped already
+                    self._broadcast(_Failure(type(error).__name__, str(error), isinstance(error, RethinkgenError),
+                                             isinstance(error, KeyboardInterrupt)))
+                except Exception:
+                    pass
                 raise
             return self._broadcast(result)
         result = self._broadcast(None)

@@ -175,8 +175,8 @@ def train(config: RunConfig, runs_dir: str | Path = "runs", progress: bool = Tru
     if not ctx.is_main:
         progress, log = False, (lambda message: None)
     log = log or (lambda message: tqdm.write(message) if progress else None)
-    with ctx.session(device_type(config.device)):
-        return _train(config, runs_dir, progress, log, ctx)
+    ctx.join(device_type(config.device))
+    return _train(config, runs_dir, progress, log, ctx)
 
 
 def _train(config: RunConfig, runs_dir, progress, log, ctx: distributed.Context) -> RunResult:
