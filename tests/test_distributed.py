@@ -124,7 +124,8 @@ def test_a_failure_on_rank_0_is_rebuilt_on_the_others():
     assert isinstance(distributed._Failure("KeyboardInterrupt", "", False, True).rebuild(), KeyboardInterrupt)
     busy = distributed._Failure("RunBusy", "run x is being trained by another process", True, False).rebuild()
     assert isinstance(busy, RethinkgenError) and "being trained" in str(busy)
-    assert "rank 0 failed: OSError: disk full" in str(distributed._Failure("OSError", "disk full", False, False).rebuild())
+    other = distributed._Failure("OSError", "disk full", False, False).rebuild()
+    assert "rank 0 failed: OSError: disk full" in str(other)
 
 
 def test_a_sweep_refuses_to_run_under_torchrun(monkeypatch, capsys):
