@@ -88,6 +88,18 @@ def test_float32_ensemble_stays_close_to_runs_trained_alone(tmp_path):
         assert a.summary["train_loss"] == pytest.approx(b.summary["train_loss"], rel=1e-3)
 
 
+def test_bf16_autocast_applies_to_the_ensemble_as_to_runs_trained_alone(tmp_path):
+    configs = [tiny(amp="bf16"), tiny(amp="bf16", label_noise=1.0)]
+    solo = [train(config, tmp_path / "solo", progress=False) for config in configs]
+    batched = train_ensemble(configs, tmp_path / "ensemble", progress=False)
+    fp32 = train_ensemble([tiny(), tiny(label_noise=1.0)], tmp_path / "fp32", progress=False)
+    for a, b, c in zip(solo, batched, fp32):
+        assert a.run_id == b.run_id != c.run_id
+        assert a.summary["precision"] == b.summary["precision"] == "bf16 autocast" != c.summary["precision"]
+        assert a.summary["train_loss"] == pytest.approx(b.summary["train_loss"], rel=2e-2)
+        assert b.summary["train_loss"] != c.summary["train_loss"]
+
+
 def test_interrupted_ensemble_resumes_to_the_same_runs(tmp_path, float64, monkeypatch):
     configs = [tiny(epochs=4), tiny(epochs=4, label_noise=1.0)]
     uninterrupted = train_ensemble(configs, tmp_path / "whole", progress=False)

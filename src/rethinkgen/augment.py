@@ -2,6 +2,8 @@
 
 Each augmentation is drawn afresh for every batch of every epoch from a seeded generator, while the
 labels stay fixed. The input is a float batch in [0, 1], before centre-cropping and standardization.
+The draws are made on the generator's device (the trainer's is always the CPU) and then moved to the
+images' device, so that a run on a GPU draws exactly the numbers a run on the CPU draws.
 """
 
 from __future__ import annotations
@@ -54,8 +56,16 @@ def augment(images: torch.Tensor, settings: AugmentSettings, generator: torch.Ge
     return images
 
 
+def _rand(n: int, images: torch.Tensor, generator) -> torch.Tensor:
+    return torch.rand(n, device=generator.device, generator=generator).to(images.device)
+
+
+def _randint(high: int, n: int, images: torch.Tensor, generator) -> torch.Tensor:
+    return torch.randint(0, high, (n,), device=generator.device, generator=generator).to(images.device)
+
+
 def _uniform(n: int, low: float, high: float, images: torch.Tensor, generator) -> torch.Tensor:
-    return torch.rand(n, device=images.device, generator=generator) * (high - low) + low
+    return _rand(n, images, generator) * (high - low) + low
 
 
 def random_crop(images: torch.Tensor, size: int | None, pad: int, generator) -> torch.Tensor:
@@ -67,8 +77,8 @@ def random_crop(images: torch.Tensor, size: int | None, pad: int, generator) -> 
     else:
         size_h = size_w = size
     max_top, max_left = images.shape[-2] - size_h, images.shape[-1] - size_w
-    top = torch.randint(0, max_top + 1, (n,), device=images.device, generator=generator)
-    left = torch.randint(0, max_left + 1, (n,), device=images.device, generator=generator)
+    top = _randint(max_top + 1, n, images, generator)
+    left = _randint(max_left + 1, n, images, generator)
     # two gathers (rows, then columns) are much cheaper than one 4-D advanced index
     rows = (top[:, None] + torch.arange(size_h, device=images.device))[:, None, :, None]
     images = images.gather(2, rows.expand(n, c, size_h, images.shape[-1]))
@@ -77,7 +87,7 @@ def random_crop(images: torch.Tensor, size: int | None, pad: int, generator) -> 
 
 
 def random_flip(images: torch.Tensor, generator) -> torch.Tensor:
-    flip = torch.rand(len(images), device=images.device, generator=generator) < 0.5
+    flip = _rand(len(images), images, generator) < 0.5
     return torch.where(flip[:, None, None, None], images.flip(-1), images)
 
 

@@ -28,6 +28,8 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS, help=help_text)
         elif base is list:
             parser.add_argument(flag, nargs="+", default=argparse.SUPPRESS, metavar="NAME", help=help_text)
+        elif "choices" in f.metadata:
+            parser.add_argument(flag, choices=f.metadata["choices"], default=argparse.SUPPRESS, help=help_text)
         else:
             parser.add_argument(flag, type=RUN_FLAG_TYPES[base], default=argparse.SUPPRESS,
                                 metavar=f.name.upper(), help=help_text)
@@ -117,10 +119,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_run(args) -> int:
+    from rethinkgen import distributed
     from rethinkgen.train import train
 
     config = _config_from_args(args)
     result = train(config, args.out, progress=not args.quiet, log=print if args.quiet else None)
+    if not distributed.from_environment().is_main:
+        return 0  # under torchrun, rank 0 reports for all
     s = result.summary
     fit = f"fitted at step {s['steps_to_fit']} (epoch {s['epochs_to_fit']})" if s["fitted"] else "not fitted"
     print(f"run {result.run_id} [{s['status']}] in {result.run_dir}")
@@ -144,9 +149,12 @@ def cmd_demo(args) -> int:
 
 
 def cmd_sweep(args) -> int:
-    from rethinkgen import presets, sweep
+    from rethinkgen import distributed, presets, sweep
     from rethinkgen.executors import check_options
 
+    if distributed.from_environment().active:
+        raise RethinkgenError("a sweep does not run under torchrun (every process would run every run); "
+                              "use `torchrun ... -m rethinkgen run` for one data-parallel run")
     overrides = {k: v for k, v in (("fit_threshold", args.fit_threshold), ("epochs", args.epochs)) if v is not None}
     if (args.spec is None) == (args.preset is None):
         raise RethinkgenError("give either a sweep spec file or --preset NAME (one of: " + ", ".join(PRESET_NAMES) + ")")

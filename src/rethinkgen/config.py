@@ -21,14 +21,19 @@ from rethinkgen.data import SOURCES
 from rethinkgen.errors import RethinkgenError, choice_error
 from rethinkgen.randomize import INPUTS
 from rethinkgen.results import read_yaml_mapping
+from rethinkgen.speedups import AMP_MODES, SWITCH_MODES, resolve_amp
 
-# settings that change where data is read or which device computes, but not what a run is
-NOT_HASHED = ("data_dir", "download", "device")
+# settings that change where data is read, which device computes, or only the order of floating-point
+# operations, but not what a run is
+NOT_HASHED = ("data_dir", "download", "device", "channels_last", "compile")
+CUDA_UNMEASURED = "the CUDA choice is unmeasured until benchmarks/gpu.py is run on a GPU"
 
 
 def _f(default, help: str, **extra):
     """A setting with its help text. ``hashed_at_default=False`` marks settings added after runs were
-    already stored: left out of the run id while at their default, so existing run folders keep their names."""
+    already stored: left out of the run id while at their default (or at ``neutral``, the resolved value
+    that computes what runs computed before the setting existed), so existing run folders keep their
+    names. ``choices`` lists the allowed values."""
     return field(default=default, metadata={"help": help, **extra})
 
 
@@ -69,6 +74,15 @@ class RunConfig:
     init_seed: Optional[int] = _f(None, "seed of the model's initial weights and dropout (default: seed)")
     order_seed: Optional[int] = _f(None, "seed of the data order and augmentation (default: seed)")
     device: str = _f("auto", "auto, cpu, cuda or cuda:N")
+    # GPU switches (see speedups.py); auto is off on the CPU
+    amp: str = _f("auto", "bf16 autocast: off, bf16, or auto (bf16 on a CUDA GPU that supports it, else off; "
+                  + CUDA_UNMEASURED + "); part of the run id when bf16", hashed_at_default=False, neutral="off",
+                  choices=AMP_MODES)
+    channels_last: str = _f("auto", "channels_last memory format: off, on, or auto (on for models with "
+                            "convolutions on a CUDA GPU, else off; " + CUDA_UNMEASURED + ")",
+                            hashed_at_default=False, choices=SWITCH_MODES)
+    compile: str = _f("auto", "torch.compile the model: off, on, or auto (off: compiling costs tens of seconds; "
+                      + CUDA_UNMEASURED + ")", hashed_at_default=False, choices=SWITCH_MODES)
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -96,6 +110,8 @@ class RunConfig:
         hints = typing.get_type_hints(type(self))
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
+            if "choices" in f.metadata and isinstance(value, bool):
+                value = "on" if value else "off"  # YAML reads an unquoted on/off as a boolean
             setattr(self, f.name, _coerce(f.name, value, hints[f.name]))
         if self.dataset not in SOURCES:
             raise choice_error("dataset", self.dataset, SOURCES)
@@ -103,6 +119,9 @@ class RunConfig:
             raise choice_error("input randomization", self.inputs, INPUTS)
         if self.model not in models.model_names() and ":" not in self.model:
             raise choice_error("model", self.model, models.model_names() + ["package.module:factory"])
+        for f in dataclasses.fields(self):
+            if "choices" in f.metadata and getattr(self, f.name) not in f.metadata["choices"]:
+                raise choice_error(f.name, getattr(self, f.name), f.metadata["choices"])
         for name in self.augment:
             if name not in AUGMENTATIONS:
                 raise choice_error("augmentation", name, AUGMENTATIONS)
@@ -131,9 +150,10 @@ class RunConfig:
         return self
 
     def resolved(self) -> "RunConfig":
-        """Fill in the defaults that depend on other settings (seeds, the model's learning rate)."""
+        """Fill in the defaults that depend on other settings (seeds, the model's learning rate, amp on
+        this machine's device: bf16 changes the numbers, so ``auto`` is decided before the run id is taken)."""
         return dataclasses.replace(
-            self,
+            self, amp=resolve_amp(self.amp, self.device),
             randomization_seed=self.seed if self.randomization_seed is None else self.randomization_seed,
             init_seed=self.seed if self.init_seed is None else self.init_seed,
             order_seed=self.seed if self.order_seed is None else self.order_seed,
@@ -147,7 +167,8 @@ class RunConfig:
 
     def run_id(self) -> str:
         """A short hash of the resolved settings that define the run: the name of its folder."""
-        defaults = {f.name: f.default for f in dataclasses.fields(self) if not f.metadata.get("hashed_at_default", True)}
+        defaults = {f.name: f.metadata.get("neutral", f.default) for f in dataclasses.fields(self)
+                    if not f.metadata.get("hashed_at_default", True)}
         values = {k: v for k, v in self.resolved().to_dict().items()
                   if k not in NOT_HASHED and not (k in defaults and v == defaults[k])}
         return hashlib.sha256(json.dumps(values, sort_keys=True).encode()).hexdigest()[:12]

@@ -27,9 +27,11 @@ import torch.nn.functional as F
 from torch.func import functional_call, stack_module_state, vmap
 from tqdm.auto import tqdm
 
+from rethinkgen import distributed
 from rethinkgen.config import RunConfig
 from rethinkgen.errors import RethinkgenError
 from rethinkgen.results import RunStore, append_jsonl
+from rethinkgen.speedups import Speedups
 from rethinkgen.train import (FINISHED, DeviceData, RunBusy, RunResult, epoch_seed, initial_model, load_checkpoint,
                               metrics_from_logits, open_run_dir, prepare_data, resolve_device, run_lock, save_epoch,
                               summary_base, write_summary)
@@ -95,6 +97,8 @@ def train_ensemble(configs: list[RunConfig], runs_dir: str | Path = "runs", prog
     if None in keys or len(keys) != 1:
         raise RethinkgenError("an ensemble needs runs without dropout that differ only in "
                               + ", ".join(GROUP_FREE) + "; train the others one by one")
+    if distributed.from_environment().active:
+        raise RethinkgenError("an ensemble does not train under torchrun; train its runs one by one there")
     log = log or (lambda message: tqdm.write(message) if progress else None)
     store = RunStore(runs_dir, index=index)
     copies = [_Copy(config, store) for config in configs]
@@ -125,8 +129,10 @@ def train_ensemble(configs: list[RunConfig], runs_dir: str | Path = "runs", prog
             open_run_dir(member.config, member.run_id, member.run_dir, record, len(randomized.y_train))
             member.data = DeviceData(clean, randomized, record, member.config, device)
             member.model = initial_model(member.config, member.data, member.run_dir, device)
-            member.state = load_checkpoint(member.run_dir, device)
-            member.base = summary_base(member.run_id, device, member.model, member.data, record)
+            member.state = load_checkpoint(member.run_dir)
+            # bf16 autocast when the run asks for it (it is part of the run); no channels_last or compile here
+            member.speedups = Speedups.resolve(member.config.amp, "off", "off", device, member.model)
+            member.base = summary_base(member.run_id, device, member.model, member.data, record, member.speedups)
             by_epoch.setdefault(len(member.state["history"]) if member.state else 0, []).append(member)
         _share_identical_inputs([member.data for member in trainable])
         for start_epoch, group in sorted(by_epoch.items()):
@@ -150,7 +156,7 @@ class _Stack:
     """The stacked weights, buffers and optimizer of the copies still training."""
 
     def __init__(self, members: list[_Copy], config: RunConfig):
-        self.members, self.config = members, config
+        self.members, self.config, self.speedups = members, config, members[0].speedups
         self.template = copy.deepcopy(members[0].model).to("meta")
         self.params, self.buffers = stack_module_state([member.model for member in members])
         self.names = list(self.params)
@@ -159,7 +165,7 @@ class _Stack:
         for index, name in enumerate(self.names):
             if all(index in m for m in momenta) and all(m[index].get("momentum_buffer") is not None for m in momenta):
                 self.optimizer.state[self.params[name]]["momentum_buffer"] = torch.stack(
-                    [m[index]["momentum_buffer"] for m in momenta])
+                    [m[index]["momentum_buffer"] for m in momenta]).to(self.params[name].device)
 
     def _optimizer(self) -> torch.optim.SGD:
         return torch.optim.SGD(list(self.params.values()), lr=self.config.lr, momentum=self.config.momentum,
@@ -169,7 +175,8 @@ class _Stack:
         """Logits [K, batch, classes]; ``x`` is [K, batch, ...], or [batch, ...] seen by every copy."""
         def one(params, buffers, inputs):
             return functional_call(self.template, (params, buffers), (inputs,))
-        return vmap(one, in_dims=(0, 0, None if shared_input else 0))(self.params, self.buffers, x)
+        with self.speedups.autocast(x.device):
+            return vmap(one, in_dims=(0, 0, None if shared_input else 0))(self.params, self.buffers, x)
 
     def keep(self, keep: list[int]) -> None:
         """Drop the copies not in ``keep`` (diverged, or stopped at fit) and go on with the rest."""
@@ -211,7 +218,7 @@ class _Stack:
                 for start in range(0, len(tensors[0]), batch_size):
                     x = tensors[0][start:start + batch_size] if shared else \
                         torch.stack([t[start:start + batch_size] for t in tensors])
-                    chunks.append(self.forward(x, shared_input=shared))
+                    chunks.append(Speedups.full_precision(self.forward(x, shared_input=shared)))
                 logits[split] = torch.cat(chunks, 1)
         return [metrics_from_logits(logits["x_train"][k], logits["x_test"][k], d) for k, d in enumerate(datas)]
 
@@ -239,9 +246,10 @@ def _train_group(members: list[_Copy], start_epoch: int, device, progress: bool,
             started = time.perf_counter()
             lr = config.lr * config.lr_decay ** epoch
             stack.optimizer.param_groups[0]["lr"] = lr
-            generators = [torch.Generator(device=device).manual_seed(epoch_seed(m.config.order_seed, epoch, "order"))
+            # drawn on the CPU on every device, as train.train draws them
+            generators = [torch.Generator().manual_seed(epoch_seed(m.config.order_seed, epoch, "order"))
                           for m in stack.members]
-            orders = [torch.randperm(n_train, device=device, generator=g) for g in generators]
+            orders = [torch.randperm(n_train, generator=g).to(device) for g in generators]
             stack.template.train()
             count = len(stack.members)
             loss_sum, loss_count = torch.zeros(count, device=device), 0
@@ -251,7 +259,8 @@ def _train_group(members: list[_Copy], start_epoch: int, device, progress: bool,
                 x = torch.stack([m.data.batch(i, g) for m, i, g in zip(stack.members, indices, generators)])
                 y = torch.stack([m.data.y_train[i] for m, i in zip(stack.members, indices)])
                 logits = stack.forward(x)
-                losses = F.cross_entropy(logits.flatten(0, 1), y.flatten(), reduction="none").view(count, -1).mean(1)
+                # in float32, as autocast computes cross-entropy
+                losses = F.cross_entropy(Speedups.full_precision(logits).flatten(0, 1), y.flatten(), reduction="none").view(count, -1).mean(1)
                 online_correct += (logits.detach().argmax(2) == y).sum(1)
                 stack.optimizer.zero_grad(set_to_none=True)
                 losses.sum().backward()  # copy k's weights get exactly the gradient of its own mean loss

@@ -5,6 +5,10 @@ Per epoch: draw the data order from (order_seed, epoch), train, then evaluate th
 test set in eval mode, record the metrics, and checkpoint. Every random draw of an epoch is derived from
 the seeds and the epoch number, so a run resumed from its last checkpoint ends with exactly the metrics
 of a run that was never interrupted.
+
+The data order and augmentation are drawn from a CPU generator on every device, so a GPU run sees the
+batches a CPU run sees. The GPU switches (bf16 autocast, channels_last, torch.compile) are in
+speedups.py; data-parallel training of one run by several processes (torchrun) is in distributed.py.
 """
 
 from __future__ import annotations
@@ -25,13 +29,14 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from rethinkgen import data, models
+from rethinkgen import data, distributed, models
 from rethinkgen.augment import AugmentSettings, augment
 from rethinkgen.config import RunConfig
 from rethinkgen.errors import RethinkgenError
 from rethinkgen.preprocess import crop_size_for, preprocess, standardize, to_unit
 from rethinkgen.randomize import RandomizationRecord, randomize
 from rethinkgen.results import RunStore, StoredRun, append_jsonl, write_json, write_jsonl
+from rethinkgen.speedups import Speedups, device_type
 
 FINISHED = ("complete", "diverged")  # statuses a re-run leaves alone
 
@@ -91,22 +96,26 @@ class DeviceData:
         self.input_shape = tuple(self.x_train.shape[1:])
         self.num_classes = randomized.num_classes
 
-    def batch(self, index: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    def batch(self, index: torch.Tensor, generator: torch.Generator, part: slice = slice(None)) -> torch.Tensor:
+        """The training inputs of ``index[part]``; augmentation is drawn for all of ``index``, so that every
+        process of a distributed run draws the same numbers and keeps its own part."""
         if not self.augment.names:
-            return self.x_train[index]
-        return standardize(augment(to_unit(self.x_train_u8[index]), self.augment, generator).contiguous())
+            return self.x_train[index[part]]
+        return standardize(augment(to_unit(self.x_train_u8[index]), self.augment, generator)[part].contiguous())
 
 
 @torch.no_grad()
-def predict(model, x: torch.Tensor, batch_size: int) -> torch.Tensor:
+def predict(model, x: torch.Tensor, batch_size: int, speedups: Speedups = Speedups()) -> torch.Tensor:
     model.eval()
-    return torch.cat([model(x[i:i + batch_size]) for i in range(0, len(x), batch_size)])
+    with speedups.autocast(x.device):
+        return torch.cat([speedups.full_precision(model(speedups.inputs(x[i:i + batch_size])))
+                          for i in range(0, len(x), batch_size)])
 
 
-def evaluate(model, device_data: DeviceData, batch_size: int) -> dict:
+def evaluate(model, device_data: DeviceData, batch_size: int, speedups: Speedups = Speedups()) -> dict:
     """Loss and accuracy on the full training set, on the changed labels' originals, and on the test set."""
-    return metrics_from_logits(predict(model, device_data.x_train, batch_size),
-                               predict(model, device_data.x_test, batch_size), device_data)
+    return metrics_from_logits(predict(model, device_data.x_train, batch_size, speedups),
+                               predict(model, device_data.x_test, batch_size, speedups), device_data)
 
 
 def metrics_from_logits(logits: torch.Tensor, test_logits: torch.Tensor, device_data: DeviceData) -> dict:
@@ -161,24 +170,48 @@ def summarize(history: list[dict], fit_threshold: float) -> dict:
 def train(config: RunConfig, runs_dir: str | Path = "runs", progress: bool = True,
           log: Callable[[str], None] | None = None, index: bool = True) -> RunResult:
     """Train one run, or resume it from its checkpoint, or return it if it already finished.
-    ``index=False`` writes the run folder only, leaving the runs folder's index to the caller."""
+    ``index=False`` writes the run folder only, leaving the runs folder's index to the caller.
+
+    Under torchrun every process calls this and they train the run together (see distributed.py); rank 0
+    writes the run folder and the others return the same run without writing anything.
+    """
     config = config.validated().resolved()
+    ctx = distributed.from_environment()
+    if not ctx.is_main:
+        progress, log = False, (lambda message: None)
     log = log or (lambda message: tqdm.write(message) if progress else None)
-    store = RunStore(runs_dir, index=index)
+    ctx.join(device_type(config.device))
+    return _train(config, runs_dir, progress, log, ctx, index)
+
+
+def _train(config: RunConfig, runs_dir, progress, log, ctx: distributed.Context, index: bool = True) -> RunResult:
+    store = ctx.on_main(lambda: RunStore(runs_dir, index=index))
     run_id = config.run_id()
     run_dir = store.run_dir(run_id)
+    previous = ctx.on_main(lambda: _finished_summary(run_dir))
+    if previous is not None:
+        log(f"run {run_id} already {previous['status']}; nothing to do")
+        return RunResult(run_id, run_dir, config, previous)
+
+    device = ctx.device(resolve_device(config.device))
+    clean, randomized, record = prepare_data(config)
+    ctx.check_same(record.dataset_hash, "hash of the randomized data")
+    with contextlib.ExitStack() as held:
+        def lock():
+            run_dir.mkdir(exist_ok=True)
+            held.enter_context(run_lock(run_dir, run_id))
+
+        ctx.on_main(lock)  # rank 0 holds the lock; every rank learns if the run is busy
+        return _train_locked(config, store, run_id, run_dir, device, clean, randomized, record, progress, log, ctx)
+
+
+def _finished_summary(run_dir: Path) -> dict | None:
     summary_path = run_dir / "summary.json"
     if summary_path.exists():
-        previous = json.loads(summary_path.read_text())
-        if previous.get("status") in FINISHED:
-            log(f"run {run_id} already {previous['status']}; nothing to do")
-            return RunResult(run_id, run_dir, config, previous)
-
-    device = resolve_device(config.device)
-    clean, randomized, record = prepare_data(config)
-    run_dir.mkdir(exist_ok=True)
-    with run_lock(run_dir, run_id):
-        return _train_locked(config, store, run_id, run_dir, device, clean, randomized, record, progress, log)
+        summary = json.loads(summary_path.read_text())
+        if summary.get("status") in FINISHED:
+            return summary
+    return None
 
 
 class RunBusy(RethinkgenError):
@@ -196,6 +229,14 @@ def run_lock(run_dir: Path, run_id: str):
         yield
 
 
+def _open_locked(config, run_id, run_dir, randomized, record) -> dict | None:
+    """With the lock held: the run's summary if it finished meanwhile; else check or save its record."""
+    finished = _finished_summary(run_dir)
+    if finished is None:
+        open_run_dir(config, run_id, run_dir, record, len(randomized.y_train))
+    return finished
+
+
 def open_run_dir(config: RunConfig, run_id: str, run_dir: Path, record: RandomizationRecord, n_train: int) -> None:
     """Save the randomization record and config, or check that a resumed run still sees the same data."""
     if (run_dir / "randomization.json").exists():
@@ -209,21 +250,22 @@ def open_run_dir(config: RunConfig, run_id: str, run_dir: Path, record: Randomiz
     write_json(run_dir / "config.json", config.to_dict())
 
 
-def initial_model(config: RunConfig, device_data: DeviceData, run_dir: Path, device) -> torch.nn.Module:
+def initial_model(config: RunConfig, device_data: DeviceData, run_dir: Path, device, save: bool = True) -> torch.nn.Module:
     """The run's model at its seeded initialization, kept as initial.pt (distance-from-init measures need it)."""
     torch.manual_seed(config.init_seed)
     model_options = {"dropout": config.dropout} if config.dropout else {}
     model = models.create_model(config.model, device_data.input_shape, device_data.num_classes, **model_options)
     model.to(device)
-    if not (run_dir / "initial.pt").exists():
+    if save and not (run_dir / "initial.pt").exists():
         _save_checkpoint(run_dir / "initial.pt", {"model": model.state_dict()})
     return model
 
 
-def load_checkpoint(run_dir: Path, device) -> dict | None:
-    """The last epoch's checkpoint, with the logs rewritten to match it (dropping rows written after it)."""
+def load_checkpoint(run_dir: Path) -> dict | None:
+    """The last epoch's checkpoint (on the CPU), with the logs rewritten to match it: the logs are appended
+    to each epoch, so rows written after the checkpoint are dropped."""
     path = run_dir / "checkpoint.pt"
-    state = torch.load(path, map_location=device, weights_only=False) if path.exists() else None
+    state = torch.load(path, map_location="cpu", weights_only=False) if path.exists() else None
     write_jsonl(run_dir / "metrics.jsonl", state["history"] if state else [])
     write_jsonl(run_dir / "steps.jsonl", state["steps"] if state else [])
     return state
@@ -237,42 +279,53 @@ def save_epoch(run_dir: Path, history: list[dict], step_log: list[dict], logged_
     return len(step_log)
 
 
-def summary_base(run_id: str, device, model, device_data: DeviceData, record: RandomizationRecord) -> dict:
+def summary_base(run_id: str, device, model, device_data: DeviceData, record: RandomizationRecord,
+                 speedups: Speedups, world_size: int = 1) -> dict:
     return {"run_id": run_id, "device": str(device), "parameters": models.count_parameters(model),
             "num_classes": device_data.num_classes,
-            "fraction_labels_changed": len(record.changed) / len(device_data.y_train), "message": ""}
+            "fraction_labels_changed": len(record.changed) / len(device_data.y_train), "message": "",
+            **speedups.describe(), "world_size": world_size}
 
 
 def write_summary(store: RunStore, config: RunConfig, run_dir: Path, base: dict, history: list[dict], status: str,
-                  message: str = "") -> dict:
+                  message: str = "", write: bool = True) -> dict:
     summary = {**base, **summarize(history, config.fit_threshold), "status": status, "message": message}
-    write_json(run_dir / "summary.json", summary)
-    store.register(base["run_id"], config.to_dict(), summary)
+    if write:
+        write_json(run_dir / "summary.json", summary)
+        store.register(base["run_id"], config.to_dict(), summary)
     return summary
 
 
-def _train_locked(config, store, run_id, run_dir, device, clean, randomized, record, progress, log) -> RunResult:
-    summary_path = run_dir / "summary.json"
-    if summary_path.exists() and json.loads(summary_path.read_text()).get("status") in FINISHED:
-        return RunResult(run_id, run_dir, config, json.loads(summary_path.read_text()))  # finished while we waited
-    open_run_dir(config, run_id, run_dir, record, len(randomized.y_train))
+def _train_locked(config, store, run_id, run_dir, device, clean, randomized, record, progress, log,
+                  ctx) -> RunResult:
+    finished = ctx.on_main(lambda: _open_locked(config, run_id, run_dir, randomized, record))
+    if finished is not None:
+        return RunResult(run_id, run_dir, config, finished)
+
     device_data = DeviceData(clean, randomized, record, config, device)
-    model = initial_model(config, device_data, run_dir, device)
+    model = initial_model(config, device_data, run_dir, device, save=ctx.is_main)
+    speedups = Speedups.resolve(config.amp, config.channels_last, config.compile, device, model)
+    model = ctx.sync_batchnorm(model, device)
+    if speedups.channels_last:
+        model.to(memory_format=torch.channels_last)
+    net = torch.compile(model) if speedups.compile else model  # what evaluates (on rank 0)
+    trained = ctx.data_parallel(net, device)  # what trains: net itself in one process
     optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum,
                                 weight_decay=config.weight_decay)
 
-    history, step_log, step = [], [], 0
-    state = load_checkpoint(run_dir, device)
+    history, step_log, start_epoch, step = [], [], 0, 0
+    # rank 0 reads the checkpoint and hands it to the others, so they need not see the run folder
+    state = ctx.on_main(lambda: load_checkpoint(run_dir))
     if state is not None:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         history, step_log, step = state["history"], state["steps"], state["step"]
-        log(f"run {run_id}: resuming after epoch {len(history)}")
-    start_epoch = len(history)
-    base = summary_base(run_id, device, model, device_data, record)
+        start_epoch = len(history)
+        log(f"run {run_id}: resuming after epoch {start_epoch}")
+    base = summary_base(run_id, device, model, device_data, record, speedups, ctx.world_size)
 
     def finish(status: str, message: str = "") -> dict:
-        return write_summary(store, config, run_dir, base, history, status, message)
+        return write_summary(store, config, run_dir, base, history, status, message, write=ctx.is_main)
 
     finish("running")
     n_train = len(device_data.y_train)
@@ -288,17 +341,21 @@ def _train_locked(config, store, run_id, run_dir, device, clean, randomized, rec
             lr = config.lr * config.lr_decay ** epoch
             for group in optimizer.param_groups:
                 group["lr"] = lr
-            generator = torch.Generator(device=device).manual_seed(epoch_seed(config.order_seed, epoch, "order"))
-            torch.manual_seed(epoch_seed(config.init_seed, epoch, "dropout"))
-            order = torch.randperm(n_train, device=device, generator=generator)
-            model.train()
+            # the order and augmentation come from the CPU on every device; dropout from each device's own
+            generator = torch.Generator().manual_seed(epoch_seed(config.order_seed, epoch, "order"))
+            torch.manual_seed(epoch_seed(config.init_seed, epoch, ctx.stream("dropout")))
+            order = torch.randperm(n_train, generator=generator).to(device)
+            trained.train()
             loss_sum, loss_count = torch.zeros((), device=device), 0
             online_correct = torch.zeros((), device=device, dtype=torch.long)
             for start in range(0, n_train, config.batch_size):
                 index = order[start:start + config.batch_size]
-                logits = model(device_data.batch(index, generator))
-                loss = F.cross_entropy(logits, device_data.y_train[index])
-                online_correct += (logits.detach().argmax(1) == device_data.y_train[index]).sum()
+                part = ctx.part(len(index))  # this process's shard: the whole batch in one process
+                labels = device_data.y_train[index[part]]
+                with speedups.autocast(device):
+                    logits = trained(speedups.inputs(device_data.batch(index, generator, part)))
+                    loss = ctx.batch_loss(logits, labels, len(index))
+                online_correct += (logits.detach().argmax(1) == labels).sum()
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
@@ -306,13 +363,14 @@ def _train_locked(config, store, run_id, run_dir, device, clean, randomized, rec
                 loss_sum += loss.detach()
                 loss_count += 1
                 if step % config.log_every == 0:
-                    mean_loss = (loss_sum / loss_count).item()
+                    mean_loss = (ctx.all_mean(loss_sum) / loss_count).item()
                     step_log.append({"step": step, "epoch": epoch + start / n_train, "loss": mean_loss})
                     loss_sum, loss_count = torch.zeros((), device=device), 0
                     if not math.isfinite(mean_loss):
                         raise _Diverged(f"training loss became {mean_loss} at step {step} (epoch {epoch + 1})")
             train_seconds = time.perf_counter() - started
-            metrics = evaluate(model, device_data, config.eval_batch_size)
+            online_correct = ctx.all_sum(online_correct)
+            metrics = ctx.on_main(lambda: evaluate(net, device_data, config.eval_batch_size, speedups))
             if not math.isfinite(metrics["train_loss"]):
                 raise _Diverged(f"training loss became {metrics['train_loss']} at step {step} (epoch {epoch + 1})")
             wall_before += time.perf_counter() - started
@@ -321,8 +379,10 @@ def _train_locked(config, store, run_id, run_dir, device, clean, randomized, rec
             history.append({"epoch": epoch + 1, "step": step, "lr": lr, **metrics, "train_seconds": train_seconds,
                             "images": n_train, "images_per_second": n_train / train_seconds,
                             "wall_seconds": wall_before})
-            logged_steps = save_epoch(run_dir, history, step_log, logged_steps,
-                                      {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step})
+            if ctx.is_main:
+                save_epoch(run_dir, history, step_log, logged_steps,
+                           {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step})
+            logged_steps = len(step_log)
             fitted = metrics["train_accuracy"] >= config.fit_threshold
             epochs.set_postfix(loss=f"{metrics['train_loss']:.3f}", train=f"{metrics['train_accuracy']:.3f}",
                                test=f"{metrics['test_accuracy']:.3f}", refresh=False)
@@ -332,7 +392,8 @@ def _train_locked(config, store, run_id, run_dir, device, clean, randomized, rec
                 break
     except _Diverged as diverged:
         status, message = "diverged", f"diverged: {diverged}"
-        append_jsonl(run_dir / "steps.jsonl", step_log[logged_steps:])
+        if ctx.is_main:
+            append_jsonl(run_dir / "steps.jsonl", step_log[logged_steps:])
         log(f"run {run_id} {message}")
     except KeyboardInterrupt:
         finish("interrupted", "interrupted; run the same command again to resume")
