@@ -204,3 +204,13 @@ def test_run_ids_of_stored_runs_stay_stable():
     """Folders already on disk are found again: settings added later do not rename them at their defaults."""
     assert RunConfig().run_id() == "bb9fc11b3ad7"
     assert RunConfig(label_noise=0.5, model="alexnet-small").run_id() == "884bc6085735"
+
+
+def test_demo_exits_non_zero_when_its_runs_fail(tmp_path, capsys, monkeypatch):
+    from rethinkgen import train as train_module
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("disk on fire")
+    monkeypatch.setattr(train_module, "train", broken)
+    code, _, err = run_cli(capsys, "demo", "--out", str(tmp_path), "--subset", "60", "--epochs", "1", "--quiet")
+    assert code == 2 and "6 demo run(s) failed" in err and "disk on fire" in err

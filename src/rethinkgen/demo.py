@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from rethinkgen import presets
+from rethinkgen.errors import RethinkgenError
 from rethinkgen.plots import plot_learning_curves
 from rethinkgen.report import Run, load_run
 from rethinkgen.results import atomic_write_text
@@ -51,7 +52,9 @@ def run_demo(out: str | Path = "runs", progress: bool = True, dataset: str | Non
     sweep = presets.build("figure1a", dataset=dataset, models=[model], seeds=[seed or 0], scale="tiny",
                           data_dir=data_dir, name=name, figure1a_settings=presets.DEMO_SETTINGS,
                           subset=subset, test_subset=test_subset, epochs=epochs or DEMO_EPOCHS, lr_decay=DEMO_LR_DECAY)
-    run_sweep(sweep, out, progress=progress)
+    outcome = run_sweep(sweep, out, progress=progress)
+    if outcome.failed:
+        raise RethinkgenError(f"{outcome.failed} demo run(s) failed; " + outcome.lines()[1].strip())
     runs = [load_run(Path(out), r.config.run_id(), r.label, r.group, r.config.to_dict()) for r in sweep.runs]
     table = results_table(runs)
     first = sweep.runs[0].config
