@@ -19,11 +19,12 @@ from rethinkgen import models
 from rethinkgen.augment import AUGMENTATIONS
 from rethinkgen.data import SOURCES
 from rethinkgen.errors import RethinkgenError, choice_error
+from rethinkgen.measures import MEASURE_SETS
 from rethinkgen.randomize import INPUTS
 from rethinkgen.results import read_yaml_mapping
 
-# settings that change where data is read or which device computes, but not what a run is
-NOT_HASHED = ("data_dir", "download", "device")
+# settings that change where data is read, which device computes or what is measured, but not what a run is
+NOT_HASHED = ("data_dir", "download", "device", "measures")
 
 
 def _f(default, help: str, **extra):
@@ -63,6 +64,8 @@ class RunConfig:
     stop_at_fit: bool = _f(False, "stop as soon as the run is fitted instead of running all epochs")
     log_every: int = _f(20, "steps between records of the running mean training loss")
     eval_batch_size: int = _f(1024, "batch size for evaluation (does not change results)")
+    measures: str = _f("cheap", "complexity measures computed when the run completes: cheap (norms, margin, "
+                       "optimization), all (adds flatness), none", hashed_at_default=False)
     # seeds and device
     seed: int = _f(0, "seed for everything not seeded separately below")
     randomization_seed: Optional[int] = _f(None, "seed of the label and input randomization (default: seed)")
@@ -103,6 +106,8 @@ class RunConfig:
             raise choice_error("input randomization", self.inputs, INPUTS)
         if self.model not in models.model_names() and ":" not in self.model:
             raise choice_error("model", self.model, models.model_names() + ["package.module:factory"])
+        if self.measures not in MEASURE_SETS:
+            raise choice_error("measure set", self.measures, MEASURE_SETS)
         for name in self.augment:
             if name not in AUGMENTATIONS:
                 raise choice_error("augmentation", name, AUGMENTATIONS)

@@ -232,8 +232,11 @@ def _train_locked(config, store, run_id, run_dir, device, clean, randomized, rec
             "num_classes": device_data.num_classes,
             "fraction_labels_changed": len(record.changed) / len(randomized.y_train), "message": ""}
 
+    measured = {}  # measure_<name> values, once the run completes
+
     def finish(status: str, message: str = "") -> dict:
-        summary = {**base, **summarize(history, config.fit_threshold), "status": status, "message": message}
+        summary = {**base, **summarize(history, config.fit_threshold), **measured, "status": status,
+                   "message": message}
         write_json(summary_path, summary)
         store.register(run_id, config.to_dict(), summary)
         return summary
@@ -309,6 +312,10 @@ def _train_locked(config, store, run_id, run_dir, device, clean, randomized, rec
         raise
     finally:
         epochs.close()
+    if status == "complete" and config.measures != "none":
+        from rethinkgen.measures.runs import measure_trained
+
+        measured.update(measure_trained(model, device_data, run_dir, summarize(history, config.fit_threshold), config))
     return RunResult(run_id, run_dir, config, finish(status, message))
 
 
