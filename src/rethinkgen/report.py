@@ -283,11 +283,23 @@ def section_sweep(name: str, runs: list[Run], out: Path) -> Section:
     return Section(f"Sweep {name}", "", [(headers, rows)])
 
 
+def section_population(name: str, runs: list[Run], out: Path) -> Section:
+    """The measures preset's runs, one row per model and setting (their measures have a section of their own)."""
+    headers = ["model", "label noise", "weight decay", "train acc", "test acc", "gap", "steps to fit", "status"]
+    rows = [[model, f"{group[0].group.get('label_noise'):g}", f"{group[0].group.get('weight_decay'):g}",
+             mean_sd([r.get("train_accuracy") for r in group]), mean_sd([r.get("test_accuracy") for r in group]),
+             mean_sd([r.get("generalization_gap") for r in group]), mean_sd([r.get("steps_to_fit") for r in group], 0),
+             status_of(group)] for (model, _), group in by_model_and_label(runs).items()]
+    return Section(f"The measures population ({name})", "Several seeds are shown as mean ± standard deviation (n).",
+                   [(headers, rows)])
+
+
 SECTIONS = {"figure1a": section_figure1a, "demo": section_figure1a, "figure1bc": section_figure1bc, "table1": section_table1,
-            "table4": section_table4, "figure2b": section_figure2b}
+            "table4": section_table4, "figure2b": section_figure2b, "measures": section_population}
 
 
 SCATTER_COLUMNS = 4
+MARKERS = "os^Dv<>p"
 
 
 def section_measures(runs_dir: Path, out: Path) -> Section | None:
@@ -307,11 +319,16 @@ def section_measures(runs_dir: Path, out: Path) -> Section | None:
     fig, grid = plt.subplots(rows_count, SCATTER_COLUMNS, figsize=(3.4 * SCATTER_COLUMNS, 2.8 * rows_count),
                              squeeze=False, layout="constrained")
     points = None
+    model_names = sorted({r["config"].get("model", "?") for r in records})
     for ax, row in zip(grid.flat, rows):
-        used = [r for r in records if row.measure in r["measures"]]
-        x = [r["measures"][row.measure] for r in used]
-        points = ax.scatter(x, [r["gap"] for r in used], c=[r["label_noise"] or 0.0 for r in used], cmap="viridis",
-                            vmin=0, vmax=1, s=18, edgecolors="none")
+        x = [r["measures"][row.measure] for r in records if row.measure in r["measures"]]
+        for i, model in enumerate(model_names):  # colour: label noise; marker: model
+            used = [r for r in records if row.measure in r["measures"] and r["config"].get("model", "?") == model]
+            points = ax.scatter([r["measures"][row.measure] for r in used], [r["gap"] for r in used],
+                                c=[r["label_noise"] or 0.0 for r in used], cmap="viridis", vmin=0, vmax=1, s=18,
+                                marker=MARKERS[i % len(MARKERS)], edgecolors="none", label=model)
+        if ax is grid.flat[0] and len(model_names) > 1:
+            ax.legend(fontsize=7, frameon=False)
         if min(x) > 0 and max(x) / min(x) > 100:
             ax.set_xscale("log")
         ax.set_title(f"{row.measure}\nτ {row.overall}, Ψ {row.granulated}", fontsize=8)
@@ -330,7 +347,7 @@ def section_measures(runs_dir: Path, out: Path) -> Section | None:
         f"tau: Kendall's tau-b with the gap over the {len(records)} completed runs that have the measure; granulated "
         f"(Jiang et al. 2019): the mean over the hyperparameter axes ({described}) of the mean tau over groups of runs "
         f"that differ only along that axis. (runs): the number of runs behind each figure. Sorted by granulated tau. Each point "
-        f"of the figure is a run, coloured by its label noise.", [analysis.table(axes, rows)], [figure])
+        f"of the figure is a run, coloured by its label noise, its marker saying its model.", [analysis.table(axes, rows)], [figure])
 
 
 def section_all_runs(runs_dir: Path) -> Section:

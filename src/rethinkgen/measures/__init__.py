@@ -21,6 +21,7 @@ What the measures see (decided once, for every measure):
 
 Add your own::
 
+    import math
     from rethinkgen.measures import register_measure
 
     @register_measure("log_weight_count", kind="size")

@@ -55,12 +55,15 @@ def measure_model(context: measures.MeasureContext, run_dir: Path, names: list[s
     return save_measures(run_dir, values, unavailable, used, time.perf_counter() - started)
 
 
+def initial_state(run_dir: Path) -> dict | None:
+    path = Path(run_dir) / "initial.pt"
+    return torch.load(path, map_location="cpu", weights_only=True)["model"] if path.exists() else None
+
+
 def measure_trained(model, device_data, run_dir: Path, summary: dict, config: RunConfig) -> dict:
     """The trainer's hook: the ``config.measures`` set for a model that just finished; summary fields back."""
-    initial_path = Path(run_dir) / "initial.pt"
-    initial = torch.load(initial_path, map_location="cpu", weights_only=True)["model"] if initial_path.exists() else None
-    context = measures.MeasureContext(model, device_data.x_train, device_data.y_train, summary, initial,
-                                      config.eval_batch_size)
+    context = measures.MeasureContext(model, device_data.x_train, device_data.y_train, summary,
+                                      initial_state(run_dir), config.eval_batch_size)
     return summary_fields(measure_model(context, run_dir, measures.resolve(which=config.measures)))
 
 
@@ -87,10 +90,8 @@ def load_context(run_dir: Path, device: str = "auto") -> measures.MeasureContext
     options = {"dropout": config.dropout} if config.dropout else {}
     model = models.create_model(config.model, device_data.input_shape, device_data.num_classes, **options).to(device)
     model.load_state_dict(torch.load(checkpoint_path, map_location=device, weights_only=True)["model"])
-    initial_path = run_dir / "initial.pt"
-    initial = torch.load(initial_path, map_location="cpu", weights_only=True)["model"] if initial_path.exists() else None
     summary = json.loads((run_dir / "summary.json").read_text())
-    return measures.MeasureContext(model, device_data.x_train, device_data.y_train, summary, initial,
+    return measures.MeasureContext(model, device_data.x_train, device_data.y_train, summary, initial_state(run_dir),
                                    config.eval_batch_size)
 
 
