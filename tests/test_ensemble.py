@@ -34,6 +34,9 @@ def assert_same_run(solo, batched, tolerance=1e-9):
     for name in ("randomization.json", "config.json"):
         assert (solo.run_dir / name).read_text() == (batched.run_dir / name).read_text()
     assert set(solo.summary) == set(batched.summary)
+    for key in solo.summary:
+        if key.startswith("measure_") and isinstance(solo.summary[key], float):
+            assert solo.summary[key] == pytest.approx(batched.summary[key], rel=1e3 * tolerance), key
     assert solo.summary["status"] == batched.summary["status"]
     assert len(solo.metrics) == len(batched.metrics) > 0
     for a, b in zip(solo.metrics, batched.metrics):

@@ -44,7 +44,8 @@ def test_report_has_every_section_figure_and_table(runs_dir, tmp_path):
     assert "1 pending" in markdown              # the run that never started is shown, not dropped
     assert "paper:" not in markdown             # digits is not the paper's data
     html = (tmp_path / "report" / "report.html").read_text()
-    assert html.count("data:image/png;base64,") == 4 and "<table>" in html
+    assert "## Complexity measures against the generalization gap" in markdown  # the cheap measures of every run
+    assert html.count("data:image/png;base64,") == 5 and "<table>" in html
 
 
 def test_failed_and_diverged_runs_are_shown(tmp_path):

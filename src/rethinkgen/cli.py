@@ -1,4 +1,4 @@
-"""The ``rethinkgen`` command line: run, demo, datasets, models."""
+"""The ``rethinkgen`` command line: run, demo, sweep, report, measures, datasets, models."""
 
 from __future__ import annotations
 
@@ -105,6 +105,22 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("runs_dir", nargs="?", default="runs", help="runs folder (default: runs)")
     report.add_argument("--out", help="where to write the report (default: RUNS_DIR/report)")
 
+    measure = commands.add_parser(
+        "measures", help="compute complexity measures of finished runs and test them against the generalization gap",
+        description="Compute the measures each completed run lacks, from its checkpoint and on the data it trained "
+                    "on; then print, for each measure, Kendall's tau with the generalization gap across the runs and "
+                    "the granulated tau (Jiang et al. 2019: the mean over hyperparameter axes of tau when only that "
+                    "axis varies), with the number of runs behind each figure.")
+    measure.add_argument("runs_dir", nargs="?", default="runs", help="runs folder (default: runs)")
+    measure.add_argument("--only", nargs="+", metavar="NAME", help="compute and test only these measures (default: all)")
+    measure.add_argument("--list", action="store_true", help="list the measures with their formulas and exit")
+    measure.add_argument("--recompute", action="store_true", help="compute again the measures already stored")
+    measure.add_argument("--no-compute", action="store_true", help="test the stored values only; compute nothing")
+    measure.add_argument("--import", dest="imports", nargs="+", default=[], metavar="MODULE",
+                         help="import these modules first (to register measures of your own)")
+    measure.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
+    measure.add_argument("--quiet", action="store_true", help="no progress bar")
+
     from rethinkgen.theory import cli as theory_cli
 
     theory_cli.add_commands(commands)
@@ -193,6 +209,59 @@ def cmd_report(args) -> int:
     return 0
 
 
+def cmd_measures(args) -> int:
+    import importlib
+    import time
+    from pathlib import Path
+
+    from tqdm.auto import tqdm
+
+    from rethinkgen import measures
+    from rethinkgen.measures import analysis
+    from rethinkgen.measures import runs as stored
+
+    for module in args.imports:
+        try:
+            importlib.import_module(module)
+        except ImportError as error:
+            raise RethinkgenError(f"cannot import {module!r}: {error}") from None
+    if args.list:
+        for name in measures.measure_names():
+            measure = measures.get_measure(name)
+            print(f"{name:<34} {measure.kind:<12} {'' if measure.cheap else '(not computed at train time) '}"
+                  f"{measure.description}")
+        return 0
+    names = measures.resolve(args.only)
+    runs_dir = Path(args.runs_dir)
+    rows = stored.finished_runs(runs_dir)
+    if not rows:
+        raise RethinkgenError(f"no completed runs in {runs_dir}")
+    problems = []
+    if not args.no_compute:
+        todo = [row for row in rows if args.recompute or stored.missing(runs_dir / row["run_id"], names)]
+        started = time.perf_counter()
+        for row in tqdm(todo, disable=args.quiet, desc="measures", unit="run", dynamic_ncols=True):
+            try:
+                stored.measure_stored_run(runs_dir, row["run_id"], names, args.device, args.recompute)
+            except RethinkgenError as error:
+                problems.append(str(error))
+        print(f"measured {len(todo) - len(problems)} run(s) in {time.perf_counter() - started:.1f} s; "
+              f"{len(rows) - len(todo)} already had every measure")
+    records = stored.load_records(runs_dir)
+    axes, results = analysis.analyse(records, names, {n: measures.get_measure(n).kind for n in names})
+    described = ", ".join(axes) or "none (every run has the same settings)"
+    print(f"Kendall's tau of each measure with the generalization gap (train - test accuracy) over {len(records)} "
+          f"completed run(s); hyperparameter axes: {described}; (runs) = the runs behind each figure")
+    headers, body = analysis.table(axes, results)
+    print("| " + " | ".join(headers) + " |")
+    print("|" + "---|" * len(headers))
+    for row in body:
+        print("| " + " | ".join(row) + " |")
+    for problem in problems:
+        print(f"rethinkgen: warning: {problem}", file=sys.stderr)
+    return 1 if problems else 0
+
+
 def cmd_datasets(args) -> int:
     from rethinkgen.data import source_status
 
@@ -218,7 +287,7 @@ def cmd_models(args) -> int:
     return 0
 
 
-COMMANDS = {"run": cmd_run, "demo": cmd_demo, "sweep": cmd_sweep, "report": cmd_report,
+COMMANDS = {"run": cmd_run, "demo": cmd_demo, "sweep": cmd_sweep, "report": cmd_report, "measures": cmd_measures,
             "datasets": cmd_datasets, "models": cmd_models}
 
 

@@ -19,13 +19,14 @@ from rethinkgen import models
 from rethinkgen.augment import AUGMENTATIONS
 from rethinkgen.data import SOURCES
 from rethinkgen.errors import RethinkgenError, choice_error
+from rethinkgen.measures import MEASURE_SETS
 from rethinkgen.randomize import INPUTS
 from rethinkgen.results import read_yaml_mapping
 from rethinkgen.speedups import AMP_MODES, SWITCH_MODES, resolve_amp
 
-# settings that change where data is read, which device computes, or only the order of floating-point
-# operations, but not what a run is
-NOT_HASHED = ("data_dir", "download", "device", "channels_last", "compile")
+# settings that change where data is read, which device computes, only the order of floating-point
+# operations, or what is measured afterwards, but not what a run is
+NOT_HASHED = ("data_dir", "download", "device", "channels_last", "compile", "measures")
 CUDA_UNMEASURED = "the CUDA choice is unmeasured until benchmarks/gpu.py is run on a GPU"
 
 
@@ -68,6 +69,8 @@ class RunConfig:
     stop_at_fit: bool = _f(False, "stop as soon as the run is fitted instead of running all epochs")
     log_every: int = _f(20, "steps between records of the running mean training loss")
     eval_batch_size: int = _f(1024, "batch size for evaluation (does not change results)")
+    measures: str = _f("cheap", "complexity measures computed when the run completes: cheap (norms, margin, "
+                       "optimization), all (adds flatness), none", hashed_at_default=False)
     # seeds and device
     seed: int = _f(0, "seed for everything not seeded separately below")
     randomization_seed: Optional[int] = _f(None, "seed of the label and input randomization (default: seed)")
@@ -122,6 +125,8 @@ class RunConfig:
         for f in dataclasses.fields(self):
             if "choices" in f.metadata and getattr(self, f.name) not in f.metadata["choices"]:
                 raise choice_error(f.name, getattr(self, f.name), f.metadata["choices"])
+        if self.measures not in MEASURE_SETS:
+            raise choice_error("measure set", self.measures, MEASURE_SETS)
         for name in self.augment:
             if name not in AUGMENTATIONS:
                 raise choice_error("augmentation", name, AUGMENTATIONS)

@@ -33,12 +33,12 @@ from rethinkgen.errors import RethinkgenError
 from rethinkgen.results import RunStore, append_jsonl
 from rethinkgen.speedups import Speedups
 from rethinkgen.train import (FINISHED, DeviceData, RunBusy, RunResult, epoch_seed, initial_model, load_checkpoint,
-                              metrics_from_logits, open_run_dir, prepare_data, resolve_device, run_lock, save_epoch,
-                              summary_base, write_summary)
+                              measure_completed, metrics_from_logits, open_run_dir, prepare_data, resolve_device,
+                              run_lock, save_epoch, summary_base, write_summary)
 
 # settings in which the copies of one ensemble may differ
 GROUP_FREE = ("seed", "randomization_seed", "init_seed", "order_seed", "label_noise", "inputs",
-              "corrupt_test_labels", "fit_threshold", "stop_at_fit", "data_dir", "download")
+              "corrupt_test_labels", "fit_threshold", "stop_at_fit", "data_dir", "download", "measures")
 
 
 def group_key(config: RunConfig) -> str | None:
@@ -74,11 +74,16 @@ class _Copy:
         self.run_id = config.run_id()
         self.run_dir = store.run_dir(self.run_id)
         self.history, self.step_log, self.logged_steps, self.step = [], [], 0, 0
-        self.status, self.message = "running", ""
+        self.status, self.message, self.measured = "running", "", {}
 
     def finish(self, status: str, message: str = "") -> dict:
+        """Write the summary; a completed copy first gets its complexity measures, as in ``train.train``
+        (``self.model`` holds its last checkpoint's weights)."""
         self.status, self.message = status, message
-        return write_summary(self.store, self.config, self.run_dir, self.base, self.history, status, message)
+        if status == "complete" and self.config.measures != "none":
+            self.measured = measure_completed(self.model, self.data, self.run_dir, self.history, self.config)
+        return write_summary(self.store, self.config, self.run_dir, self.base, self.history, status, message,
+                             extra=self.measured)
 
     def result(self) -> RunResult:
         return RunResult(self.run_id, self.run_dir, self.config, json.loads((self.run_dir / "summary.json").read_text()))

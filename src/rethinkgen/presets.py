@@ -30,6 +30,7 @@ EPOCHS = {  # epoch budget per preset and scale
     "table1": {"paper": 100, "small": 150, "tiny": 600},
     "table4": {"paper": 200, "small": 300, "tiny": 300},      # "trained longer" (App. E)
     "figure2b": {"paper": 52, "small": 60, "tiny": 100},      # Figure 2b runs to 20k steps = 52 epochs
+    "measures": {"paper": 100, "small": 150, "tiny": 600},    # a population for the complexity measures
 }
 DEFAULT_MODELS = {
     "figure1a": ["inception-small"],
@@ -37,6 +38,7 @@ DEFAULT_MODELS = {
     "table1": ["inception-small", "inception-small-nobn", "alexnet-small", "mlp-3x512", "mlp-1x512"],
     "table4": ["inception-small", "alexnet-small", "mlp-3x512", "mlp-1x512"],
     "figure2b": ["inception-small", "inception-small-nobn"],
+    "measures": ["mlp-1x512", "mlp-3x512"],  # the fastest to fit; add --models alexnet-small inception-small
 }
 DESCRIPTIONS = {
     "figure1a": "Figure 1a: training loss against steps on true labels, random labels, shuffled pixels, "
@@ -46,6 +48,8 @@ DESCRIPTIONS = {
     "table1": "Table 1: train and test accuracy with random crop and weight decay on and off, and on random labels",
     "table4": "Table 4: fitting random labels with weight decay, random cropping, or flip + rotation",
     "figure2b": "Figure 2b: train and test accuracy against steps, with and without batch norm",
+    "measures": "A varied population (models x label noise x weight decay x seeds) whose complexity measures are "
+                "tested against the generalization gap (rethinkgen measures)",
 }
 FIGURE1A_SETTINGS = [("true labels", 0.0, "original"), ("random labels", 1.0, "original"),
                      ("shuffled pixels", 0.0, "shuffled-pixels"), ("random pixels", 0.0, "random-pixels"),
@@ -53,6 +57,9 @@ FIGURE1A_SETTINGS = [("true labels", 0.0, "original"), ("random labels", 1.0, "o
 # the demo adds half-corrupted labels to Figure 1a's settings
 DEMO_SETTINGS = FIGURE1A_SETTINGS[:1] + [("label noise 0.5", 0.5, "original")] + FIGURE1A_SETTINGS[1:]
 NOISE_LEVELS = [round(0.1 * i, 1) for i in range(11)]
+MEASURES_NOISE = [0.0, 0.5, 1.0]
+MEASURES_WEIGHT_DECAY = [0.0, 10 * WEIGHT_DECAY]  # the paper's 5e-4 barely acts in the few hundred steps of tiny runs
+DEFAULT_SEEDS = {"measures": [0, 1]}  # the other presets: [0]
 
 
 def lr_decay_for(scale_decay: float, n_train: int, batch_size: int) -> float:
@@ -70,7 +77,7 @@ def build(preset: str, dataset: str | None = None, models: list[str] | None = No
         raise choice_error("scale", scale, SCALES)
     dataset = dataset or ("cifar10" if scale == "paper" else "digits")
     models = models or DEFAULT_MODELS[preset]
-    seeds = seeds or [0]
+    seeds = seeds or DEFAULT_SEEDS.get(preset, [0])
     train_size, test_size = SCALES[scale]
     full_train, full_test, values = DATASET_SHAPES.get(dataset, (None, None, None))
     image_size = {64: 8, 784: 28, 2352: 32}.get(values, 32)
@@ -131,3 +138,8 @@ def _rows(preset: str, model: str, figure1a_settings: list):
                    {"label_noise": 1.0, "augment": ["flip", "rotate"], "long": True})
     elif preset == "figure2b":
         yield model, {"batch_norm": model == "inception-small"}, {}
+    elif preset == "measures":
+        for noise in MEASURES_NOISE:
+            for decay in MEASURES_WEIGHT_DECAY:
+                yield (f"label noise {noise:g}, weight decay {decay:g}", {"label_noise": noise, "weight_decay": decay},
+                       {"label_noise": noise, "weight_decay": decay})

@@ -5,6 +5,7 @@
 figure as PNG and SVG. Each sweep made from a preset gets the section of its figure or table, with the
 paper's values beside the measured ones when the data is CIFAR-10; several seeds are shown as mean and
 standard deviation; runs that are pending, running, interrupted, diverged or failed are listed as such.
+Runs with complexity measures get a section testing each measure against the generalization gap.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import base64
 import html
 import json
+import math
 import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -104,8 +106,9 @@ def is_paper_data(runs: list[Run]) -> bool:
                               for run in runs)
 
 
-def save(fig, path: Path) -> Path:
-    fig.tight_layout()
+def save(fig, path: Path, tight: bool = True) -> Path:
+    if tight:
+        fig.tight_layout()
     fig.savefig(path, dpi=110)
     fig.savefig(path.with_suffix(".svg"))
     plt.close(fig)
@@ -280,8 +283,71 @@ def section_sweep(name: str, runs: list[Run], out: Path) -> Section:
     return Section(f"Sweep {name}", "", [(headers, rows)])
 
 
+def section_population(name: str, runs: list[Run], out: Path) -> Section:
+    """The measures preset's runs, one row per model and setting (their measures have a section of their own)."""
+    headers = ["model", "label noise", "weight decay", "train acc", "test acc", "gap", "steps to fit", "status"]
+    rows = [[model, f"{group[0].group.get('label_noise'):g}", f"{group[0].group.get('weight_decay'):g}",
+             mean_sd([r.get("train_accuracy") for r in group]), mean_sd([r.get("test_accuracy") for r in group]),
+             mean_sd([r.get("generalization_gap") for r in group]), mean_sd([r.get("steps_to_fit") for r in group], 0),
+             status_of(group)] for (model, _), group in by_model_and_label(runs).items()]
+    return Section(f"The measures population ({name})", "Several seeds are shown as mean ± standard deviation (n).",
+                   [(headers, rows)])
+
+
 SECTIONS = {"figure1a": section_figure1a, "demo": section_figure1a, "figure1bc": section_figure1bc, "table1": section_table1,
-            "table4": section_table4, "figure2b": section_figure2b}
+            "table4": section_table4, "figure2b": section_figure2b, "measures": section_population}
+
+
+SCATTER_COLUMNS = 4
+MARKERS = "os^Dv<>p"
+
+
+def section_measures(runs_dir: Path, out: Path) -> Section | None:
+    """Every stored complexity measure against the gap: a table by granulated tau and one scatter plot each."""
+    from rethinkgen import measures
+    from rethinkgen.measures import analysis
+    from rethinkgen.measures import runs as stored
+
+    records = [r for r in stored.load_records(runs_dir) if r["measures"] and r["gap"] is not None]
+    if len(records) < 2:
+        return None
+    present = {name for r in records for name in r["measures"]}
+    names = [n for n in measures.measure_names() if n in present] + sorted(present - set(measures.measure_names()))
+    kinds = {n: measures.get_measure(n).kind if n in measures.measure_names() else "" for n in names}
+    axes, rows = analysis.analyse(records, names, kinds)
+    rows_count = math.ceil(len(rows) / SCATTER_COLUMNS)
+    fig, grid = plt.subplots(rows_count, SCATTER_COLUMNS, figsize=(3.4 * SCATTER_COLUMNS, 2.8 * rows_count),
+                             squeeze=False, layout="constrained")
+    points = None
+    model_names = sorted({r["config"].get("model", "?") for r in records})
+    for ax, row in zip(grid.flat, rows):
+        x = [r["measures"][row.measure] for r in records if row.measure in r["measures"]]
+        for i, model in enumerate(model_names):  # colour: label noise; marker: model
+            used = [r for r in records if row.measure in r["measures"] and r["config"].get("model", "?") == model]
+            points = ax.scatter([r["measures"][row.measure] for r in used], [r["gap"] for r in used],
+                                c=[r["label_noise"] or 0.0 for r in used], cmap="viridis", vmin=0, vmax=1, s=18,
+                                marker=MARKERS[i % len(MARKERS)], edgecolors="none", label=model)
+        if ax is grid.flat[0] and len(model_names) > 1:
+            ax.legend(fontsize=7, frameon=False)
+        if min(x) > 0 and max(x) / min(x) > 100:
+            ax.set_xscale("log")
+        ax.set_title(f"{row.measure}\nτ {row.overall}, Ψ {row.granulated}", fontsize=8)
+        ax.tick_params(labelsize=7)
+        ax.grid(alpha=0.3)
+    for ax in grid.flat[len(rows):]:
+        ax.set_visible(False)
+    for ax in grid[:, 0]:
+        ax.set_ylabel("generalization gap", fontsize=8)
+    fig.colorbar(points, ax=grid, label="label noise", shrink=0.6)
+    figure = save(fig, out / "measures-against-gap.png", tight=False)
+    described = ", ".join(axes) or "none"
+    return Section(
+        "Complexity measures against the generalization gap",
+        f"Each measure is oriented so that a larger value should mean a larger gap (train minus test accuracy). "
+        f"tau: Kendall's tau-b with the gap over the {len(records)} completed runs that have the measure; granulated "
+        f"(Jiang et al. 2019): the mean over the hyperparameter axes ({described}) of the mean tau over groups of runs "
+        f"that differ only along that axis. (runs): the number of runs behind each figure. Sorted by granulated tau. Each point "
+        f"of the figure is a run, coloured by its label noise, its marker saying its model.", [analysis.table(axes, rows)], [figure])
 
 
 def section_all_runs(runs_dir: Path) -> Section:
@@ -370,6 +436,9 @@ def build_sections(runs_dir: Path, out: Path) -> list[Section]:
         builder = SECTIONS.get(manifest.get("preset"), section_sweep)
         sections.append(builder(manifest["name"], runs, out))
     sections += _stored_sections(runs_dir, out)
+    if (runs_dir / INDEX_NAME).exists():
+        measured = section_measures(runs_dir, out)
+        sections += [measured] if measured else []
     sections.append(section_all_runs(runs_dir))
     return sections
 

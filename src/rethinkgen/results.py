@@ -2,7 +2,7 @@
 
 A run folder holds ``config.json``, ``randomization.json``/``.npz``, ``metrics.jsonl`` (one row per
 epoch), ``steps.jsonl`` (running mean training loss), ``summary.json``, ``initial.pt`` and
-``checkpoint.pt``. Every file is written under a temporary name and renamed, so a crash never leaves a
+``checkpoint.pt``, and ``measures.json`` (the complexity measures of a completed run). Every file is written under a temporary name and renamed, so a crash never leaves a
 half-written file. ``index.sqlite`` (WAL mode) lists every run with its config and summary.
 """
 

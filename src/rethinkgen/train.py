@@ -287,9 +287,17 @@ def summary_base(run_id: str, device, model, device_data: DeviceData, record: Ra
             **speedups.describe(), "world_size": world_size}
 
 
+def measure_completed(model, device_data: DeviceData, run_dir: Path, history: list[dict], config: RunConfig) -> dict:
+    """The complexity measures of a completed run (``config.measures``), as measure_<name> summary keys."""
+    from rethinkgen.measures.runs import measure_trained
+
+    return measure_trained(model, device_data, run_dir, summarize(history, config.fit_threshold), config)
+
+
 def write_summary(store: RunStore, config: RunConfig, run_dir: Path, base: dict, history: list[dict], status: str,
-                  message: str = "", write: bool = True) -> dict:
-    summary = {**base, **summarize(history, config.fit_threshold), "status": status, "message": message}
+                  message: str = "", write: bool = True, extra: dict | None = None) -> dict:
+    summary = {**base, **summarize(history, config.fit_threshold), **(extra or {}), "status": status,
+               "message": message}
     if write:
         write_json(run_dir / "summary.json", summary)
         store.register(base["run_id"], config.to_dict(), summary)
@@ -324,8 +332,11 @@ def _train_locked(config, store, run_id, run_dir, device, clean, randomized, rec
         log(f"run {run_id}: resuming after epoch {start_epoch}")
     base = summary_base(run_id, device, model, device_data, record, speedups, ctx.world_size)
 
+    measured = {}  # measure_<name> values, once the run completes
+
     def finish(status: str, message: str = "") -> dict:
-        return write_summary(store, config, run_dir, base, history, status, message, write=ctx.is_main)
+        return write_summary(store, config, run_dir, base, history, status, message, write=ctx.is_main,
+                             extra=measured)
 
     finish("running")
     n_train = len(device_data.y_train)
@@ -403,6 +414,8 @@ def _train_locked(config, store, run_id, run_dir, device, clean, randomized, rec
         raise
     finally:
         epochs.close()
+    if status == "complete" and config.measures != "none" and ctx.is_main:
+        measured.update(measure_completed(model, device_data, run_dir, history, config))
     return RunResult(run_id, run_dir, config, finish(status, message))
 
 

@@ -1,0 +1,140 @@
+"""Measures of stored runs: computed from a run's checkpoint on exactly the data it trained on, kept in
+``measures.json`` in its folder and copied into its summary (as ``measure_<name>``) and the index, so
+``rethinkgen.results.load`` shows them as columns."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import torch
+
+from rethinkgen import measures
+from rethinkgen.config import RunConfig
+from rethinkgen.errors import RethinkgenError
+from rethinkgen.results import INDEX_NAME, RunStore, write_json
+
+MEASURES_FILE = "measures.json"
+SUMMARY_PREFIX = "measure_"
+
+
+def read_measures(run_dir: Path) -> dict:
+    path = Path(run_dir) / MEASURES_FILE
+    stored = json.loads(path.read_text()) if path.exists() else {}
+    return {"values": {}, "unavailable": {}, "settings": {}, "seconds": 0.0, **stored}
+
+
+def save_measures(run_dir: Path, values: dict, unavailable: dict, settings: dict, seconds: float) -> dict:
+    """Merge new results into ``measures.json`` (a value replaces an earlier reason and the reverse)."""
+    stored = read_measures(run_dir)
+    for name in values:
+        stored["unavailable"].pop(name, None)
+    for name in unavailable:
+        stored["values"].pop(name, None)
+    stored["values"].update(values)
+    stored["unavailable"].update(unavailable)
+    stored["settings"].update(settings)
+    stored["seconds"] += seconds
+    write_json(Path(run_dir) / MEASURES_FILE, stored)
+    return stored
+
+
+def summary_fields(stored: dict) -> dict:
+    return {SUMMARY_PREFIX + name: value for name, value in stored["values"].items()}
+
+
+def measure_model(context: measures.MeasureContext, run_dir: Path, names: list[str]) -> dict:
+    """Compute ``names`` for one run, store them, and return the stored measures."""
+    from rethinkgen.measures.flatness import DEFAULTS
+
+    started = time.perf_counter()
+    values, unavailable = measures.compute(context, names)
+    used = {k: context.setting(k, v) for k, v in DEFAULTS.items()} if any(
+        measures.get_measure(n).kind == "flatness" for n in names) else {}
+    return save_measures(run_dir, values, unavailable, used, time.perf_counter() - started)
+
+
+def initial_state(run_dir: Path) -> dict | None:
+    path = Path(run_dir) / "initial.pt"
+    return torch.load(path, map_location="cpu", weights_only=True)["model"] if path.exists() else None
+
+
+def measure_trained(model, device_data, run_dir: Path, summary: dict, config: RunConfig) -> dict:
+    """The trainer's hook: the ``config.measures`` set for a model that just finished; summary fields back."""
+    context = measures.MeasureContext(model, device_data.x_train, device_data.y_train, summary,
+                                      initial_state(run_dir), config.eval_batch_size)
+    return summary_fields(measure_model(context, run_dir, measures.resolve(which=config.measures)))
+
+
+def load_context(run_dir: Path, device: str = "auto") -> measures.MeasureContext:
+    """Rebuild a finished run's trained model and training data from its folder."""
+    from rethinkgen import models
+    from rethinkgen.randomize import RandomizationRecord
+    from rethinkgen.train import DeviceData, prepare_data, resolve_device
+
+    run_dir = Path(run_dir)
+    checkpoint_path = run_dir / "checkpoint.pt"
+    if not checkpoint_path.exists():
+        raise RethinkgenError(f"run {run_dir.name} has no checkpoint.pt in {run_dir}; the measures need its "
+                              f"trained weights (train it again: remove the folder and rerun)")
+    config = RunConfig.from_mapping({**json.loads((run_dir / "config.json").read_text()), "device": device})
+    device = resolve_device(config.device)
+    clean, randomized, record = prepare_data(config)
+    if (run_dir / "randomization.json").exists():
+        saved = RandomizationRecord.load(run_dir)
+        if saved.dataset_hash != record.dataset_hash:
+            raise RethinkgenError(f"run {run_dir.name}: its data now hash to {record.dataset_hash}, but it trained on "
+                                  f"{saved.dataset_hash}; refusing to measure it on different data")
+    device_data = DeviceData(clean, randomized, record, config, device)
+    options = {"dropout": config.dropout} if config.dropout else {}
+    model = models.create_model(config.model, device_data.input_shape, device_data.num_classes, **options).to(device)
+    model.load_state_dict(torch.load(checkpoint_path, map_location=device, weights_only=True)["model"])
+    summary = json.loads((run_dir / "summary.json").read_text())
+    return measures.MeasureContext(model, device_data.x_train, device_data.y_train, summary, initial_state(run_dir),
+                                   config.eval_batch_size)
+
+
+def missing(run_dir: Path, names: list[str]) -> list[str]:
+    """The measures of ``names`` that a run has neither a value nor a reason for."""
+    stored = read_measures(run_dir)
+    return [n for n in names if n not in stored["values"] and n not in stored["unavailable"]]
+
+
+def finished_runs(runs_dir: Path) -> list[dict]:
+    """The index rows of the runs that completed (diverged, failed and unfinished runs have no measures)."""
+    runs_dir = Path(runs_dir)
+    if not (runs_dir / INDEX_NAME).exists():
+        raise RethinkgenError(f"{runs_dir} is not a runs folder (no {INDEX_NAME})")
+    return [row for row in RunStore(runs_dir).rows() if row["status"] == "complete"]
+
+
+def measure_stored_run(runs_dir: Path, run_id: str, names: list[str], device: str = "auto",
+                       recompute: bool = False) -> list[str]:
+    """Compute the measures a finished run lacks (all of ``names`` with ``recompute``); return their names."""
+    from rethinkgen.train import run_lock
+
+    store = RunStore(runs_dir)
+    run_dir = store.run_dir(run_id)
+    todo = list(names) if recompute else missing(run_dir, names)
+    if not todo:
+        return []
+    with run_lock(run_dir, run_id):
+        stored = measure_model(load_context(run_dir, device), run_dir, todo)
+        summary_path = run_dir / "summary.json"
+        summary = {k: v for k, v in json.loads(summary_path.read_text()).items() if not k.startswith(SUMMARY_PREFIX)}
+        summary.update(summary_fields(stored))
+        write_json(summary_path, summary)
+        store.register(run_id, json.loads((run_dir / "config.json").read_text()), summary)
+    return todo
+
+
+def load_records(runs_dir: Path) -> list[dict]:
+    """For every completed run: its settings, gap, label noise and stored measure values."""
+    records = []
+    for row in finished_runs(runs_dir):
+        stored = read_measures(Path(runs_dir) / row["run_id"])
+        records.append({"run_id": row["run_id"], "config": row["config"],
+                        "gap": row["summary"].get("generalization_gap"),
+                        "label_noise": row["config"].get("label_noise"), "measures": stored["values"]})
+    return records
