@@ -40,10 +40,12 @@ from rethinkgen.train import train  # noqa: E402
 TARGET = 1.5  # ensemble / best of (sequential, concurrent), mlp-1x512, K = 11
 
 
-def configs(model: str, k: int, dataset: str, subset: int, test_subset: int, epochs: int) -> list[RunConfig]:
+def configs(model: str, k: int, dataset: str, subset: int, test_subset: int, epochs: int,
+            **changes) -> list[RunConfig]:
     noise = [i / max(1, k - 1) for i in range(k)]
+    values = {"device": "cpu", "lr_decay": 1.0, **changes}
     return [RunConfig(dataset=dataset, subset=subset, test_subset=test_subset, model=model, epochs=epochs,
-                      label_noise=p, seed=i, device="cpu", lr_decay=1.0) for i, p in enumerate(noise)]
+                      label_noise=p, seed=i, **values) for i, p in enumerate(noise)]
 
 
 def run_way(way: str, runs: list[RunConfig], root: Path) -> float:

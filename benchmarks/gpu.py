@@ -12,6 +12,10 @@
    training accuracy, which includes the trainer's per-epoch evaluation and checkpoint. The learning rate
    decays by the paper's 0.95 per 50,000 images (per step as in the paper, although epochs are shorter).
 
+3. Ensembles: K runs of mlp-1x512 and alexnet-small (label noise spread over 0..1) trained as one
+   batched model (``ensemble.train_ensemble``) against the same K runs one after another, for K up to 32,
+   with the ensemble's speed-up; in the time left after the benchmark (ENSEMBLE_SHARE of the budget).
+
 The work is budgeted by measured time: one epoch of each model is timed first, every run then gets the
 epochs that fit its share of the time left, and a run that would not fit is skipped and says so. The
 whole script ends within 8 minutes (BUDGET_S plus start-up) and prints one table with the device name.
@@ -35,6 +39,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+sys.path.insert(0, str(Path(__file__).parent))
+
 from rethinkgen.config import RunConfig
 from rethinkgen.data.builtin import load_synthetic
 from rethinkgen.data.cifar import write_batch
@@ -48,6 +54,8 @@ COMPILE_GUESS_S = 30   # compile time assumed until a compile run has been measu
 PAPER_TRAIN = 50_000   # CIFAR-10's training set, over which the paper decays the learning rate by 0.95
 FIT = 0.99             # "fitted" for the time-to-fit column: 99% training accuracy
 BATCH = 128
+ENSEMBLE_SHARE = 0.2   # of the budget kept for the ensemble comparison, which runs last
+ENSEMBLE_SIZES = (1, 4, 11, 32)
 MODELS = ("mlp-1x512", "mlp-3x512", "alexnet-small", "inception-small")
 CHECK_MODELS = ("mlp-1x512", "alexnet-small")  # inception-small is too slow on a CPU for a quick check
 LOSS_RTOL = 1e-3       # fp32 GPU vs CPU: relative difference allowed in every loss
@@ -228,6 +236,29 @@ def benchmark(data_dir: Path, runs: Path, device: str, sizes: Sizes, models, dea
     return results
 
 
+def ensembles(data_dir: Path, root: Path, device: str, sizes: Sizes, deadline: float, smoke: bool) -> list[str]:
+    """Images/s of K runs as one ensemble and one after another, while the time lasts (largest K last)."""
+    from ensemble import configs, run_way  # benchmarks/ensemble.py, beside this script
+
+    lines = ["| model | K | ensemble (img/s) | one after another (img/s) | ensemble / one after another |",
+             "|---|---:|---:|---:|---:|"]
+    for model in ("mlp-1x512",) if smoke else ("mlp-1x512", "alexnet-small"):
+        for k in (1, 2) if smoke else ENSEMBLE_SIZES:
+            runs = configs(model, k, "cifar10", sizes.train, sizes.test, 1 if smoke else 2, data_dir=str(data_dir),
+                           device=device)
+            started = time.perf_counter()
+            together = run_way("ensemble", runs, root)
+            if time.perf_counter() + 1.5 * together * max(1, k) > deadline and k > 1:
+                lines.append(f"| {model} | {k} | {len(runs) * runs[0].epochs * sizes.train / together:,.0f} | "
+                             "skipped: out of time | - |")
+                break
+            apart = run_way("sequential", runs, root)
+            images = len(runs) * runs[0].epochs * sizes.train
+            lines.append(f"| {model} | {k} | {images / together:,.0f} | {images / apart:,.0f} | {apart / together:.2f}x |")
+            print(lines[-1], f"({time.perf_counter() - started:.0f} s)", flush=True)
+    return lines
+
+
 def table(results) -> list[str]:
     lines = [f"| model | setting | switches on | training images/s | first epoch (s) | time to {FIT:.0%} "
              "train accuracy (s) | epochs run |", "|---|---|---|---:|---:|---:|---:|"]
@@ -278,10 +309,14 @@ def main(argv=None) -> int:
         lines, passed = check(data_dir, runs, device, sizes)
         print("\n".join(lines), flush=True)
         print("\nbenchmark:" + (" (smoke: compile skipped, it takes tens of seconds on a CPU)" if args.smoke else ""))
-        results = benchmark(data_dir, runs, device, sizes, args.models or sizes.models, began + budget, args.smoke)
+        results = benchmark(data_dir, runs, device, sizes, args.models or sizes.models,
+                            began + budget * (1 - ENSEMBLE_SHARE), args.smoke)
+        print("\nensembles: K runs as one batched model against the same K runs one after another")
+        ensemble_lines = ensembles(data_dir, Path(tmp), device, sizes, began + budget, args.smoke)
     print(f"\n{describe_machine(device)}; total {time.perf_counter() - began:.0f} s; "
           f"check {'passed' if passed else 'FAILED'}\n")
     print("\n".join(table(results)))
+    print("\n" + "\n".join(ensemble_lines))
     print(json.dumps({"check_passed": passed, "runs": len(results)}))
     return 0 if passed else 1
 
