@@ -350,6 +350,7 @@ def test_the_datasets_listing_finds_a_folder(folder, capsys, monkeypatch, tmp_pa
     line = next(line for line in out.splitlines() if line.startswith("imagefolder "))
     assert line.split() == ["imagefolder", "found", str(folder)]
     assert "18 train / 6 test, images 3x299x299, 3 classes" in out
-    assert main(["datasets"]) == 0
-    line = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("imagefolder "))
-    assert line.split() == ["imagefolder", "missing", "not", "found"]
+    assert data.SOURCES["imagefolder"].locate() is None  # listed as missing without --data-dir
+    (tmp_path / "cache" / "imagenet").mkdir(parents=True)
+    shutil.copytree(folder / "train", tmp_path / "cache" / "imagenet" / "train")
+    assert data.SOURCES["imagefolder"].locate() == tmp_path / "cache" / "imagenet"  # found in the cache

@@ -15,7 +15,7 @@ import os
 
 import torch
 import torch.nn.functional as F
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 from rethinkgen.augment import AugmentSettings, training_input
 from rethinkgen.data.imagefolder import ImageFiles
@@ -44,6 +44,19 @@ class ImageSplit(Dataset):
         return torch.from_numpy(self.files.image(self.split, index)), int(self.labels[index])
 
 
+class Order(Sampler):
+    """The indices of the next pass, set before each one: a persistent loader keeps its workers between epochs."""
+
+    def __init__(self, n: int):
+        self.order = list(range(n))
+
+    def __iter__(self):
+        return iter(self.order)
+
+    def __len__(self) -> int:
+        return len(self.order)
+
+
 class StreamedData:
     """Batches and epoch-end metrics of an image folder, decoded by ``workers`` processes."""
 
@@ -59,12 +72,23 @@ class StreamedData:
         self.num_train = len(randomized.y_train)
         self.changed = torch.from_numpy(record.changed)
         self.y_changed_original = torch.from_numpy(clean.y_train[record.changed])
+        self._loaders: dict[tuple[str, int], DataLoader] = {}
 
     def _loader(self, split: str, batch_size: int, order: list[int] | None = None):
-        """uint8 images and labels on the device, in ``order`` (else in file order)."""
-        loader = DataLoader(ImageSplit(self.files, split), batch_size=batch_size, sampler=order,
-                            num_workers=self.workers, pin_memory=self.device.type == "cuda",
-                            generator=torch.Generator())  # its own generator: the global one seeds dropout
+        """uint8 images and labels on the device, in ``order`` (else in file order).
+
+        One DataLoader per split and batch size, kept with its worker processes for the whole run, so
+        that small folders do not pay for starting the workers three times an epoch.
+        """
+        key = (split, batch_size)
+        if key not in self._loaders:
+            dataset = ImageSplit(self.files, split)
+            self._loaders[key] = DataLoader(
+                dataset, batch_size=batch_size, sampler=Order(len(dataset)), num_workers=self.workers,
+                persistent_workers=self.workers > 0, pin_memory=self.device.type == "cuda",
+                generator=torch.Generator())  # its own generator: the global one seeds dropout
+        loader = self._loaders[key]
+        loader.sampler.order = list(range(len(loader.dataset))) if order is None else order
         try:
             for images, labels in loader:
                 yield images.to(self.device, non_blocking=True), labels.to(self.device, non_blocking=True)
