@@ -34,7 +34,8 @@ from rethinkgen.results import RunStore, read_yaml_mapping, write_json
 SPEC_KEYS = ("name", "base", "axes", "zip", "seeds", "preset")
 # rough training speeds (images/s at 3x28x28, batch 128, 2 CPU cores, torch 2.13) for --dry-run estimates
 CPU_IMAGES_PER_SECOND = {"mlp-1x512": 13000, "mlp-3x512": 9000, "alexnet-small": 400,
-                         "inception-small": 65, "inception-small-nobn": 65}
+                         "inception-small": 65, "inception-small-nobn": 65,
+                         "inception-v3": 100}  # about 14 img/s at 3x75x75 (benchmarks/imagefolder.py), scaled
 DATASET_SHAPES = {  # (train size, test size, values per image after the default crop)
     "digits": (1347, 450, 64), "synthetic": (512, 256, 64), "mnist": (60000, 10000, 784),
     "fashion-mnist": (60000, 10000, 784), "cifar10": (50000, 10000, 2352), "cifar100": (50000, 10000, 2352),
