@@ -33,7 +33,7 @@ def test_parameter_count_dropout_channels_and_minimum_size():
     assert gray.Conv2d_1a_3x3.conv.in_channels == 1
     with pytest.raises(RethinkgenError, match="needs images of at least 75x75, got 74x74"):
         models.create_model("inception-v3", (3, 74, 74), 10)
-    assert models.default_lr("inception-v3") == 0.045
+    assert models.default_lr("inception-v3") == 0.01
 
 
 @pytest.mark.vision

@@ -10,12 +10,13 @@ budget; "time to fit" (Figure 1b) is the number of steps to that point, relative
 with no label noise. The learning rate falls x0.95 per epoch of 391 steps (CIFAR-10 at batch 128);
 at smaller scales the per-epoch factor is adjusted so the rate falls the same amount per *step*.
 
-``table2`` (ImageNet, Inception V3) runs on an image folder at every scale and takes the paper's
-unstated settings from the TensorFlow Inception package it says it reused (App. A): batch 32, initial
-rate 0.045 falling x0.94 every 2 epochs (with SGD and momentum here, not that package's RMSProp),
-weight decay 4e-5, dropout 0.2; its "data aug" is random crop, flip and colour jitter, the closest of
-this project's batched augmentations to that package's distortions. It trains a fixed budget (no
-stop at fit), as the table reports accuracies after training.
+``table2`` (ImageNet, Inception V3) runs on an image folder at every scale and takes most of the
+paper's unstated settings from the TensorFlow Inception package it says it reused (App. A): batch 32,
+the rate falling x0.94 every 2 epochs, weight decay 4e-5, dropout 0.2. The initial rate is
+``inception-v3``'s default for SGD with momentum, 0.01, not that package's RMSProp rate 0.045 (unstable
+with SGD; see models/inception_v3.py). Its "data aug" is random crop, flip and colour jitter, the
+closest of this project's batched augmentations to that package's distortions. It trains a fixed
+budget (no stop at fit), as the table reports accuracies after training.
 """
 
 from __future__ import annotations
