@@ -836,7 +836,7 @@ def test_load_unknown_option_lists_allowed_ones(tmp_path):
 
 
 def test_sources_registry():
-    assert list(SOURCES) == ["digits", "fashion-mnist", "mnist", "cifar10", "cifar100", "synthetic"]
+    assert list(SOURCES) == ["digits", "fashion-mnist", "mnist", "cifar10", "cifar100", "synthetic", "imagefolder"]
     assert SOURCES["digits"].locate is None and SOURCES["synthetic"].locate is None
     assert all(SOURCES[n].locate is not None for n in ("fashion-mnist", "mnist", "cifar10", "cifar100"))
 

@@ -119,3 +119,28 @@ def test_table_rows_of_different_models_are_not_merged(tmp_path):
     markdown = (tmp_path / "report" / "report.md").read_text()
     assert "| mlp-1x512 | weight decay |" in markdown and "| mlp-3x512 | weight decay |" in markdown
     assert "(n=2)" not in markdown
+
+
+def test_table2_from_an_image_folder_and_beside_the_paper_on_imagenet(tmp_path):
+    from rethinkgen.report import Run, section_table2
+    from test_imagefolder import write_folder
+
+    folder = write_folder(tmp_path / "folder", n_train=9, n_test=3, size=24)
+    sweep = presets.build("table2", data_dir=str(folder), models=["mlp-1x512"], epochs=1, subset=None,
+                          test_subset=None, workers=0, image_size=24, crop="20")  # smaller than tiny's 86 -> 75
+    run_sweep(sweep, tmp_path / "runs", progress=False)
+    write_report(tmp_path / "runs")
+    markdown = (tmp_path / "runs" / "report" / "report.md").read_text()
+    assert "## Table 2: ImageNet-style data" in markdown and "paper:" not in markdown
+    assert markdown.count("| mlp-1x512 | random | no |") == 3 and markdown.count("| mlp-1x512 | true |") == 4
+    assert "1 complete" in markdown and "(" in markdown.split("## Table 2")[1]
+
+    # a whole 1000-class folder gets the paper's numbers beside the measured ones
+    runs = [Run("r", "row", {"random_labels": False, "augmentation": False, "dropout": False, "weight_decay": True},
+                {"dataset": "imagefolder", "subset": None, "model": "inception-v3"}, "complete",
+                {"num_classes": 1000, "train_accuracy": 0.9, "train_top5_accuracy": 1.0, "test_accuracy": 0.6,
+                 "best_test_accuracy": 0.7, "test_top5_accuracy": 0.8, "best_test_top5_accuracy": 0.85,
+                 "epochs_completed": 3}, tmp_path)]
+    headers, rows = section_table2("t", runs, tmp_path).tables[0]
+    assert "paper: top-1 test" in headers
+    assert rows[0][7] == "60.00 (70.00)" and rows[0][-2:] == ["67.18 (72.57)", "86.44 (91.31)"]

@@ -218,7 +218,7 @@ def test_bad_sweep_arguments(tmp_path, capsys, argv, message):
 
 # ----------------------------------------------------------------------------------------------- presets
 @pytest.mark.parametrize("preset, runs", [("figure1a", 5), ("figure1bc", 33), ("table1", 19), ("table4", 6),
-                                          ("figure2b", 2)])
+                                          ("figure2b", 2), ("table2", 7)])
 def test_each_preset_has_the_runs_of_its_experiment(preset, runs):
     sweep = presets.build(preset)
     assert len(sweep.runs) == runs
@@ -232,6 +232,28 @@ def test_table1_rows_match_the_paper():
     assert rows == set(TABLE1)
     crop_run = next(r for r in presets.build("table1").runs if r.group["crop"])
     assert crop_run.config.augment == ("crop",) and crop_run.config.stop_at_fit
+
+
+def test_table2_rows_and_settings_match_the_paper():
+    from rethinkgen.paper import TABLE2
+
+    sweep = presets.build("table2")
+    rows = {(r.group["random_labels"], r.group["augmentation"], r.group["dropout"], r.group["weight_decay"])
+            for r in sweep.runs}
+    assert rows == set(TABLE2)
+    for run in sweep.runs:
+        c, g = run.config, run.group
+        assert c.dataset == "imagefolder" and c.model == "inception-v3" and not c.stop_at_fit
+        assert (c.image_size, c.crop, c.batch_size, c.subset) == (86, "75", 32, 256)
+        assert c.label_noise == (1.0 if g["random_labels"] else 0.0)
+        assert c.augment == (("crop", "flip", "jitter") if g["augmentation"] else ())
+        assert c.dropout == (0.2 if g["dropout"] else 0.0) and c.weight_decay == (4e-5 if g["weight_decay"] else 0.0)
+    paper = presets.build("table2", scale="paper").runs[0].config
+    assert (paper.image_size, paper.crop, paper.subset, paper.epochs) == (342, "299", None, 250)
+    assert paper.lr_decay == pytest.approx(0.94 ** 0.5)
+    # any other data and model take the same rows, without the image-folder settings
+    digits = presets.build("table2", dataset="digits", models=["mlp-1x512"]).runs[0].config
+    assert digits.image_size is None and digits.crop == "auto" and digits.batch_size == 32
 
 
 def test_scales_set_data_size_and_a_per_step_matched_schedule():

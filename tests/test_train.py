@@ -62,6 +62,16 @@ def test_summary_and_store_files(tmp_path):
     assert frame.loc[0, "status"] == "complete" and frame.loc[0, "label_noise"] == 0.5
 
 
+def test_top5_accuracy_is_recorded_with_more_than_five_classes(tmp_path):
+    result = train(tiny(epochs=2), tmp_path, progress=False)
+    for row in result.metrics:
+        assert row["train_accuracy"] <= row["train_top5_accuracy"] <= 1
+        assert row["test_accuracy"] <= row["test_top5_accuracy"] <= 1
+    assert result.summary["best_test_top5_accuracy"] == max(row["test_top5_accuracy"] for row in result.metrics)
+    four = train(RunConfig(dataset="synthetic", epochs=1), tmp_path, progress=False).summary  # 4 classes
+    assert four["test_top5_accuracy"] is None and four["best_test_top5_accuracy"] is None
+
+
 def test_true_labels_have_no_changed_examples(tmp_path):
     result = train(tiny(), tmp_path, progress=False)
     assert result.summary["changed_original_accuracy"] is None

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from rethinkgen.errors import choice_error
-from rethinkgen.preprocess import center_crop
+from rethinkgen.preprocess import center_crop, standardize, to_unit
 
 AUGMENTATIONS = ("crop", "flip", "rotate", "jitter")
 LUMA = (0.299, 0.587, 0.114)  # ITU-R BT.601 weights, for grayscale and saturation
@@ -62,6 +62,10 @@ def _rand(n: int, images: torch.Tensor, generator) -> torch.Tensor:
 
 def _randint(high: int, n: int, images: torch.Tensor, generator) -> torch.Tensor:
     return torch.randint(0, high, (n,), device=generator.device, generator=generator).to(images.device)
+
+def training_input(images: torch.Tensor, settings: AugmentSettings, generator: torch.Generator) -> torch.Tensor:
+    """A uint8 batch to the network's input while training: scale to [0, 1], augment, standardize each image."""
+    return standardize(augment(to_unit(images), settings, generator).contiguous())
 
 
 def _uniform(n: int, low: float, high: float, images: torch.Tensor, generator) -> torch.Tensor:

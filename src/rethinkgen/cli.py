@@ -282,8 +282,13 @@ def cmd_models(args) -> int:
         raise RethinkgenError(f"input shape {args.input_shape!r} must be C,H,W, e.g. 3,28,28") from None
     print(f"{'model':<22}{'parameters':>12}  {'lr':>5}  description (input {'x'.join(map(str, shape))})")
     for name in models.model_names():
-        count = models.count_parameters(models.create_model(name, shape, args.num_classes))
-        print(f"{name:<22}{count:>12,}  {models.default_lr(name):>5g}  {models.describe(name)}")
+        try:
+            count = f"{models.count_parameters(models.create_model(name, shape, args.num_classes)):,}"
+        except RethinkgenError as error:  # e.g. inception-v3 without torchvision, or on images below 75x75
+            count, why = "-", f" [{error}]"
+        else:
+            why = ""
+        print(f"{name:<22}{count:>12}  {models.default_lr(name):>5g}  {models.describe(name)}{why}")
     return 0
 
 

@@ -24,9 +24,9 @@ from rethinkgen.randomize import INPUTS
 from rethinkgen.results import read_yaml_mapping
 from rethinkgen.speedups import AMP_MODES, SWITCH_MODES, resolve_amp
 
-# settings that change where data is read, which device computes, only the order of floating-point
-# operations, or what is measured afterwards, but not what a run is
-NOT_HASHED = ("data_dir", "download", "device", "channels_last", "compile", "measures")
+# settings that change where data is read, which device computes, how many processes load it, only the
+# order of floating-point operations, or what is measured afterwards, but not what a run is
+NOT_HASHED = ("data_dir", "download", "device", "workers", "channels_last", "compile", "measures")
 CUDA_UNMEASURED = "the CUDA choice is unmeasured until benchmarks/gpu.py is run on a GPU"
 
 
@@ -46,6 +46,11 @@ class RunConfig:
     download: bool = _f(False, "download the dataset's canonical files when they are missing")
     subset: Optional[int] = _f(None, "train on a stratified subset of this many training examples")
     test_subset: Optional[int] = _f(None, "evaluate on a stratified subset of this many test examples")
+    image_size: Optional[int] = _f(None, "imagefolder only: decode each image to this size, shorter side resized "
+                                         "and centre-cropped (default: 299, Inception V3's)", hashed_at_default=False)
+    workers: Optional[int] = _f(None, "imagefolder only: DataLoader worker processes that decode images "
+                                      "(default: the CPU count, at most 8; 0 decodes in the training process)",
+                                hashed_at_default=False)
     # randomization
     label_noise: float = _f(0.0, "probability p in [0, 1] that a training label is replaced by a uniform class")
     inputs: str = _f("original", "input randomization: " + ", ".join(INPUTS))
@@ -140,14 +145,17 @@ class RunConfig:
             raise RethinkgenError(f"lr {self.lr!r} must be a positive number")
         if not (self.weight_decay >= 0 and math.isfinite(self.weight_decay)):
             raise RethinkgenError(f"weight_decay {self.weight_decay!r} must be >= 0")
-        for name in ("epochs", "batch_size", "log_every", "eval_batch_size", "subset", "test_subset"):
+        for name in ("epochs", "batch_size", "log_every", "eval_batch_size", "subset", "test_subset", "image_size"):
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise RethinkgenError(f"{name} {value!r} must be a positive integer")
-        for name in ("seed", "randomization_seed", "init_seed", "order_seed", "pad"):
+        for name in ("seed", "randomization_seed", "init_seed", "order_seed", "pad", "workers"):
             value = getattr(self, name)
             if value is not None and value < 0:
                 raise RethinkgenError(f"{name} {value!r} must be a non-negative integer")
+        if self.image_size is not None and self.dataset != "imagefolder":
+            raise RethinkgenError(f"image_size {self.image_size} applies only to the imagefolder dataset, "
+                                  f"not {self.dataset!r}")
         if self.crop not in ("auto", "none") and not str(self.crop).isdigit():
             raise RethinkgenError(f"crop {self.crop!r} must be auto, none, or a positive integer size")
         if not (self.device in ("auto", "cpu", "cuda", "mps") or self.device.startswith("cuda:")):

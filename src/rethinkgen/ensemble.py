@@ -44,7 +44,7 @@ GROUP_FREE = ("seed", "randomization_seed", "init_seed", "order_seed", "label_no
 def group_key(config: RunConfig) -> str | None:
     """Runs with the same key can share an ensemble; None for a run that must be trained alone."""
     config = config.resolved()
-    if config.dropout:
+    if config.dropout or config.dataset == "imagefolder":  # masks under vmap; data streamed from disk
         return None
     return json.dumps({k: v for k, v in config.to_dict().items() if k not in GROUP_FREE}, sort_keys=True)
 

@@ -12,10 +12,17 @@ Choices where the paper is silent (see README, "Choices"):
   rounds to uint8, so the moments of the stored images are those of a clipped Gaussian;
 - the randomization acts on raw uint8 images, before any preprocessing or standardization;
 - test labels stay true unless ``corrupt_test_labels``.
+
+A streamed source (``imagefolder``, too large to hold in memory) gets the same label noise and the same
+permutation, drawn the same way over its file list; its random pixels and Gaussian images are drawn
+per image from (seed, split, index) as each image is decoded (:class:`PixelRandomization`), so an image is
+identical in every epoch and whichever worker decodes it. Its Gaussian mean and standard deviation are
+estimated from a sample of at most ``MOMENT_SAMPLE`` training images.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -26,12 +33,15 @@ from pathlib import Path
 import numpy as np
 
 from rethinkgen.data.dataset import Dataset
+from rethinkgen.data.imagefolder import ImageFiles
 from rethinkgen.errors import RethinkgenError, choice_error
 
 INPUTS = ("original", "shuffled-pixels", "random-pixels", "gaussian")
 # independent random streams, so that turning one knob never changes what the other draws
-STREAM_TRAIN_LABELS, STREAM_TEST_LABELS, STREAM_PERMUTATION, STREAM_TRAIN_INPUTS, STREAM_TEST_INPUTS = range(1, 6)
+STREAM_TRAIN_LABELS, STREAM_TEST_LABELS, STREAM_PERMUTATION, STREAM_TRAIN_INPUTS, STREAM_TEST_INPUTS, \
+    STREAM_MOMENT_SAMPLE = range(1, 7)
 CHUNK = 4096  # images per chunk when drawing per-image noise, to bound memory
+MOMENT_SAMPLE = 1000  # streamed sources: training images decoded to estimate the Gaussian's moments
 
 
 @dataclass
@@ -110,8 +120,8 @@ def validate(label_noise: float, inputs: str, seed: int) -> None:
         raise RethinkgenError(f"seed {seed!r} must be a non-negative integer")
 
 
-def randomize(dataset: Dataset, label_noise: float = 0.0, inputs: str = "original", seed: int = 0,
-              corrupt_test_labels: bool = False) -> tuple[Dataset, RandomizationRecord]:
+def randomize(dataset: Dataset | ImageFiles, label_noise: float = 0.0, inputs: str = "original", seed: int = 0,
+              corrupt_test_labels: bool = False) -> tuple[Dataset | ImageFiles, RandomizationRecord]:
     """Return the randomized dataset and the record of what was drawn. Pure: ``dataset`` is untouched.
 
     >>> noisy, record = randomize(load("digits"), label_noise=1.0, seed=3)   # random labels
@@ -127,17 +137,27 @@ def randomize(dataset: Dataset, label_noise: float = 0.0, inputs: str = "origina
         y_test, record.test_replaced, record.test_changed = _corrupt_labels(
             dataset.y_test, label_noise, k, _rng(seed, STREAM_TEST_LABELS))
 
+    if inputs == "shuffled-pixels":
+        height, width = dataset.image_shape[1:]
+        record.permutation = _rng(seed, STREAM_PERMUTATION).permutation(height * width)
+    if not isinstance(dataset, Dataset):  # streamed: the pixels are randomized per image as they are decoded
+        if inputs == "gaussian":
+            sample = _rng(seed, STREAM_MOMENT_SAMPLE).permutation(len(dataset.y_train))[:MOMENT_SAMPLE]
+            mean, std = _moments(np.stack([dataset.image("train", i) for i in sorted(sample)]))
+            record.gaussian_mean, record.gaussian_std = mean.tolist(), std.tolist()
+        pixels = PixelRandomization(inputs, int(seed), record.permutation, record.gaussian_mean, record.gaussian_std)
+        randomized = replace(dataset, y_train=y_train, y_test=y_test, pixels=pixels)
+        record.dataset_hash = randomized.content_hash()
+        return randomized, record
+
     x_train, x_test = dataset.x_train, dataset.x_test
     if inputs == "shuffled-pixels":
-        n_pixels = x_train.shape[2] * x_train.shape[3]
-        record.permutation = _rng(seed, STREAM_PERMUTATION).permutation(n_pixels)
         x_train, x_test = (_permute_pixels(x, record.permutation) for x in (x_train, x_test))
     elif inputs == "random-pixels":
         x_train = _permute_each_image(x_train, _rng(seed, STREAM_TRAIN_INPUTS))
         x_test = _permute_each_image(x_test, _rng(seed, STREAM_TEST_INPUTS))
     elif inputs == "gaussian":
-        as_float = x_train.astype(np.float64)
-        mean, std = as_float.mean(axis=(0, 2, 3)), as_float.std(axis=(0, 2, 3))
+        mean, std = _moments(x_train)
         record.gaussian_mean, record.gaussian_std = mean.tolist(), std.tolist()
         x_train = _gaussian_images(x_train.shape, mean, std, _rng(seed, STREAM_TRAIN_INPUTS))
         x_test = _gaussian_images(x_test.shape, mean, std, _rng(seed, STREAM_TEST_INPUTS))
@@ -145,6 +165,44 @@ def randomize(dataset: Dataset, label_noise: float = 0.0, inputs: str = "origina
     randomized = replace(dataset, x_train=x_train, y_train=y_train, x_test=x_test, y_test=y_test)
     record.dataset_hash = randomized.content_hash()
     return randomized, record
+
+
+@dataclass
+class PixelRandomization:
+    """The input randomization of a streamed source, applied to one uint8 [C, H, W] image at a time.
+
+    Shuffled pixels use the one permutation drawn for the whole dataset; random pixels and Gaussian
+    images are drawn from (seed, split, index) with the same functions as the in-memory draw, so an
+    image is the same every time it is decoded.
+    """
+
+    inputs: str
+    seed: int
+    permutation: np.ndarray | None = None
+    mean: list[float] | None = None
+    std: list[float] | None = None
+
+    def apply(self, image: np.ndarray, split: str, index: int) -> np.ndarray:
+        if self.inputs == "original":
+            return image
+        if self.inputs == "shuffled-pixels":
+            return _permute_pixels(image[None], self.permutation)[0]
+        stream = STREAM_TRAIN_INPUTS if split == "train" else STREAM_TEST_INPUTS
+        rng = np.random.default_rng([self.seed, stream, int(index)])
+        if self.inputs == "random-pixels":
+            return _permute_each_image(image[None], rng)[0]
+        return _gaussian_images((1, *image.shape), np.asarray(self.mean), np.asarray(self.std), rng)[0]
+
+    def key(self) -> str:
+        """What the images depend on, for the dataset's hash."""
+        permutation = "" if self.permutation is None else hashlib.sha256(self.permutation.tobytes()).hexdigest()
+        return json.dumps([self.inputs, self.seed, permutation, self.mean, self.std])
+
+
+def _moments(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-channel mean and standard deviation of uint8 images [N, C, H, W]."""
+    as_float = x.astype(np.float64)
+    return as_float.mean(axis=(0, 2, 3)), as_float.std(axis=(0, 2, 3))
 
 
 def _rng(seed: int, stream: int) -> np.random.Generator:

@@ -3,7 +3,7 @@
 ``write_report(runs_dir)`` reads the run store (the index, each run's files and the sweep manifests in
 ``sweeps/``) and writes ``report.html`` (self-contained, figures embedded), ``report.md`` and every
 figure as PNG and SVG. Each sweep made from a preset gets the section of its figure or table, with the
-paper's values beside the measured ones when the data is CIFAR-10; several seeds are shown as mean and
+paper's values beside the measured ones when the data is CIFAR-10 (ImageNet for Table 2); several seeds are shown as mean and
 standard deviation; runs that are pending, running, interrupted, diverged or failed are listed as such.
 Runs with complexity measures get a section testing each measure against the generalization gap.
 """
@@ -275,6 +275,49 @@ def section_figure2b(name: str, runs: list[Run], out: Path) -> Section:
                    "The shaded area is the gain early stopping could have had.", [(headers, rows)], [figure])
 
 
+def is_imagenet(runs: list[Run]) -> bool:
+    """Whole image folders of 1000 classes: the only runs Table 2's numbers are printed beside."""
+    return bool(runs) and all(run.config.get("dataset") == "imagefolder" and not run.config.get("subset")
+                              and not run.config.get("test_subset")
+                              and run.summary.get("num_classes") == paper.TABLE2_CLASSES for run in runs)
+
+
+def _with_best(final: list[Run], key: str) -> str:
+    """Final accuracy (%) with the best seen during training in parentheses, as Table 2 prints it."""
+    value = mean_sd([r.get(key) for r in final], 2, 100)
+    best = mean_sd([r.get(f"best_{key}") for r in final], 2, 100)
+    return value if value == "-" else f"{value} ({best})"
+
+
+def section_table2(name: str, runs: list[Run], out: Path) -> Section:
+    paper_values = is_imagenet(runs)
+    headers = ["model", "labels", "data aug", "dropout", "weight decay", "top-1 train", "top-5 train",
+               "top-1 test (best)", "top-5 test (best)", "epochs", "status"]
+    headers += ["paper: top-1 train", "paper: top-5 train", "paper: top-1 test", "paper: top-5 test"] \
+        if paper_values else []
+    rows = []
+    for (model, _), group in by_model_and_label(runs).items():
+        g = group[0].group
+        row = [model, "random" if g.get("random_labels") else "true", _yes(g.get("augmentation")),
+               _yes(g.get("dropout")), _yes(g.get("weight_decay")),
+               mean_sd([r.get("train_accuracy") for r in group], 2, 100),
+               mean_sd([r.get("train_top5_accuracy") for r in group], 2, 100),
+               _with_best(group, "test_accuracy"), _with_best(group, "test_top5_accuracy"),
+               mean_sd([r.get("epochs_completed") for r in group], 0), status_of(group)]
+        if paper_values:
+            value = paper.TABLE2.get((g.get("random_labels"), g.get("augmentation"), g.get("dropout"),
+                                      g.get("weight_decay")))
+            row += [f"{value[0]:.2f}", f"{value[1]:.2f}",
+                    f"{value[2]:.2f}" + (f" ({value[4]:.2f})" if value[4] else ""),
+                    f"{value[3]:.2f}" + (f" ({value[5]:.2f})" if value[5] else "")] if value else ["-"] * 4
+        rows.append(row)
+    return Section(f"Table 2: ImageNet-style data, top-1 and top-5 accuracy ({name})",
+                   "Accuracy (%) on the full training set (eval mode, un-augmented) and the test set after the "
+                   "epoch budget, with the best test accuracy seen at any epoch end in parentheses. The paper's "
+                   "numbers stand beside them only for a whole 1000-class folder (ILSVRC 2012).",
+                   [(headers, rows)])
+
+
 def section_sweep(name: str, runs: list[Run], out: Path) -> Section:
     headers = ["run", "train acc", "test acc", "gap", "steps to fit", "status"]
     rows = [[label, mean_sd([r.get("train_accuracy") for r in group]), mean_sd([r.get("test_accuracy") for r in group]),
@@ -295,7 +338,8 @@ def section_population(name: str, runs: list[Run], out: Path) -> Section:
 
 
 SECTIONS = {"figure1a": section_figure1a, "demo": section_figure1a, "figure1bc": section_figure1bc, "table1": section_table1,
-            "table4": section_table4, "figure2b": section_figure2b, "measures": section_population}
+            "table4": section_table4, "figure2b": section_figure2b, "measures": section_population,
+            "table2": section_table2}
 
 
 SCATTER_COLUMNS = 4

@@ -34,11 +34,13 @@ from rethinkgen.results import RunStore, read_yaml_mapping, write_json
 SPEC_KEYS = ("name", "base", "axes", "zip", "seeds", "preset")
 # rough training speeds (images/s at 3x28x28, batch 128, 2 CPU cores, torch 2.13) for --dry-run estimates
 CPU_IMAGES_PER_SECOND = {"mlp-1x512": 13000, "mlp-3x512": 9000, "alexnet-small": 400,
-                         "inception-small": 65, "inception-small-nobn": 65}
+                         "inception-small": 65, "inception-small-nobn": 65,
+                         "inception-v3": 100}  # about 14 img/s at 3x75x75 (benchmarks/imagefolder.py), scaled
 MAX_AUTO_ENSEMBLE = 32
 DATASET_SHAPES = {  # (train size, test size, values per image after the default crop)
     "digits": (1347, 450, 64), "synthetic": (512, 256, 64), "mnist": (60000, 10000, 784),
-    "fashion-mnist": (60000, 10000, 784), "cifar10": (50000, 10000, 2352), "cifar100": (50000, 10000, 2352)}
+    "fashion-mnist": (60000, 10000, 784), "cifar10": (50000, 10000, 2352), "cifar100": (50000, 10000, 2352),
+    "imagefolder": (1281167, 50000, 3 * 299 * 299)}  # an image folder is estimated as ILSVRC 2012
 EVAL_COST = 1 / 3  # an evaluation forward pass costs about a third of a training step per image
 
 
@@ -115,10 +117,9 @@ def preflight(sweep: Sweep) -> None:
     datasets = {}
     for run in sweep.runs:
         c = run.config.resolved()
-        key = (c.dataset, c.data_dir, c.download)
+        key = (c.dataset, c.data_dir, c.download, c.image_size)
         if key not in datasets:
-            options = {"data_dir": c.data_dir, "download": c.download} if data.SOURCES[c.dataset].locate else {}
-            datasets[key] = data.load(c.dataset, **options)
+            datasets[key] = data.load_for_run(c.dataset, c.data_dir, c.download, c.image_size)
         dataset = datasets[key]
         for size, available, what in ((c.subset, len(dataset.y_train), "subset"),
                                       (c.test_subset, len(dataset.y_test), "test_subset")):
@@ -136,6 +137,9 @@ def preflight(sweep: Sweep) -> None:
 def estimate_seconds(config: RunConfig) -> float:
     """A rough upper bound of a run's CPU time from the measured speeds above (runs that stop at fit end sooner)."""
     n_train, n_test, values = DATASET_SHAPES.get(config.dataset, (50000, 10000, 2352))
+    if config.image_size is not None:
+        side = crop_size_for(config.image_size, config.crop) or config.image_size
+        values = 3 * side * side
     n_train = config.subset or n_train
     n_test = config.test_subset or n_test
     rate = CPU_IMAGES_PER_SECOND.get(config.model, 400) * 2352 / values

@@ -1,5 +1,8 @@
 """The trainer: one small loop of SGD over a dataset that lives on the training device.
 
+An image folder too large for the device (ImageNet) is streamed instead, by a DataLoader with worker
+processes (``rethinkgen.streaming``); both kinds of data hand the loop the same batches and metrics.
+
 Per epoch: draw the data order from (order_seed, epoch), train, then evaluate the full training set
 (on the labels it trains on, and on the original labels of the examples whose label changed) and the
 test set in eval mode, record the metrics, and checkpoint. Every random draw of an epoch is derived from
@@ -30,15 +33,16 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from rethinkgen import data, distributed, models
-from rethinkgen.augment import AugmentSettings, augment
+from rethinkgen.augment import AugmentSettings, training_input
 from rethinkgen.config import RunConfig
 from rethinkgen.errors import RethinkgenError
-from rethinkgen.preprocess import crop_size_for, preprocess, standardize, to_unit
+from rethinkgen.preprocess import crop_size_for, preprocess
 from rethinkgen.randomize import RandomizationRecord, randomize
 from rethinkgen.results import RunStore, StoredRun, append_jsonl, write_json, write_jsonl
 from rethinkgen.speedups import Speedups, device_type
 
 FINISHED = ("complete", "diverged")  # statuses a re-run leaves alone
+TOP5 = 5  # top-5 accuracy is recorded when there are more classes than this (Table 2 reports it)
 
 
 @dataclass
@@ -68,9 +72,7 @@ def epoch_seed(seed: int, epoch: int, stream: str) -> int:
 
 def prepare_data(config: RunConfig):
     """Load, subset and randomize the dataset; return (clean, randomized, record)."""
-    file_based = data.SOURCES[config.dataset].locate is not None
-    options = {"data_dir": config.data_dir, "download": config.download} if file_based else {}
-    dataset = data.load(config.dataset, **options)
+    dataset = data.load_for_run(config.dataset, config.data_dir, config.download, config.image_size)
     if config.subset is not None or config.test_subset is not None:
         dataset = dataset.subset(config.subset, seed=config.randomization_seed, n_test=config.test_subset)
     randomized, record = randomize(dataset, config.label_noise, config.inputs, config.randomization_seed,
@@ -95,13 +97,64 @@ class DeviceData:
         self.y_changed_original = torch.from_numpy(clean.y_train[record.changed]).to(device)
         self.input_shape = tuple(self.x_train.shape[1:])
         self.num_classes = randomized.num_classes
+        self.num_train = len(self.y_train)
 
     def batch(self, index: torch.Tensor, generator: torch.Generator, part: slice = slice(None)) -> torch.Tensor:
         """The training inputs of ``index[part]``; augmentation is drawn for all of ``index``, so that every
         process of a distributed run draws the same numbers and keeps its own part."""
         if not self.augment.names:
             return self.x_train[index[part]]
-        return standardize(augment(to_unit(self.x_train_u8[index]), self.augment, generator)[part].contiguous())
+        return training_input(self.x_train_u8[index], self.augment, generator)[part]
+
+    def batches(self, order: torch.Tensor, generator: torch.Generator, batch_size: int, part=None):
+        """(inputs, labels, global batch size) of one epoch, in ``order``, augmented with ``generator``;
+        ``part(n)`` is this process's slice of a global batch of n (a distributed run), else all of it."""
+        for start in range(0, len(order), batch_size):
+            index = order[start:start + batch_size]
+            mine = part(len(index)) if part else slice(None)
+            yield self.batch(index, generator, mine), self.y_train[index[mine]], len(index)
+
+    def evaluate(self, model, batch_size: int, speedups: Speedups = Speedups()) -> dict:
+        """Loss and accuracy (top-1, and top-5 with more than 5 classes) on the full training set, on the
+        changed labels' originals, and on the test set."""
+        return metrics_from_logits(predict(model, self.x_train, batch_size, speedups),
+                                   predict(model, self.x_test, batch_size, speedups), self)
+
+
+def metrics_from_logits(logits: torch.Tensor, test_logits: torch.Tensor, device_data: DeviceData) -> dict:
+    result = {
+        "train_loss": F.cross_entropy(logits, device_data.y_train).item(),
+        "train_accuracy": (logits.argmax(1) == device_data.y_train).float().mean().item(),
+        "test_loss": F.cross_entropy(test_logits, device_data.y_test).item(),
+        "test_accuracy": (test_logits.argmax(1) == device_data.y_test).float().mean().item(),
+        "train_top5_accuracy": fraction(top5_correct(logits, device_data.y_train), len(device_data.y_train)),
+        "test_top5_accuracy": fraction(top5_correct(test_logits, device_data.y_test), len(device_data.y_test)),
+        "changed_original_accuracy": None,
+    }
+    if len(device_data.changed):
+        guesses = logits[device_data.changed].argmax(1)
+        result["changed_original_accuracy"] = (guesses == device_data.y_changed_original).float().mean().item()
+    return result
+
+
+def top5_correct(logits: torch.Tensor, labels: torch.Tensor) -> int | None:
+    """How many labels are among the 5 largest logits; None with 5 classes or fewer (always all of them)."""
+    if logits.shape[1] <= TOP5:
+        return None
+    return (logits.topk(TOP5, dim=1).indices == labels[:, None]).any(1).sum().item()
+
+
+def fraction(count: int | None, total: int) -> float | None:
+    return None if count is None or not total else count / total
+
+
+def training_data(clean, randomized, record: RandomizationRecord, config: RunConfig, device):
+    """The dataset on the device, or, for an image folder, streamed from disk."""
+    if isinstance(randomized, data.ImageFiles):
+        from rethinkgen.streaming import StreamedData
+
+        return StreamedData(clean, randomized, record, config, device)
+    return DeviceData(clean, randomized, record, config, device)
 
 
 @torch.no_grad()
@@ -112,24 +165,9 @@ def predict(model, x: torch.Tensor, batch_size: int, speedups: Speedups = Speedu
                           for i in range(0, len(x), batch_size)])
 
 
-def evaluate(model, device_data: DeviceData, batch_size: int, speedups: Speedups = Speedups()) -> dict:
-    """Loss and accuracy on the full training set, on the changed labels' originals, and on the test set."""
-    return metrics_from_logits(predict(model, device_data.x_train, batch_size, speedups),
-                               predict(model, device_data.x_test, batch_size, speedups), device_data)
-
-
-def metrics_from_logits(logits: torch.Tensor, test_logits: torch.Tensor, device_data: DeviceData) -> dict:
-    result = {
-        "train_loss": F.cross_entropy(logits, device_data.y_train).item(),
-        "train_accuracy": (logits.argmax(1) == device_data.y_train).float().mean().item(),
-        "test_loss": F.cross_entropy(test_logits, device_data.y_test).item(),
-        "test_accuracy": (test_logits.argmax(1) == device_data.y_test).float().mean().item(),
-        "changed_original_accuracy": None,
-    }
-    if len(device_data.changed):
-        guesses = logits[device_data.changed].argmax(1)
-        result["changed_original_accuracy"] = (guesses == device_data.y_changed_original).float().mean().item()
-    return result
+def evaluate(model, device_data, batch_size: int, speedups: Speedups = Speedups()) -> dict:
+    """The epoch-end metrics of ``device_data`` (DeviceData or StreamedData); top-5 is None for <= 5 classes."""
+    return device_data.evaluate(model, batch_size, speedups)
 
 
 def _save_checkpoint(path: Path, state: dict) -> None:
@@ -147,21 +185,24 @@ def summarize(history: list[dict], fit_threshold: float) -> dict:
     """Final metrics, time to fit and best test accuracy, from the per-epoch history."""
     summary = {key: None for key in ("train_loss", "train_accuracy", "test_loss", "test_accuracy",
                                      "changed_original_accuracy", "online_accuracy", "generalization_gap", "steps_to_fit",
-                                     "epochs_to_fit", "loss_at_fit", "best_test_accuracy", "best_test_epoch")}
+                                     "epochs_to_fit", "loss_at_fit", "best_test_accuracy", "best_test_epoch",
+                                     "train_top5_accuracy", "test_top5_accuracy", "best_test_top5_accuracy")}
     summary.update(epochs_completed=len(history), steps=history[-1]["step"] if history else 0,
                    wall_seconds=history[-1]["wall_seconds"] if history else 0.0, fitted=False)
     if not history:
         return summary
     last = history[-1]
     for key in ("train_loss", "train_accuracy", "test_loss", "test_accuracy", "changed_original_accuracy",
-                "online_accuracy"):
-        summary[key] = last[key]
+                "online_accuracy", "train_top5_accuracy", "test_top5_accuracy"):
+        summary[key] = last.get(key)  # runs recorded before top-5 existed lack it
     summary["generalization_gap"] = last["train_accuracy"] - last["test_accuracy"]
     fit = next((row for row in history if row["train_accuracy"] >= fit_threshold), None)
     if fit is not None:
         summary.update(fitted=True, steps_to_fit=fit["step"], epochs_to_fit=fit["epoch"], loss_at_fit=fit["train_loss"])
     best = max(history, key=lambda row: row["test_accuracy"])
     summary.update(best_test_accuracy=best["test_accuracy"], best_test_epoch=best["epoch"])
+    top5 = [row["test_top5_accuracy"] for row in history if row.get("test_top5_accuracy") is not None]
+    summary["best_test_top5_accuracy"] = max(top5) if top5 else None
     seconds = sum(row["train_seconds"] for row in history)
     summary["images_per_second"] = sum(row["images"] for row in history) / seconds if seconds else None
     return summary
@@ -250,7 +291,8 @@ def open_run_dir(config: RunConfig, run_id: str, run_dir: Path, record: Randomiz
     write_json(run_dir / "config.json", config.to_dict())
 
 
-def initial_model(config: RunConfig, device_data: DeviceData, run_dir: Path, device, save: bool = True) -> torch.nn.Module:
+
+def initial_model(config: RunConfig, device_data, run_dir: Path, device, save: bool = True) -> torch.nn.Module:
     """The run's model at its seeded initialization, kept as initial.pt (distance-from-init measures need it)."""
     torch.manual_seed(config.init_seed)
     model_options = {"dropout": config.dropout} if config.dropout else {}
@@ -283,14 +325,17 @@ def summary_base(run_id: str, device, model, device_data: DeviceData, record: Ra
                  speedups: Speedups, world_size: int = 1) -> dict:
     return {"run_id": run_id, "device": str(device), "parameters": models.count_parameters(model),
             "num_classes": device_data.num_classes,
-            "fraction_labels_changed": len(record.changed) / len(device_data.y_train), "message": "",
+            "fraction_labels_changed": len(record.changed) / device_data.num_train, "message": "",
             **speedups.describe(), "world_size": world_size}
 
 
-def measure_completed(model, device_data: DeviceData, run_dir: Path, history: list[dict], config: RunConfig) -> dict:
-    """The complexity measures of a completed run (``config.measures``), as measure_<name> summary keys."""
+def measure_completed(model, device_data, run_dir: Path, history: list[dict], config: RunConfig) -> dict:
+    """The complexity measures of a completed run (``config.measures``), as measure_<name> summary keys.
+    They need the training set in memory: runs streamed from an image folder get none."""
     from rethinkgen.measures.runs import measure_trained
 
+    if not isinstance(device_data, DeviceData):
+        return {}
     return measure_trained(model, device_data, run_dir, summarize(history, config.fit_threshold), config)
 
 
@@ -310,7 +355,10 @@ def _train_locked(config, store, run_id, run_dir, device, clean, randomized, rec
     if finished is not None:
         return RunResult(run_id, run_dir, config, finished)
 
-    device_data = DeviceData(clean, randomized, record, config, device)
+    device_data = training_data(clean, randomized, record, config, device)
+    if ctx.active and not isinstance(device_data, DeviceData):
+        raise RethinkgenError(f"dataset {config.dataset!r} is streamed from disk, which distributed training does "
+                              "not support yet; train it in one process")
     model = initial_model(config, device_data, run_dir, device, save=ctx.is_main)
     speedups = Speedups.resolve(config.amp, config.channels_last, config.compile, device, model)
     model = ctx.sync_batchnorm(model, device)
@@ -339,7 +387,7 @@ def _train_locked(config, store, run_id, run_dir, device, clean, randomized, rec
                              extra=measured)
 
     finish("running")
-    n_train = len(device_data.y_train)
+    n_train = device_data.num_train
     wall_before = history[-1]["wall_seconds"] if history else 0.0
     status, message = "complete", ""
     logged_steps = len(step_log)
@@ -359,13 +407,11 @@ def _train_locked(config, store, run_id, run_dir, device, clean, randomized, rec
             trained.train()
             loss_sum, loss_count = torch.zeros((), device=device), 0
             online_correct = torch.zeros((), device=device, dtype=torch.long)
-            for start in range(0, n_train, config.batch_size):
-                index = order[start:start + config.batch_size]
-                part = ctx.part(len(index))  # this process's shard: the whole batch in one process
-                labels = device_data.y_train[index[part]]
+            seen = 0
+            for images, labels, global_size in device_data.batches(order, generator, config.batch_size, ctx.part):
                 with speedups.autocast(device):
-                    logits = trained(speedups.inputs(device_data.batch(index, generator, part)))
-                    loss = ctx.batch_loss(logits, labels, len(index))
+                    logits = trained(speedups.inputs(images))
+                    loss = ctx.batch_loss(logits, labels, global_size)
                 online_correct += (logits.detach().argmax(1) == labels).sum()
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
@@ -375,10 +421,11 @@ def _train_locked(config, store, run_id, run_dir, device, clean, randomized, rec
                 loss_count += 1
                 if step % config.log_every == 0:
                     mean_loss = (ctx.all_mean(loss_sum) / loss_count).item()
-                    step_log.append({"step": step, "epoch": epoch + start / n_train, "loss": mean_loss})
+                    step_log.append({"step": step, "epoch": epoch + seen / n_train, "loss": mean_loss})
                     loss_sum, loss_count = torch.zeros((), device=device), 0
                     if not math.isfinite(mean_loss):
                         raise _Diverged(f"training loss became {mean_loss} at step {step} (epoch {epoch + 1})")
+                seen += global_size
             train_seconds = time.perf_counter() - started
             online_correct = ctx.all_sum(online_correct)
             metrics = ctx.on_main(lambda: evaluate(net, device_data, config.eval_batch_size, speedups))

@@ -1,4 +1,5 @@
-"""Data sources: ``load(name, **options)`` returns a :class:`Dataset` held in memory as uint8 arrays."""
+"""Data sources: ``load(name, **options)`` returns a :class:`Dataset` held in memory as uint8 arrays, or,
+for ``imagefolder``, :class:`ImageFiles`: file names and labels, whose images are streamed while training."""
 
 from __future__ import annotations
 
@@ -7,18 +8,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from rethinkgen.data import builtin, cifar, idx
+from rethinkgen.data import builtin, cifar, idx, imagefolder
 from rethinkgen.data.dataset import Dataset
+from rethinkgen.data.imagefolder import ImageFiles
 from rethinkgen.errors import RethinkgenError, choice_error
 
-__all__ = ["Dataset", "load", "SOURCES", "source_status"]
+__all__ = ["Dataset", "ImageFiles", "load", "load_for_run", "SOURCES", "source_status"]
 
 
 @dataclass(frozen=True)
 class Source:
     name: str
     description: str
-    load: Callable[..., Dataset]
+    load: Callable[..., Dataset | ImageFiles]
     locate: Callable[..., Path | None] | None = None  # None: needs no files
 
 
@@ -42,10 +44,12 @@ SOURCES: dict[str, Source] = {s.name: s for s in [
     _cifar_source("cifar10", "CIFAR-10 python batches (cifar-10-batches-py)"),
     _cifar_source("cifar100", "CIFAR-100 python batches (cifar-100-python), fine labels"),
     Source("synthetic", "procedural class templates plus noise, any shape; for tests", builtin.load_synthetic),
+    Source("imagefolder", "ImageNet-style folders train/<class>/*.JPEG and val/<class>/*.JPEG, streamed",
+           imagefolder.load_imagefolder, imagefolder.locate),
 ]}
 
 
-def load(name: str, **options) -> Dataset:
+def load(name: str, **options) -> Dataset | ImageFiles:
     """Load dataset ``name`` with its options (``data_dir``, ``download`` for file-based sources)."""
     if name not in SOURCES:
         raise choice_error("dataset", name, SOURCES)
@@ -75,3 +79,14 @@ def source_status(data_dir=None) -> list[dict]:
                 row.update(found=False, shape=f"unreadable: {error}")
         rows.append(row)
     return rows
+
+
+def load_for_run(name: str, data_dir=None, download: bool = False, image_size: int | None = None):
+    """Load ``name`` with a run's data settings: only file-based sources take a folder and ``download``,
+    only ``imagefolder`` takes an image size (any other source refuses it, naming the option)."""
+    if name not in SOURCES:
+        raise choice_error("dataset", name, SOURCES)
+    options = {"data_dir": data_dir, "download": download} if SOURCES[name].locate is not None else {}
+    if image_size is not None:
+        options["image_size"] = image_size
+    return load(name, **options)

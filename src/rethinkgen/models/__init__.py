@@ -114,4 +114,4 @@ def _check_shape(model: nn.Module, name: str, input_shape, num_classes: int) -> 
 
 
 # the built-in models register themselves on import
-from rethinkgen.models import alexnet, inception, mlp  # noqa: E402,F401
+from rethinkgen.models import alexnet, inception, inception_v3, mlp  # noqa: E402,F401
