@@ -32,7 +32,7 @@ from rethinkgen.config import RunConfig
 from rethinkgen.errors import RethinkgenError
 from rethinkgen.results import RunStore, append_jsonl
 from rethinkgen.speedups import Speedups
-from rethinkgen.train import (FINISHED, DeviceData, RunBusy, RunResult, epoch_seed, initial_model, load_checkpoint,
+from rethinkgen.train import (FINISHED, DeviceData, RunBusy, RunResult, epoch_seed, evaluation_plan, initial_model, load_checkpoint,
                               measure_completed, metrics_from_logits, open_run_dir, prepare_data, resolve_device,
                               run_lock, save_epoch, summary_base, write_summary)
 
@@ -214,6 +214,7 @@ class _Stack:
         """Each copy's metrics, as ``train.evaluate`` computes them for a run alone."""
         self.template.eval()
         datas = [member.data for member in self.members]
+        batch_size = evaluation_plan(self.members[0].model, datas[0].x_train, batch_size, self.speedups)[0]
         with torch.no_grad():
             logits = {}
             for split in ("x_train", "x_test"):
