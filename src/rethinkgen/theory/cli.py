@@ -141,7 +141,8 @@ def cmd_kernel(args) -> int:
             raise RethinkgenError(f"label noise {noise!r} is outside [0, 1]")
     rows = experiments.kernel_rows(args.dataset, args.kernel, args.features, sorted(args.label_noise), args.n,
                                    args.n_test, args.bandwidth, args.l2, args.solver, args.seed, args.data_dir,
-                                   max_iter=args.max_iter, precondition_rank=args.precondition_rank)
+                                   max_iter=args.max_iter, precondition_rank=args.precondition_rank,
+                                   progress=True)
     name = f"kernel-{args.dataset}-{args.features}-{args.kernel}-n{rows[0]['n']}"
     figure = experiments.norm_against_noise(rows, folder / f"{name}.png") if len(rows) > 1 else None
     section = experiments.kernel_section(rows, figure)

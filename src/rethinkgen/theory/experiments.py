@@ -39,13 +39,14 @@ def load_features(dataset: str, n: int | None, n_test: int | None, features: str
 
 def kernel_rows(dataset: str, kernel: str, features: str, noise_levels: list[float], n: int | None,
                 n_test: int | None, bandwidth: float | None, l2: float, solver: str, seed: int, data_dir=None,
-                max_iter: int = 2000, precondition_rank: int = 500):
+                max_iter: int = 2000, precondition_rank: int = 500, progress: bool = False):
     rows = []
     for noise in noise_levels:
         X, y, X_test, y_test, changed = load_features(dataset, n, n_test, features, noise, seed, data_dir)
         started = time.perf_counter()
         fit = interpolate(X, one_hot(y, int(max(y.max(), y_test.max())) + 1), kernel=kernel, bandwidth=bandwidth,
-                          l2=l2, solver=solver, max_iter=max_iter, precondition_rank=precondition_rank)
+                          l2=l2, solver=solver, max_iter=max_iter, precondition_rank=precondition_rank,
+                          progress=progress)
         rows.append({"dataset": dataset, "features": features, "kernel": kernel, "label_noise": noise,
                      "labels_changed": changed, "n": len(y), "bandwidth": fit.bandwidth, "solver": fit.solver,
                      "iterations": fit.iterations, "norm": fit.norm, "relative_residual": fit.relative_residual,

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.linalg
 import torch
+from tqdm.auto import tqdm
 
 from rethinkgen.errors import RethinkgenError, choice_error
 
@@ -103,7 +104,7 @@ def one_hot(labels, num_classes: int | None = None) -> np.ndarray:
 
 def interpolate(X, Y, kernel: str = "rbf", bandwidth: float | None = None, l2: float = 0.0, solver: str = "auto",
                 tol: float = 1e-6, max_iter: int = 2000, budget_bytes: int = DENSE_BUDGET_BYTES,
-                precondition_rank: int = PRECONDITION_RANK, seed: int = 0) -> KernelFit:
+                precondition_rank: int = PRECONDITION_RANK, seed: int = 0, progress: bool = False) -> KernelFit:
     """Solve (K + l2 I) alpha = Y; ``Y`` is [n, K] (e.g. one-hot) or [n] real targets.
 
     The result's ``decision(X)`` gives the fitted function; ``norm`` its RKHS norm; ``relative_residual``
@@ -150,7 +151,12 @@ def interpolate(X, Y, kernel: str = "rbf", bandwidth: float | None = None, l2: f
         matvec = lambda v: (K32 @ v.float()).double()  # noqa: E731
         rank = min(precondition_rank, n - 1)
         precondition = nystrom_preconditioner(matvec, n, rank, l2, seed) if rank > 0 else (lambda r: r)
-        alpha, iterations = _conjugate_gradients(lambda v: matvec(v) + l2 * v, Y, tol, max_iter, precondition)
+        with tqdm(total=max_iter, disable=not progress, desc=f"CG n={n:,}", unit="it", leave=False) as bar:
+            def report(relative_residual: float) -> None:
+                bar.set_postfix(residual=f"{relative_residual:.1e}", refresh=False)
+                bar.update()
+            alpha, iterations = _conjugate_gradients(lambda v: matvec(v) + l2 * v, Y, tol, max_iter, precondition,
+                                                     report)
     # how far K alpha is from Y: ~0 when it interpolates, larger with l2 (which solves (K + l2 I) alpha = Y)
     residual = (matvec(alpha) - Y).norm() / Y.norm().clamp_min(1e-300)
     norm = float(torch.sqrt((alpha * matvec(alpha)).sum().clamp_min(0)))
@@ -214,7 +220,7 @@ def nystrom_preconditioner(matvec, n: int, rank: int, shift: float, seed: int = 
 
 
 def _conjugate_gradients(apply, Y: torch.Tensor, tol: float, max_iter: int,
-                         precondition=lambda r: r) -> tuple[torch.Tensor, int]:
+                         precondition=lambda r: r, report=lambda relative_residual: None) -> tuple[torch.Tensor, int]:
     """Preconditioned CG on every column of Y at once (each column keeps its own step sizes);
     stops when every column's residual |Y - A alpha| is below tol |Y|."""
     alpha = torch.zeros_like(Y)
@@ -228,7 +234,9 @@ def _conjugate_gradients(apply, Y: torch.Tensor, tol: float, max_iter: int,
         step = rz / (p * Ap).sum(0).clamp_min(1e-300)
         alpha += step * p
         r -= step * Ap
-        if bool(((r * r).sum(0) <= target).all()):
+        squares = (r * r).sum(0)
+        report(float((squares.sum() / (Y * Y).sum().clamp_min(1e-300)).sqrt()))
+        if bool((squares <= target).all()):
             return alpha, iteration
         z = precondition(r)
         new_rz = (r * z).sum(0)
