@@ -103,17 +103,20 @@ def test_bf16_autocast_applies_to_the_ensemble_as_to_runs_trained_alone(tmp_path
         assert b.summary["train_loss"] != c.summary["train_loss"]
 
 
+def interrupting_save(real_save, after_epochs: int):
+    """ensemble.save_epoch that saves ``after_epochs`` epochs, then stops training as Ctrl-C would."""
+    def save(run_dir, history, *args):
+        if len(history) > after_epochs:
+            raise KeyboardInterrupt
+        return real_save(run_dir, history, *args)
+    return save
+
+
 def test_interrupted_ensemble_resumes_to_the_same_runs(tmp_path, float64, monkeypatch):
     configs = [tiny(epochs=4), tiny(epochs=4, label_noise=1.0)]
     uninterrupted = train_ensemble(configs, tmp_path / "whole", progress=False)
     real_save = ensemble_module.save_epoch
-
-    def interrupt_after_two_epochs(run_dir, history, *args):
-        if len(history) == 3:
-            raise KeyboardInterrupt
-        return real_save(run_dir, history, *args)
-
-    monkeypatch.setattr(ensemble_module, "save_epoch", interrupt_after_two_epochs)
+    monkeypatch.setattr(ensemble_module, "save_epoch", interrupting_save(real_save, after_epochs=2))
     with pytest.raises(KeyboardInterrupt):
         train_ensemble(configs, tmp_path / "cut", progress=False)
     assert json.loads((tmp_path / "cut" / configs[0].run_id() / "summary.json").read_text())["status"] == "interrupted"
@@ -129,13 +132,7 @@ def test_copies_resumed_from_different_epochs_train_in_separate_groups(tmp_path,
     configs = [tiny(epochs=3), tiny(epochs=3, label_noise=0.5)]
     reference = [train(config, tmp_path / "solo", progress=False) for config in configs]
     real_save = ensemble_module.save_epoch
-
-    def interrupt_at_second_epoch(run_dir, history, *args):
-        if len(history) == 2:
-            raise KeyboardInterrupt
-        return real_save(run_dir, history, *args)
-
-    monkeypatch.setattr(ensemble_module, "save_epoch", interrupt_at_second_epoch)
+    monkeypatch.setattr(ensemble_module, "save_epoch", interrupting_save(real_save, after_epochs=1))
     with pytest.raises(KeyboardInterrupt):
         train_ensemble(configs[:1], tmp_path / "mixed", progress=False)  # first run stops after epoch 1
     monkeypatch.setattr(ensemble_module, "save_epoch", real_save)

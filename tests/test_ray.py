@@ -10,6 +10,7 @@ import textwrap
 
 import pytest
 
+from helpers import FAILING_MODEL_SOURCE
 from rethinkgen.cli import main
 from rethinkgen.errors import RethinkgenError
 from rethinkgen.results import load
@@ -17,29 +18,13 @@ from rethinkgen.sweep import load_spec, run_sweep
 
 ray = pytest.importorskip("ray")
 
-FLAKY = textwrap.dedent("""
-    from torch import nn
-
-    class TrainsBadly(nn.Module):
-        def __init__(self, input_shape, num_classes):
-            super().__init__()
-            self.linear = nn.Linear(input_shape[0] * input_shape[1] * input_shape[2], num_classes)
-
-        def forward(self, x):
-            if self.training:
-                raise RuntimeError("boom in training")
-            return self.linear(x.flatten(1))
-
-    def build(input_shape, num_classes):
-        return TrainsBadly(input_shape, num_classes)
-""")
 
 
 @pytest.fixture(scope="module")
 def ray_runtime(tmp_path_factory):
     """A local Ray runtime of 2 CPUs whose workers can import a model that fails while training."""
     models_dir = tmp_path_factory.mktemp("models")
-    (models_dir / "ray_flaky_models.py").write_text(FLAKY)
+    (models_dir / "ray_flaky_models.py").write_text(FAILING_MODEL_SOURCE)
     path = os.pathsep.join([str(models_dir)] + [os.path.abspath(p) for p in
                                                 os.environ.get("PYTHONPATH", "").split(os.pathsep) if p])
     with pytest.MonkeyPatch.context() as patch:  # the Ray processes inherit this environment

@@ -6,6 +6,7 @@ import textwrap
 
 import pytest
 
+from helpers import FAILING_MODEL_SOURCE
 from rethinkgen import presets
 from rethinkgen import train as train_module
 from rethinkgen.cli import main
@@ -89,22 +90,7 @@ def test_rerun_skips_finished_runs_and_resumes_interrupted_ones(tmp_path, monkey
 
 @pytest.fixture
 def flaky_model(tmp_path, monkeypatch):
-    (tmp_path / "flaky_models.py").write_text(textwrap.dedent("""
-        from torch import nn
-
-        class TrainsBadly(nn.Module):
-            def __init__(self, input_shape, num_classes):
-                super().__init__()
-                self.linear = nn.Linear(input_shape[0] * input_shape[1] * input_shape[2], num_classes)
-
-            def forward(self, x):
-                if self.training:
-                    raise RuntimeError("boom in training")
-                return self.linear(x.flatten(1))
-
-        def build(input_shape, num_classes):
-            return TrainsBadly(input_shape, num_classes)
-    """))
+    (tmp_path / "flaky_models.py").write_text(FAILING_MODEL_SOURCE)
     monkeypatch.syspath_prepend(str(tmp_path))
     return "flaky_models:build"
 
