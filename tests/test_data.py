@@ -392,6 +392,16 @@ def test_idx_found_through_rethinkgen_data(tmp_path, monkeypatch):
     np.testing.assert_array_equal(data.x_test[:, 0], arrays["x_test"])
 
 
+def test_read_idx_is_kept_until_the_file_changes(tmp_path):
+    path = tmp_path / "a.idx.gz"
+    write_idx(path, np.zeros((2, 3, 4), dtype=np.uint8))
+    first = idx_mod.read_idx(path, ndim=3)
+    assert idx_mod.read_idx(path, ndim=3) is first  # read once per process
+    assert not first.flags.writeable  # so no caller can change what the next one reads
+    write_idx(path, np.ones((3, 3, 4), dtype=np.uint8))
+    np.testing.assert_array_equal(idx_mod.read_idx(path, ndim=3), np.ones((3, 3, 4)))
+
+
 def test_write_idx_read_idx_round_trip(tmp_path):
     array = np.arange(2 * 3 * 4, dtype=np.uint8).reshape(2, 3, 4)
     for name in ("a.idx", "a.idx.gz"):

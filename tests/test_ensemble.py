@@ -55,6 +55,9 @@ def assert_same_run(solo, batched, tolerance=1e-9):
     assert state_a["model"].keys() == state_b["model"].keys()
     for name in state_a["model"]:
         torch.testing.assert_close(state_a["model"][name], state_b["model"][name], rtol=tolerance, atol=tolerance)
+        assert state_b["model"][name].is_contiguous(), name  # saved in the usual layout, whatever the stack's
+    for momentum in state_b["optimizer"]["state"].values():
+        assert momentum["momentum_buffer"].is_contiguous()
     assert state_a["optimizer"]["param_groups"] == state_b["optimizer"]["param_groups"]
 
 

@@ -157,20 +157,31 @@ def _share_identical_inputs(device_datas: list[DeviceData]) -> None:
                     setattr(current, name, theirs)
 
 
+def _gradient_layout(stacked: torch.Tensor) -> torch.Tensor:
+    """``stacked`` laid out as its gradient arrives: under ``vmap`` a linear layer's weight gradient comes
+    transposed ([K, in, out] in memory), and autograd copies a gradient whose layout differs from its
+    parameter's (10 ms a step for 11 MLPs on Fashion-MNIST, a quarter of the step). Same values."""
+    if stacked.dim() != 3:  # only 2-D parameters (linear weights) per copy
+        return stacked.detach()
+    return stacked.detach().transpose(1, 2).contiguous().transpose(1, 2)
+
+
 class _Stack:
     """The stacked weights, buffers and optimizer of the copies still training."""
 
     def __init__(self, members: list[_Copy], config: RunConfig):
         self.members, self.config, self.speedups = members, config, members[0].speedups
         self.template = copy.deepcopy(members[0].model).to("meta")
-        self.params, self.buffers = stack_module_state([member.model for member in members])
+        params, self.buffers = stack_module_state([member.model for member in members])
+        self.params = {name: _gradient_layout(p).requires_grad_() for name, p in params.items()}
         self.names = list(self.params)
         self.optimizer = self._optimizer()
         momenta = [member.state["optimizer"]["state"] if member.state else {} for member in members]
         for index, name in enumerate(self.names):
             if all(index in m for m in momenta) and all(m[index].get("momentum_buffer") is not None for m in momenta):
-                self.optimizer.state[self.params[name]]["momentum_buffer"] = torch.stack(
-                    [m[index]["momentum_buffer"] for m in momenta]).to(self.params[name].device)
+                stacked = torch.stack([m[index]["momentum_buffer"] for m in momenta])
+                self.optimizer.state[self.params[name]]["momentum_buffer"] = \
+                    torch.empty_like(self.params[name]).copy_(stacked)
 
     def _optimizer(self) -> torch.optim.SGD:
         return torch.optim.SGD(list(self.params.values()), lr=self.config.lr, momentum=self.config.momentum,
@@ -187,19 +198,21 @@ class _Stack:
         """Drop the copies not in ``keep`` (diverged, or stopped at fit) and go on with the rest."""
         momenta = {name: self.optimizer.state[self.params[name]].get("momentum_buffer") for name in self.names}
         self.members = [self.members[i] for i in keep]
-        self.params = {name: p[keep].detach().requires_grad_() for name, p in self.params.items()}
+        self.params = {name: _gradient_layout(p.detach()[keep]).requires_grad_() for name, p in self.params.items()}
         self.buffers = {name: b[keep] for name, b in self.buffers.items()}
         lr = self.optimizer.param_groups[0]["lr"]
         self.optimizer = self._optimizer()
         self.optimizer.param_groups[0]["lr"] = lr
         for name, momentum in momenta.items():
             if momentum is not None:
-                self.optimizer.state[self.params[name]]["momentum_buffer"] = momentum[keep]
+                self.optimizer.state[self.params[name]]["momentum_buffer"] = \
+                    torch.empty_like(self.params[name]).copy_(momentum[keep])
 
     def checkpoint(self, index: int, step: int) -> dict:
         """Copy ``index``'s model and optimizer state, in exactly the form ``train.train`` saves."""
         member = self.members[index]
-        state_dict = {name: (self.params[name] if name in self.params else self.buffers[name])[index].detach().clone()
+        state_dict = {name: (self.params[name] if name in self.params else self.buffers[name])[index].detach()
+                      .clone(memory_format=torch.contiguous_format)
                       for name in member.model.state_dict()}
         member.model.load_state_dict(state_dict)
         optimizer = torch.optim.SGD(member.model.parameters(), lr=self.optimizer.param_groups[0]["lr"],
@@ -207,7 +220,7 @@ class _Stack:
         for parameter, name in zip(member.model.parameters(), self.names):
             momentum = self.optimizer.state[self.params[name]].get("momentum_buffer")
             if momentum is not None:
-                optimizer.state[parameter]["momentum_buffer"] = momentum[index].clone()
+                optimizer.state[parameter]["momentum_buffer"] = momentum[index].clone(memory_format=torch.contiguous_format)
         return {"model": state_dict, "optimizer": optimizer.state_dict(), "step": step}
 
     def evaluate(self, batch_size: int) -> list[dict]:

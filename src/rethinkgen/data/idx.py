@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import gzip
 import os
 import zlib
@@ -46,7 +47,21 @@ SOURCES = {
 
 
 def read_idx(path: Path, ndim: int) -> np.ndarray:
-    """Read one IDX file of unsigned bytes with ``ndim`` dimensions, checking magic number and length."""
+    """Read one IDX file of unsigned bytes with ``ndim`` dimensions, checking magic number and length.
+
+    The array is read-only and kept for as long as the file is unchanged (same size and modification time):
+    an ensemble or a sweep in one process loads its dataset once per run, and decompressing Fashion-MNIST
+    costs 0.4 s each time."""
+    try:
+        stat = Path(path).stat()
+    except OSError as error:
+        raise RethinkgenError(f"{path}: cannot read ({error})") from None
+    return _read_idx(str(Path(path).resolve()), stat.st_size, stat.st_mtime_ns, ndim)
+
+
+@functools.lru_cache(maxsize=8)
+def _read_idx(path: str, size: int, mtime_ns: int, ndim: int) -> np.ndarray:
+    path = Path(path)
     try:
         opener = gzip.open if path.suffix == ".gz" else open
         with opener(path, "rb") as handle:

@@ -135,6 +135,13 @@ class MeasureContext:
         return [layer.weight.detach().double().cpu() for layer in layers]
 
     @cached_property
+    def spectral_norms(self) -> list[float]:
+        """Each weight's largest singular value (one SVD per layer, shared by the measures that use it)."""
+        from rethinkgen.measures.norms import spectral_norm
+
+        return [spectral_norm(w) for w in self.weights]
+
+    @cached_property
     def margins(self) -> np.ndarray:
         """Per training example: the logit of its (trained) label minus the largest other logit."""
         logits = logits_of(self.model, self.x_train, self.batch_size).double()

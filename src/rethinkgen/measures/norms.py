@@ -82,7 +82,7 @@ def log_frobenius_product_over_margin(context: MeasureContext) -> float:
 @register_measure("log_spectral_product", kind="norm")
 def log_spectral_product(context: MeasureContext) -> float:
     """log Π_i ‖W_i‖_2, the product of the layers' spectral norms (Bartlett et al. 2017)."""
-    return sum(math.log(spectral_norm(w)) for w in context.weights)
+    return sum(math.log(norm) for norm in context.spectral_norms)
 
 
 @register_measure("log_spectral_product_over_margin", kind="norm")
