@@ -64,6 +64,27 @@ def test_norms_of_a_two_layer_net_with_known_singular_values():
     assert values["num_parameters"] == 8
 
 
+def test_spectral_norm_equals_the_largest_singular_value_for_wide_tall_and_conv_weights():
+    from rethinkgen.measures.norms import spectral_norm
+
+    generator = torch.Generator().manual_seed(0)
+    for shape in [(512, 784), (784, 10), (7, 3, 5, 5), (1, 1)]:
+        weight = torch.randn(*shape, dtype=torch.float64, generator=generator)
+        expected = torch.linalg.svdvals(weight.reshape(shape[0], -1))[0].item()
+        assert spectral_norm(weight) == pytest.approx(expected, rel=1e-12), shape
+
+
+def test_margins_from_the_trainers_logits_equal_a_fresh_pass():
+    model = linear_net(torch.randn(4, 6, dtype=torch.float64), torch.randn(3, 4, dtype=torch.float64))
+    x = torch.randn(50, 6, 1, 1, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    y = torch.randint(0, 3, (50,), generator=torch.Generator().manual_seed(2))
+    fresh = context_for(model, x, y).margins
+    with torch.no_grad():
+        given = context_for(model, x, y, train_logits=model.eval()(x)).margins
+    np.testing.assert_allclose(given, fresh, rtol=1e-12)
+    assert not np.allclose(context_for(model, x, y, train_logits=torch.zeros(50, 3)).margins, fresh)
+
+
 def test_path_norm_counts_biases_as_edges_from_a_constant_unit():
     model = nn.Sequential(nn.Flatten(), nn.Linear(1, 1), nn.ReLU(), nn.Linear(1, 2))
     with torch.no_grad():
@@ -314,13 +335,16 @@ def test_measures_command_computes_what_is_missing_and_ranks_the_measures(runs_d
     assert "## Complexity measures against the generalization gap" in markdown and "| sharpness | flatness |" in markdown
 
 
-def test_recompute_gives_the_values_stored_at_train_time(runs_dir):
-    run_id = load(runs_dir)["run_id"].iloc[0]
+def test_recompute_gives_the_values_stored_at_train_time(tmp_path):
+    run_id = train(RunConfig(**{**TINY, "epochs": 30}), tmp_path, progress=False).run_id  # has a positive margin
+    runs_dir = tmp_path
     stored = read_measures(runs_dir / run_id)["values"]
-    assert measure_stored_run(runs_dir, run_id, ["frobenius_sum", "distance_from_init"], "cpu", recompute=True) == [
-        "frobenius_sum", "distance_from_init"]
+    names = ["frobenius_sum", "distance_from_init", "inverse_margin"]
+    assert measure_stored_run(runs_dir, run_id, names, "cpu", recompute=True) == names
     again = read_measures(runs_dir / run_id)["values"]
     assert again["frobenius_sum"] == pytest.approx(stored["frobenius_sum"], rel=1e-12)
+    # at train time the margins come from the last evaluation's logits: the same up to float32 summation order
+    assert again["inverse_margin"] == pytest.approx(stored["inverse_margin"], rel=1e-5)
 
 
 def test_bad_input(runs_dir, tmp_path, capsys):

@@ -100,6 +100,9 @@ class DeviceData:
         self.input_shape = tuple(self.x_train.shape[1:])
         self.num_classes = randomized.num_classes
         self.num_train = len(self.y_train)
+        # the full-precision training logits of the last evaluation: the measures of a run that completes
+        # right after it take their margins from these instead of another pass over the training set
+        self.last_train_logits = None
 
     def batch(self, index: torch.Tensor, generator: torch.Generator, part: slice = slice(None)) -> torch.Tensor:
         """The training inputs of ``index[part]``; augmentation is drawn for all of ``index``, so that every
@@ -119,8 +122,9 @@ class DeviceData:
     def evaluate(self, model, batch_size: int, speedups: Speedups = Speedups()) -> dict:
         """Loss and accuracy (top-1, and top-5 with more than 5 classes) on the full training set, on the
         changed labels' originals, and on the test set."""
-        return metrics_from_logits(predict(model, self.x_train, batch_size, speedups),
-                                   predict(model, self.x_test, batch_size, speedups), self)
+        train_logits = predict(model, self.x_train, batch_size, speedups)
+        self.last_train_logits = None if speedups.amp else train_logits
+        return metrics_from_logits(train_logits, predict(model, self.x_test, batch_size, speedups), self)
 
 
 def metrics_from_logits(logits: torch.Tensor, test_logits: torch.Tensor, device_data: DeviceData) -> dict:
@@ -348,7 +352,8 @@ def measure_completed(model, device_data, run_dir: Path, history: list[dict], co
 
     if not isinstance(device_data, DeviceData):
         return {}
-    return measure_trained(model, device_data, run_dir, summarize(history, config.fit_threshold), config)
+    return measure_trained(model, device_data, run_dir, summarize(history, config.fit_threshold), config,
+                           device_data.last_train_logits)
 
 
 def write_summary(store: RunStore, config: RunConfig, run_dir: Path, base: dict, history: list[dict], status: str,

@@ -108,7 +108,8 @@ class MeasureContext:
 
     ``x_train``/``y_train`` are the preprocessed training images and the labels the run trained on (its
     randomized labels); ``summary`` is the run's summary (steps to fit, ...); ``initial_state`` is the
-    state dict the run started from, or None; ``settings`` overrides the flatness settings.
+    state dict the run started from, or None; ``settings`` overrides the flatness settings; ``train_logits``
+    are the model's logits on ``x_train`` if already computed (the trainer's last evaluation), else None.
     """
 
     model: nn.Module
@@ -118,6 +119,7 @@ class MeasureContext:
     initial_state: dict | None = None
     batch_size: int = 1024
     settings: dict = field(default_factory=dict)
+    train_logits: torch.Tensor | None = None
 
     @cached_property
     def network(self) -> nn.Module:
@@ -136,7 +138,7 @@ class MeasureContext:
 
     @cached_property
     def spectral_norms(self) -> list[float]:
-        """Each weight's largest singular value (one SVD per layer, shared by the measures that use it)."""
+        """Each weight's largest singular value (computed once, shared by the measures that use it)."""
         from rethinkgen.measures.norms import spectral_norm
 
         return [spectral_norm(w) for w in self.weights]
@@ -144,7 +146,9 @@ class MeasureContext:
     @cached_property
     def margins(self) -> np.ndarray:
         """Per training example: the logit of its (trained) label minus the largest other logit."""
-        logits = logits_of(self.model, self.x_train, self.batch_size).double()
+        logits = self.train_logits if self.train_logits is not None else logits_of(self.model, self.x_train,
+                                                                                     self.batch_size)
+        logits = logits.double()
         true = logits.gather(1, self.y_train[:, None]).squeeze(1)
         others = logits.scatter(1, self.y_train[:, None], -math.inf).max(1).values
         return (true - others).cpu().numpy()

@@ -60,10 +60,12 @@ def initial_state(run_dir: Path) -> dict | None:
     return torch.load(path, map_location="cpu", weights_only=True)["model"] if path.exists() else None
 
 
-def measure_trained(model, device_data, run_dir: Path, summary: dict, config: RunConfig) -> dict:
-    """The trainer's hook: the ``config.measures`` set for a model that just finished; summary fields back."""
+def measure_trained(model, device_data, run_dir: Path, summary: dict, config: RunConfig,
+                    train_logits: torch.Tensor | None = None) -> dict:
+    """The trainer's hook: the ``config.measures`` set for a model that just finished; summary fields back.
+    ``train_logits``: the model's logits on the training set, when the trainer has them at hand."""
     context = measures.MeasureContext(model, device_data.x_train, device_data.y_train, summary,
-                                      initial_state(run_dir), config.eval_batch_size)
+                                      initial_state(run_dir), config.eval_batch_size, train_logits=train_logits)
     return summary_fields(measure_model(context, run_dir, measures.resolve(which=config.measures)))
 
 
