@@ -156,3 +156,7 @@ def test_alexnet_lrn_is_pytorchs_lrn_to_rounding():
     for channels in (1, 3, 10):  # windows wider than the channels
         y = torch.randn(2, channels, 3, 3, dtype=torch.float64)
         torch.testing.assert_close(LocalResponseNorm(**LRN)(y), nn.LocalResponseNorm(**LRN)(y))
+    other_beta = {**LRN, "beta": 0.5}  # the general power, not the beta = 0.75 shortcut
+    torch.testing.assert_close(LocalResponseNorm(**other_beta)(x), nn.LocalResponseNorm(**other_beta)(x))
+    x32 = x.detach().float()
+    torch.testing.assert_close(LocalResponseNorm(**LRN)(x32), nn.LocalResponseNorm(**LRN)(x32), rtol=1e-6, atol=1e-6)

@@ -21,7 +21,8 @@ LRN = dict(size=9, alpha=0.001, beta=0.75, k=1.0)
 class LocalResponseNorm(nn.LocalResponseNorm):
     """PyTorch's LRN, computed with ``size`` shifted adds over the channels instead of ``avg_pool3d``: the
     same function (to float rounding, ~2e-7 relative), 2x faster in training and 3.6x in evaluation on the
-    CPU, where LRN took a third of the small AlexNet's evaluation time."""
+    CPU, where LRN took a third of the small AlexNet's evaluation time. With the paper's beta = 0.75 the
+    power is r·√r, r = window^-1/2 (5x faster than ``pow`` here; 3e-7 relative in float32)."""
 
     def forward(self, x):
         channels = x.shape[1]
@@ -29,7 +30,11 @@ class LocalResponseNorm(nn.LocalResponseNorm):
         window = padded[:, :channels].clone()
         for shift in range(1, self.size):
             window += padded[:, shift:shift + channels]
-        return x / window.mul_(self.alpha / self.size).add_(self.k).pow(self.beta)
+        window = window.mul_(self.alpha / self.size).add_(self.k)
+        if self.beta == 0.75:
+            root = window.rsqrt()
+            return x * root * root.sqrt()
+        return x / window.pow(self.beta)
 
 
 def _pooled(size: int) -> int:
