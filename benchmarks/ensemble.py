@@ -124,6 +124,9 @@ def settings(model_name: str, images: int) -> None:
     default = dict(results)[(os.cpu_count() or 1, 128, False)]
     line = (f"{model_name:<16} best bare step: threads={threads} batch={batch} channels_last={channels_last} "
             f"{speed:8.0f} img/s ({speed / default:.2f}x the default threads={os.cpu_count()} batch=128)")
+    if "mlp" not in model_name:
+        layout = dict(results)[(os.cpu_count() or 1, 128, True)] / default
+        line += f"; channels_last alone at the default threads and batch: {layout:.2f}x"
     try:
         started = time.perf_counter()
         compiled = bare_speed(model_name, shape, os.cpu_count() or 1, 128, False, max(2, images // 128), compiled=True)
