@@ -31,7 +31,7 @@ from rethinkgen.randomize import randomize  # noqa: E402
 from rethinkgen.train import DeviceData, evaluate, save_epoch  # noqa: E402
 
 EVAL_SHARE_LIMIT = 0.25
-SIZES = {"mlp-1x512": 10000, "mlp-3x512": 10000, "alexnet-small": 1024, "inception-small": 256}
+SIZES = {"mlp-1x512": 20000, "mlp-3x512": 20000, "alexnet-small": 2048, "inception-small": 512}
 
 
 def cifar_shaped(n_train: int, seed: int = 0) -> Dataset:

@@ -1,9 +1,11 @@
 """The trainer: fitting, determinism, resume, divergence, the run store."""
 
 import json
+import shutil
 
 import numpy as np
 import pytest
+import torch
 
 from rethinkgen import train as train_module
 from rethinkgen.config import RunConfig
@@ -118,6 +120,38 @@ def test_resume_after_interruption_equals_an_uninterrupted_run(tmp_path, monkeyp
     assert {k: resumed.summary[k] for k in keys} == {k: reference.summary[k] for k in keys}
 
 
+def test_checkpoints_that_carry_their_log_rows_still_resume(tmp_path, monkeypatch):
+    config = tiny(epochs=4)
+    reference = train(config, tmp_path / "reference", progress=False)
+    real_evaluate, calls = train_module.evaluate, []
+
+    def interrupt_in_epoch_3(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real_evaluate(*args, **kwargs)
+
+    monkeypatch.setattr(train_module, "evaluate", interrupt_in_epoch_3)
+    with pytest.raises(KeyboardInterrupt):
+        train(config, tmp_path / "old", progress=False)
+    monkeypatch.setattr(train_module, "evaluate", real_evaluate)
+    path = tmp_path / "old" / config.run_id() / "checkpoint.pt"
+    cut = tmp_path / "cut" / config.run_id()
+    shutil.copytree(path.parent, cut)
+    (cut / "metrics.jsonl").write_text((cut / "metrics.jsonl").read_text().splitlines()[0] + "\n")
+    with pytest.raises(RethinkgenError, match=r"metrics.jsonl has 1 rows but its run's checkpoint.pt covers 2"):
+        train(config, tmp_path / "cut", progress=False)
+    state = torch.load(path, weights_only=False)
+    assert (state["epochs"], "history" in state) == (2, False)  # the checkpoint counts the log rows it covers
+    del state["epochs"], state["logged_steps"]  # as checkpoints were written before: the rows themselves
+    run_dir = path.parent
+    state["history"] = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    state["steps"] = [json.loads(line) for line in (run_dir / "steps.jsonl").read_text().splitlines()]
+    torch.save(state, path)
+    resumed = train(config, tmp_path / "old", progress=False)
+    assert without_timing(resumed.metrics) == without_timing(reference.metrics) and resumed.steps == reference.steps
+
+
 def test_a_finished_run_is_not_trained_again(tmp_path, monkeypatch):
     first = train(tiny(), tmp_path, progress=False)
     monkeypatch.setattr(train_module, "prepare_data", lambda config: pytest.fail("trained again"))
@@ -172,6 +206,27 @@ def test_the_index_is_sqlite_in_wal_mode(tmp_path):
     db = sqlite3.connect(tmp_path / INDEX_NAME)
     assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     assert db.execute("SELECT count(*) FROM runs").fetchone()[0] == 1
+
+
+def test_a_running_runs_progress_is_indexed_at_most_every_few_seconds(tmp_path, monkeypatch):
+    from rethinkgen import results
+    from rethinkgen.results import RunStore
+
+    clock = [100.0]
+    monkeypatch.setattr(results.time, "monotonic", lambda: clock[0])
+    store = RunStore(tmp_path)
+
+    def indexed():
+        return {row["run_id"]: (row["status"], row["summary"]["epochs_completed"]) for row in store.rows()}
+
+    store.register("a", {}, {"status": "running", "epochs_completed": 1})
+    store.register("a", {}, {"status": "running", "epochs_completed": 2})  # 0 s later: skipped
+    assert indexed() == {"a": ("running", 1)}
+    clock[0] += results.RUNNING_INDEX_INTERVAL_S
+    store.register("a", {}, {"status": "running", "epochs_completed": 3})
+    assert indexed() == {"a": ("running", 3)}
+    store.register("a", {}, {"status": "complete", "epochs_completed": 4})  # a final status is always written
+    assert indexed() == {"a": ("complete", 4)}
 
 
 @pytest.mark.parametrize("model", ["alexnet-small", "inception-small", "inception-small-nobn", "mlp-3x512"])

@@ -20,6 +20,7 @@ import contextlib
 import dataclasses
 import fcntl
 import hashlib
+import itertools
 import json
 import math
 import os
@@ -320,20 +321,40 @@ def initial_model(config: RunConfig, device_data, run_dir: Path, device, save: b
 
 
 def load_checkpoint(run_dir: Path) -> dict | None:
-    """The last epoch's checkpoint (on the CPU), with the logs rewritten to match it: the logs are appended
-    to each epoch, so rows written after the checkpoint are dropped."""
+    """The last epoch's checkpoint (on the CPU), with its ``history`` and ``steps`` (the log rows it covers)
+    and the logs rewritten to match it: the logs are appended to each epoch, so rows written after the
+    checkpoint are dropped."""
     path = run_dir / "checkpoint.pt"
     state = torch.load(path, map_location="cpu", weights_only=False) if path.exists() else None
+    if state and "history" not in state:  # it counts the rows (older checkpoints carry them)
+        state["history"] = _logged_rows(run_dir / "metrics.jsonl", state.pop("epochs"))
+        state["steps"] = _logged_rows(run_dir / "steps.jsonl", state.pop("logged_steps"))
     write_jsonl(run_dir / "metrics.jsonl", state["history"] if state else [])
     write_jsonl(run_dir / "steps.jsonl", state["steps"] if state else [])
     return state
 
 
+def _logged_rows(path: Path, count: int) -> list[dict]:
+    """The first ``count`` rows of a log, all written before the checkpoint that counts them."""
+    rows = []
+    with contextlib.suppress(FileNotFoundError), open(path) as handle:
+        for line in itertools.islice(handle, count):
+            rows.append(json.loads(line))
+    if len(rows) < count:
+        raise RethinkgenError(f"{path} has {len(rows)} rows but its run's checkpoint.pt covers {count}; the log was "
+                              f"cut short: remove {path.parent} to train the run again")
+    return rows
+
+
 def save_epoch(run_dir: Path, history: list[dict], step_log: list[dict], logged_steps: int, state: dict) -> int:
-    """Append the epoch's rows to the logs and checkpoint; return how many step rows are now logged."""
+    """Append the epoch's rows to the logs, then checkpoint; return how many step rows are now logged.
+
+    The checkpoint counts the log rows it covers rather than carrying them (``torch.save`` pickling the
+    whole history every epoch took half of a tiny 600-epoch run's time), so a resumed run keeps exactly
+    those rows and drops any written after it."""
     append_jsonl(run_dir / "metrics.jsonl", history[-1:])
     append_jsonl(run_dir / "steps.jsonl", step_log[logged_steps:])
-    _save_checkpoint(run_dir / "checkpoint.pt", {**state, "history": history, "steps": step_log})
+    _save_checkpoint(run_dir / "checkpoint.pt", {**state, "epochs": len(history), "logged_steps": len(step_log)})
     return len(step_log)
 
 
