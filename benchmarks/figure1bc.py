@@ -3,13 +3,15 @@
 ``rethinkgen sweep --preset figure1bc --scale tiny --models mlp-1x512`` (11 noise levels, 256 digits, stop at
 fit) run through the command line into a fresh runs folder: one run after another (as before ensembles
 existed), ``--ensemble auto``, ``--workers 2``, and both. Each way's wall time includes starting Python,
-and the script checks that every way reached the same steps to fit at every noise level.
+and the script lists the noise levels where a way's steps to fit differ from one after another (in
+float32 a batched sum can tip a run's fit by an epoch).
 
 Run: ``python benchmarks/figure1bc.py`` (about 5 minutes on 2 CPU cores).
 """
 
 from __future__ import annotations
 
+import math
 import subprocess
 import sys
 import tempfile
@@ -48,11 +50,12 @@ def main() -> None:
             seconds = results[name][0]
             print(f"{name:<30} {seconds:7.1f} s  ({results['one after another'][0] / seconds:.2f}x faster than "
                   f"one after another)", flush=True)
-    steps = {name: fit for name, (_, fit) in results.items()}
-    reference = steps["one after another"]
-    same = all(fit == reference for fit in steps.values())
-    print("steps to fit by noise level:", {round(k, 1): v for k, v in sorted(reference.items())})
-    print("same steps to fit every way:", "yes" if same else f"NO: {steps}")
+    reference = results["one after another"][1]
+    print("steps to fit by noise level (one after another):", {round(k, 1): v for k, v in sorted(reference.items())})
+    for name, (_, fit) in results.items():  # float32: a batched sum may tip a run's fit by an epoch
+        differ = {round(k, 1): (reference[k], fit[k]) for k in sorted(reference)
+                  if not (reference[k] == fit[k] or (math.isnan(reference[k]) and math.isnan(fit[k])))}
+        print(f"  {name:<30} differs at: {differ or 'none'}")
 
 
 if __name__ == "__main__":
