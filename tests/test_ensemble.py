@@ -85,6 +85,13 @@ def test_batchnorm_model_with_augmentation_matches_runs_trained_alone(tmp_path, 
     compare(tmp_path, configs, tolerance=1e-7)
 
 
+def test_alexnet_with_its_own_lrn_and_max_pool_matches_runs_trained_alone(tmp_path, float64):
+    # alone, its max-pool takes a channels_last detour on the CPU; under vmap it is PyTorch's own
+    configs = [tiny(model="alexnet-small", subset=48, test_subset=24, epochs=2, batch_size=16, augment=["crop", "flip"],
+                    label_noise=p, seed=s) for p, s in ((0.0, 0), (1.0, 1))]
+    compare(tmp_path, configs, tolerance=1e-7)
+
+
 def test_float32_ensemble_stays_close_to_runs_trained_alone(tmp_path):
     configs = [tiny(), tiny(label_noise=1.0)]
     solo = [train(config, tmp_path / "solo", progress=False) for config in configs]

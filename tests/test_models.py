@@ -140,6 +140,26 @@ def test_inception_without_batch_norm_starts_from_he_initialization():
         assert torch.count_nonzero(conv.bias) == 0
 
 
+def test_alexnet_max_pool_equals_pytorchs_bit_for_bit():
+    import torch
+    import torch.nn.functional as F
+    from torch import nn
+
+    from rethinkgen.models.alexnet import MaxPool2d
+
+    torch.manual_seed(0)
+    for shape in [(4, 8, 28, 28), (3, 5, 13, 13), (2, 3, 7, 9)]:
+        x = torch.relu(torch.randn(*shape)).requires_grad_()  # ReLU first, as in the model: many ties at 0
+        ours, theirs = MaxPool2d(3, stride=2, padding=1)(x), nn.MaxPool2d(3, stride=2, padding=1)(x)
+        assert torch.equal(ours, theirs) and ours.is_contiguous()
+        grad = torch.randn_like(ours)
+        assert torch.equal(torch.autograd.grad(ours, x, grad)[0], torch.autograd.grad(theirs, x, grad)[0])
+        last = x.detach().contiguous(memory_format=torch.channels_last)  # PyTorch's own path
+        assert torch.equal(MaxPool2d(3, stride=2, padding=1)(last), F.max_pool2d(last, 3, 2, 1))
+    with torch.no_grad():
+        assert torch.equal(MaxPool2d(3, 2, 1, ceil_mode=True)(x), F.max_pool2d(x, 3, 2, 1, ceil_mode=True))
+
+
 def test_alexnet_lrn_is_pytorchs_lrn_to_rounding():
     import torch
     from torch import nn

@@ -8,6 +8,7 @@ beta 0.75). PyTorch's LocalResponseNorm divides alpha by the window size, so alp
 
 from __future__ import annotations
 
+import torch
 import torch.nn.functional as F
 from torch import nn
 
@@ -37,6 +38,47 @@ class LocalResponseNorm(nn.LocalResponseNorm):
         return x / window.pow(self.beta)
 
 
+class _MaxPoolViaChannelsLast(torch.autograd.Function):
+    """3x3 max-pool of a contiguous CPU tensor computed on a channels_last copy, backward in the original
+    layout from the same indices: the same values and gradients, bit for bit."""
+
+    @staticmethod
+    def forward(ctx, x, kernel, stride, padding):
+        out, indices = torch.ops.aten.max_pool2d_with_indices(x.contiguous(memory_format=torch.channels_last),
+                                                              kernel, stride, padding)
+        ctx.save_for_backward(x, indices.contiguous())
+        ctx.settings = (kernel, stride, padding)
+        return out.contiguous()
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, indices = ctx.saved_tensors
+        kernel, stride, padding = ctx.settings
+        return torch.ops.aten.max_pool2d_with_indices_backward(grad.contiguous(), x, kernel, stride, padding,
+                                                               [1, 1], False, indices), None, None, None
+
+
+class MaxPool2d(nn.MaxPool2d):
+    """PyTorch's max-pool. On the CPU PyTorch's kernel for contiguous (NCHW) tensors is several times slower
+    than its channels_last one (35 ms against 12 ms for 128 x 64 x 28 x 28, copies included), so a
+    contiguous CPU input is pooled through a channels_last copy: 1.8x faster forward and backward, 10% of
+    a training step of the small AlexNet. Under ``torch.func`` transforms (the ensemble's ``vmap``) it is
+    PyTorch's own."""
+
+    def forward(self, x):
+        if (x.device.type != "cpu" or x.dim() != 4 or not x.is_contiguous() or _transformed(x)
+                or self.dilation not in (1, (1, 1)) or self.ceil_mode or self.return_indices):
+            return super().forward(x)
+        pair = lambda v: [v, v] if isinstance(v, int) else list(v)  # noqa: E731
+        return _MaxPoolViaChannelsLast.apply(x, pair(self.kernel_size), pair(self.stride), pair(self.padding))
+
+
+def _transformed(x) -> bool:
+    """Whether ``x`` is wrapped by a ``torch.func`` transform (vmap, grad), where a plain autograd.Function
+    cannot run."""
+    return torch._C._functorch.is_functorch_wrapped_tensor(x)
+
+
 def _pooled(size: int) -> int:
     """Spatial size after a 3x3, stride-2 max-pool with padding 1 ('same')."""
     return (size - 1) // 2 + 1
@@ -48,7 +90,7 @@ def alexnet_small(input_shape, num_classes: int, dropout: float = 0.0) -> nn.Seq
     flat = CHANNELS * _pooled(_pooled(height)) * _pooled(_pooled(width))
     block = lambda c_in: [  # noqa: E731
         nn.Conv2d(c_in, CHANNELS, 5, padding=2), nn.ReLU(inplace=True),
-        nn.MaxPool2d(3, stride=2, padding=1), LocalResponseNorm(**LRN)]
+        MaxPool2d(3, stride=2, padding=1), LocalResponseNorm(**LRN)]
     head_dropout = [nn.Dropout(dropout)] if dropout else []
     return nn.Sequential(
         *block(channels), *block(CHANNELS), nn.Flatten(),
