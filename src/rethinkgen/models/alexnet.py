@@ -73,6 +73,18 @@ class MaxPool2d(nn.MaxPool2d):
         return _MaxPoolViaChannelsLast.apply(x, pair(self.kernel_size), pair(self.stride), pair(self.padding))
 
 
+class Conv2d(nn.Conv2d):
+    """PyTorch's conv. On the CPU the 64-channel conv runs on a contiguous input: evaluation feeds the
+    network channels_last images, which suit the first conv (3 input channels; 3x faster than contiguous
+    here), but oneDNN ran the second one 1.3x faster contiguous (32 ms against 42 ms for 128 images).
+    Training inputs are contiguous already; only the order of floating-point work changes."""
+
+    def forward(self, x):
+        if x.device.type == "cpu" and self.in_channels >= CHANNELS:
+            x = x.contiguous()
+        return super().forward(x)
+
+
 def _transformed(x) -> bool:
     """Whether ``x`` is wrapped by a ``torch.func`` transform (vmap, grad), where a plain autograd.Function
     cannot run."""
@@ -89,7 +101,7 @@ def alexnet_small(input_shape, num_classes: int, dropout: float = 0.0) -> nn.Seq
     channels, height, width = input_shape
     flat = CHANNELS * _pooled(_pooled(height)) * _pooled(_pooled(width))
     block = lambda c_in: [  # noqa: E731
-        nn.Conv2d(c_in, CHANNELS, 5, padding=2), nn.ReLU(inplace=True),
+        Conv2d(c_in, CHANNELS, 5, padding=2), nn.ReLU(inplace=True),
         MaxPool2d(3, stride=2, padding=1), LocalResponseNorm(**LRN)]
     head_dropout = [nn.Dropout(dropout)] if dropout else []
     return nn.Sequential(
