@@ -19,3 +19,15 @@ FAILING_MODEL_SOURCE = textwrap.dedent("""
     def build(input_shape, num_classes):
         return TrainsBadly(input_shape, num_classes)
 """)
+
+
+def interrupting_evaluate(real_evaluate, at_call: int):
+    """train.evaluate that stops training as Ctrl-C would at its ``at_call``-th call (during that epoch)."""
+    calls = []
+
+    def evaluate(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == at_call:
+            raise KeyboardInterrupt
+        return real_evaluate(*args, **kwargs)
+    return evaluate

@@ -8,6 +8,8 @@ import numpy as np
 import pytest
 import torch
 
+from helpers import interrupting_evaluate
+
 from rethinkgen import data, models
 from rethinkgen.cli import main
 from rethinkgen.config import RunConfig
@@ -314,15 +316,8 @@ def test_workers_do_not_change_a_run_and_a_streamed_run_resumes_exactly(folder, 
     assert reference.run_id == two.run_id  # workers are not part of what a run is
     assert without_timing(reference.metrics) == without_timing(two.metrics) and reference.steps == two.steps
 
-    real_evaluate, calls = train_module.evaluate, []
-
-    def interrupt_in_epoch_3(*args, **kwargs):
-        calls.append(1)
-        if len(calls) == 3:
-            raise KeyboardInterrupt
-        return real_evaluate(*args, **kwargs)
-
-    monkeypatch.setattr(train_module, "evaluate", interrupt_in_epoch_3)
+    real_evaluate = train_module.evaluate
+    monkeypatch.setattr(train_module, "evaluate", interrupting_evaluate(real_evaluate, at_call=3))
     with pytest.raises(KeyboardInterrupt):
         train(RunConfig(**base, workers=2), tmp_path / "resumed", progress=False)
     monkeypatch.setattr(train_module, "evaluate", real_evaluate)

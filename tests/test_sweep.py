@@ -6,7 +6,7 @@ import textwrap
 
 import pytest
 
-from helpers import FAILING_MODEL_SOURCE
+from helpers import FAILING_MODEL_SOURCE, interrupting_evaluate
 from rethinkgen import presets
 from rethinkgen import train as train_module
 from rethinkgen.cli import main
@@ -69,15 +69,8 @@ def test_spec_file_and_cli(tmp_path, capsys):
 def test_rerun_skips_finished_runs_and_resumes_interrupted_ones(tmp_path, monkeypatch):
     sweep = expand(spec(axes={"label_noise": [0.0, 1.0]}, base={**TINY_BASE, "epochs": 3}))
     first = sweep.runs[1].config
-    real_evaluate, calls = train_module.evaluate, []
-
-    def interrupt_second_epoch(*args, **kwargs):
-        calls.append(1)
-        if len(calls) == 2:
-            raise KeyboardInterrupt
-        return real_evaluate(*args, **kwargs)
-
-    monkeypatch.setattr(train_module, "evaluate", interrupt_second_epoch)
+    real_evaluate = train_module.evaluate
+    monkeypatch.setattr(train_module, "evaluate", interrupting_evaluate(real_evaluate, at_call=2))
     with pytest.raises(KeyboardInterrupt):
         train_module.train(first, tmp_path, progress=False)
     monkeypatch.setattr(train_module, "evaluate", real_evaluate)

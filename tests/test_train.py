@@ -7,6 +7,8 @@ import numpy as np
 import pytest
 import torch
 
+from helpers import interrupting_evaluate
+
 from rethinkgen import train as train_module
 from rethinkgen.config import RunConfig
 from rethinkgen.errors import RethinkgenError
@@ -94,15 +96,8 @@ def test_resume_after_interruption_equals_an_uninterrupted_run(tmp_path, monkeyp
     config = tiny(label_noise=0.5, epochs=6, augment=("flip",), dropout=0.1)
     reference = train(config, tmp_path / "reference", progress=False)
 
-    real_evaluate, calls = train_module.evaluate, []
-
-    def interrupt_in_epoch_4(*args, **kwargs):
-        calls.append(1)
-        if len(calls) == 4:
-            raise KeyboardInterrupt
-        return real_evaluate(*args, **kwargs)
-
-    monkeypatch.setattr(train_module, "evaluate", interrupt_in_epoch_4)
+    real_evaluate = train_module.evaluate
+    monkeypatch.setattr(train_module, "evaluate", interrupting_evaluate(real_evaluate, at_call=4))
     with pytest.raises(KeyboardInterrupt):
         train(config, tmp_path / "resumed", progress=False)
     run_dir = tmp_path / "resumed" / config.run_id()
@@ -123,15 +118,8 @@ def test_resume_after_interruption_equals_an_uninterrupted_run(tmp_path, monkeyp
 def test_checkpoints_that_carry_their_log_rows_still_resume(tmp_path, monkeypatch):
     config = tiny(epochs=4)
     reference = train(config, tmp_path / "reference", progress=False)
-    real_evaluate, calls = train_module.evaluate, []
-
-    def interrupt_in_epoch_3(*args, **kwargs):
-        calls.append(1)
-        if len(calls) == 3:
-            raise KeyboardInterrupt
-        return real_evaluate(*args, **kwargs)
-
-    monkeypatch.setattr(train_module, "evaluate", interrupt_in_epoch_3)
+    real_evaluate = train_module.evaluate
+    monkeypatch.setattr(train_module, "evaluate", interrupting_evaluate(real_evaluate, at_call=3))
     with pytest.raises(KeyboardInterrupt):
         train(config, tmp_path / "old", progress=False)
     monkeypatch.setattr(train_module, "evaluate", real_evaluate)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.modules.utils import _pair
 
 from rethinkgen.models import register_model
 
@@ -69,8 +70,7 @@ class MaxPool2d(nn.MaxPool2d):
         if (x.device.type != "cpu" or x.dim() != 4 or not x.is_contiguous() or _transformed(x)
                 or self.dilation not in (1, (1, 1)) or self.ceil_mode or self.return_indices):
             return super().forward(x)
-        pair = lambda v: [v, v] if isinstance(v, int) else list(v)  # noqa: E731
-        return _MaxPoolViaChannelsLast.apply(x, pair(self.kernel_size), pair(self.stride), pair(self.padding))
+        return _MaxPoolViaChannelsLast.apply(x, _pair(self.kernel_size), _pair(self.stride), _pair(self.padding))
 
 
 class Conv2d(nn.Conv2d):
