@@ -2,8 +2,8 @@
 
 A page that holds the line ``<!-- config-table -->`` gets, in its place, one table per group of settings
 (the groups are the comment lines of the ``RunConfig`` class body) with each field's key, flag, type,
-default, allowed values (``metadata['choices']``), whether it is part of the run id, and its help text
-(``metadata['help']``). Nothing is written by hand, so the page cannot drift from the code.
+default, whether it is part of the run id, and its help text (``metadata['help']``) followed by its
+allowed values (``metadata['choices']``) where the field declares them. Nothing is written by hand, so the page cannot drift from the code.
 
 Importing ``rethinkgen.config`` imports torch (through the model registry), so building the docs needs
 the package's dependencies installed, as the ``docs`` extra does.
@@ -74,7 +74,6 @@ def config_table() -> str:
     sections: dict[str, list[str]] = {}
     for f in dataclasses.fields(cls):
         meta = f.metadata
-        choices = ", ".join(f"`{c}`" for c in meta["choices"]) if "choices" in meta else ""
         if f.name in config.NOT_HASHED:
             in_id = "no"
         elif not meta.get("hashed_at_default", True):
@@ -82,14 +81,15 @@ def config_table() -> str:
             in_id = "when set" if neutral is None else "when not " + _default(neutral)
         else:
             in_id = "yes"
-        row = (f"| `{f.name}` | `--{f.name.replace('_', '-')}` | {_type_name(hints[f.name])} | {_default(f.default)} "
-               f"| {choices} | {in_id} | {_cell(meta['help'])} |")
+        allowed = (" Allowed: " + ", ".join(f"`{c}`" for c in meta["choices"]) + ".") if "choices" in meta else ""
+        row = (f"| `{f.name}`<br>`--{f.name.replace('_', '-')}` | {_type_name(hints[f.name])} | {_default(f.default)} "
+               f"| {in_id} | {_cell(meta['help'])}.{allowed} |")
         sections.setdefault(groups.get(f.name, "other"), []).append(row)
     parts = []
     for group, rows in sections.items():
         parts += [f"### {group[:1].upper()}{group[1:]}", "",
-                  "| key | flag | type | default | allowed | in the run id | what it means |",
-                  "|---|---|---|---|---|---|---|", *rows, ""]
+                  "| key and flag | type | default | in the run id | what it means |",
+                  "|---|---|---|---|---|", *rows, ""]
     return "\n".join(parts)
 
 
