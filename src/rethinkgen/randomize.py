@@ -15,7 +15,7 @@ Choices where the paper is silent (see README, "Choices"):
 
 A streamed source (``imagefolder``, too large to hold in memory) gets the same label noise and the same
 permutation, drawn the same way over its file list; its random pixels and Gaussian images are drawn
-per image from (seed, split, index) as each image is decoded (:class:`PixelRandomization`), so an image is
+per image from (seed, split, index) as each image is decoded (``PixelRandomization``), so an image is
 identical in every epoch and whichever worker decodes it. Its Gaussian mean and standard deviation are
 estimated from a sample of at most ``MOMENT_SAMPLE`` training images.
 """

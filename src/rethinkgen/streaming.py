@@ -3,7 +3,7 @@
 ImageNet does not fit on a device, so its images are decoded by a DataLoader's worker processes (Pillow,
 resize, the per-image input randomization) and arrive as uint8 batches; augmentation and
 standardization then run batched on the training device, exactly as for a device-resident dataset.
-:class:`StreamedData` offers the trainer the same ``batches`` and ``evaluate`` as ``DeviceData``.
+``StreamedData`` offers the trainer the same ``batches`` and ``evaluate`` as ``DeviceData``.
 
 The data order and the augmentation come from the trainer's seeded generator, and each image's
 randomization from (seed, split, index), so the number of workers never changes a result.

@@ -1,5 +1,5 @@
-"""Data sources: ``load(name, **options)`` returns a :class:`Dataset` held in memory as uint8 arrays, or,
-for ``imagefolder``, :class:`ImageFiles`: file names and labels, whose images are streamed while training."""
+"""Data sources: ``load(name, **options)`` returns a ``Dataset`` held in memory as uint8 arrays, or,
+for ``imagefolder``, ``ImageFiles``: file names and labels, whose images are streamed while training."""
 
 from __future__ import annotations
 

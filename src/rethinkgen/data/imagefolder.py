@@ -1,7 +1,7 @@
 """ImageNet-style folders of images: listed once, decoded one image at a time while training.
 
 ImageNet does not fit in memory as uint8 (1.28 million images of 3x299x299 are 340 GB), so this source
-returns :class:`ImageFiles` (file names and labels) instead of a :class:`Dataset`, and the trainer
+returns ``ImageFiles`` (file names and labels) instead of a ``Dataset``, and the trainer
 streams its images through a DataLoader with worker processes (``rethinkgen.streaming``).
 
 Layouts accepted (``root`` is ``--data-dir``, or ``$RETHINKGEN_DATA/imagenet``):

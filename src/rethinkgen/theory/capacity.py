@@ -3,12 +3,12 @@
 Rademacher complexity. On a sample x_1..x_n, R_n(H) = E_sigma[sup_{h in H} (1/n) sum_i sigma_i h(x_i)]
 with sigma_i uniform on {-1, +1}. The paper's point is that the randomization test is exactly this
 experiment: the sup is approximated by *training* on the random signs, and a class that fits any
-random labelling has R_n close to its trivial bound 1, so the bound says nothing. :func:`rademacher`
+random labelling has R_n close to its trivial bound 1, so the bound says nothing. ``rademacher``
 draws the signs, calls a fitter (a training procedure standing in for the sup) and averages the
 correlation of the fitted signs with sigma.
 
 Uniform stability. An algorithm is stable when replacing one training example changes its loss on any
-point by little. The paper gives no experiment; :func:`stability_probe` measures it directly: two copies
+point by little. The paper gives no experiment; ``stability_probe`` measures it directly: two copies
 of a network, same init and same data order, trained on sets that differ in one example, and how far
 their test losses, predictions and weights drift apart epoch by epoch.
 

@@ -330,7 +330,7 @@ def random_conv_features(images: np.ndarray, n_filters: int = RANDOM_FILTERS, pa
     """Random conv-net features ``[N, n_filters * 2 * pool_grid**2]``.
 
     Filters are drawn from ``train_images`` (default: ``images`` themselves). To featurize a train and a
-    test split with the same filters, pass the train split here, or use :class:`RandomConvFeatures`.
+    test split with the same filters, pass the train split here, or use ``RandomConvFeatures``.
     """
     features = RandomConvFeatures(n_filters, patch_size, pool_grid, seed, alpha, chunk_size)
     return features.fit(images if train_images is None else train_images).transform(images)
