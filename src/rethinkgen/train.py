@@ -17,7 +17,6 @@ speedups.py; data-parallel training of one run by several processes (torchrun) i
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import fcntl
 import hashlib
 import itertools
@@ -31,21 +30,19 @@ from pathlib import Path
 from typing import Callable
 
 import torch
-import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from rethinkgen import data, distributed, models
 from rethinkgen.augment import AugmentSettings, training_input
 from rethinkgen.config import RunConfig
+from rethinkgen.engine.evaluate import metrics_from_logits, predict
 from rethinkgen.errors import RethinkgenError
 from rethinkgen.preprocess import crop_size_for, preprocess
 from rethinkgen.randomize import RandomizationRecord, randomize
 from rethinkgen.results import RunStore, StoredRun, append_jsonl, write_json, write_jsonl
-from rethinkgen.speedups import Speedups, device_type, has_convolutions
+from rethinkgen.speedups import Speedups, device_type
 
 FINISHED = ("complete", "diverged")  # statuses a re-run leaves alone
-CPU_CONV_EVAL_CHUNK = 128  # see evaluation_plan
-TOP5 = 5  # top-5 accuracy is recorded when there are more classes than this (Table 2 reports it)
 
 
 @dataclass
@@ -128,33 +125,6 @@ class DeviceData:
         return metrics_from_logits(train_logits, predict(model, self.x_test, batch_size, speedups), self)
 
 
-def metrics_from_logits(logits: torch.Tensor, test_logits: torch.Tensor, device_data: DeviceData) -> dict:
-    result = {
-        "train_loss": F.cross_entropy(logits, device_data.y_train).item(),
-        "train_accuracy": (logits.argmax(1) == device_data.y_train).float().mean().item(),
-        "test_loss": F.cross_entropy(test_logits, device_data.y_test).item(),
-        "test_accuracy": (test_logits.argmax(1) == device_data.y_test).float().mean().item(),
-        "train_top5_accuracy": fraction(top5_correct(logits, device_data.y_train), len(device_data.y_train)),
-        "test_top5_accuracy": fraction(top5_correct(test_logits, device_data.y_test), len(device_data.y_test)),
-        "changed_original_accuracy": None,
-    }
-    if len(device_data.changed):
-        guesses = logits[device_data.changed].argmax(1)
-        result["changed_original_accuracy"] = (guesses == device_data.y_changed_original).float().mean().item()
-    return result
-
-
-def top5_correct(logits: torch.Tensor, labels: torch.Tensor) -> int | None:
-    """How many labels are among the 5 largest logits; None with 5 classes or fewer (always all of them)."""
-    if logits.shape[1] <= TOP5:
-        return None
-    return (logits.topk(TOP5, dim=1).indices == labels[:, None]).any(1).sum().item()
-
-
-def fraction(count: int | None, total: int) -> float | None:
-    return None if count is None or not total else count / total
-
-
 def training_data(clean, randomized, record: RandomizationRecord, config: RunConfig, device):
     """The dataset on the device, or, for an image folder, streamed from disk."""
     if isinstance(randomized, data.ImageFiles):
@@ -162,24 +132,6 @@ def training_data(clean, randomized, record: RandomizationRecord, config: RunCon
 
         return StreamedData(clean, randomized, record, config, device)
     return DeviceData(clean, randomized, record, config, device)
-
-
-def evaluation_plan(model, x: torch.Tensor, batch_size: int, speedups: Speedups) -> tuple[int, Speedups]:
-    """How to evaluate: conv nets on the CPU go faster in chunks of at most CPU_CONV_EVAL_CHUNK images with
-    channels_last inputs (1.3-1.5x for alexnet-small and inception-small in benchmarks/profile_epoch.py);
-    both change only the order of floating-point work, never which images are evaluated."""
-    if x.device.type == "cpu" and x.dim() == 4 and has_convolutions(model):
-        return min(batch_size, CPU_CONV_EVAL_CHUNK), dataclasses.replace(speedups, channels_last=True)
-    return batch_size, speedups
-
-
-@torch.no_grad()
-def predict(model, x: torch.Tensor, batch_size: int, speedups: Speedups = Speedups()) -> torch.Tensor:
-    model.eval()
-    batch_size, speedups = evaluation_plan(model, x, batch_size, speedups)
-    with speedups.autocast(x.device):
-        return torch.cat([speedups.full_precision(model(speedups.inputs(x[i:i + batch_size])))
-                          for i in range(0, len(x), batch_size)])
 
 
 def evaluate(model, device_data, batch_size: int, speedups: Speedups = Speedups()) -> dict:
