@@ -32,10 +32,12 @@ from rethinkgen.config import RunConfig
 from rethinkgen.errors import RethinkgenError
 from rethinkgen.results import RunStore, append_jsonl
 from rethinkgen.speedups import Speedups
+from rethinkgen.engine.data import DeviceData, resolve_device
 from rethinkgen.engine.evaluate import evaluation_plan, metrics_from_logits
-from rethinkgen.train import (FINISHED, DeviceData, RunBusy, RunResult, epoch_seed, initial_model, load_checkpoint,
-                              measure_completed, open_run_dir, prepare_data, resolve_device, run_lock, save_epoch,
-                              summary_base, write_summary)
+from rethinkgen.engine.seeds import epoch_seed
+from rethinkgen.engine.summary import measure_completed, summary_base, write_summary
+from rethinkgen.train import (FINISHED, RunBusy, RunResult, initial_model, load_checkpoint, open_run_dir,
+                              prepare_data, run_lock, save_epoch)
 
 # settings in which the copies of one ensemble may differ
 GROUP_FREE = ("seed", "randomization_seed", "init_seed", "order_seed", "label_noise", "inputs",

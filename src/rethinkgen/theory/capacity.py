@@ -31,9 +31,9 @@ import torch.nn.functional as F
 from rethinkgen import models
 from rethinkgen.data.dataset import Dataset
 from rethinkgen.engine.evaluate import predict
+from rethinkgen.engine.seeds import epoch_order, epoch_seed
 from rethinkgen.errors import RethinkgenError, choice_error
 from rethinkgen.preprocess import crop_size_for, preprocess
-from rethinkgen.train import epoch_seed
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -145,8 +145,7 @@ def _train_epoch(model, optimizer, x: torch.Tensor, y: torch.Tensor, order: torc
 
 def _order(n: int, seed: int, epoch: int) -> torch.Tensor:
     """The epoch's data order, from (seed, epoch) alone, as the trainer draws it."""
-    generator = torch.Generator().manual_seed(epoch_seed(seed, epoch, "order"))
-    return torch.randperm(n, generator=generator)
+    return epoch_order(seed, epoch, n)[1]
 
 
 def _new_model(model: str, input_shape, num_classes: int, seed: int):
