@@ -1,4 +1,4 @@
-"""The engine: one evaluation for every caller, and the epoch hook of the one loop that trains runs."""
+"""The engine: one evaluation for every caller, the epoch hook of the one training loop, provenance."""
 
 import json
 
@@ -6,8 +6,11 @@ import pytest
 import torch
 from torch import nn
 
+from helpers import interrupt_after
+
 from rethinkgen.config import RunConfig
 from rethinkgen.engine.evaluate import CPU_CONV_EVAL_CHUNK, evaluation_plan, metrics_from_logits, predict
+from rethinkgen.engine.provenance import provenance
 from rethinkgen.engine.seeds import epoch_order
 from rethinkgen.ensemble import train_ensemble
 from rethinkgen.speedups import Speedups
@@ -99,3 +102,53 @@ def test_a_hook_that_fails_fails_the_run(tmp_path):
         train(tiny(), tmp_path, progress=False, on_epoch_end=broken)
     failed = json.loads((tmp_path / tiny().run_id() / "summary.json").read_text())
     assert failed["status"] == "failed" and "hook broke" in failed["message"] and failed["epochs_completed"] == 1
+
+
+def test_every_run_records_its_provenance_and_schema_version(tmp_path):
+    import platform
+
+    import rethinkgen
+
+    result = train(tiny(epochs=1), tmp_path, progress=False)
+    s = result.summary
+    assert s["schema_version"] == 2
+    assert (s["rethinkgen_version"], s["torch_version"]) == (rethinkgen.__version__, torch.__version__)
+    assert s["python_version"] == platform.python_version()
+    assert s["torch_threads"] == torch.get_num_threads() >= 1
+    assert s["device"] == "cpu" and isinstance(s["device_name"], str) and s["device_name"]
+    assert json.loads((result.run_dir / "summary.json").read_text())["device_name"] == s["device_name"]
+    checkpoint = torch.load(result.run_dir / "checkpoint.pt", weights_only=True)
+    assert checkpoint["schema_version"] == 2 and type(checkpoint["schema_version"]) is int
+    batched = train_ensemble([tiny(epochs=1, label_noise=0.5)], tmp_path, progress=False)[0].summary
+    assert {k: batched[k] for k in provenance(torch.device("cpu"))} == provenance(torch.device("cpu"))
+
+
+def test_the_cpu_name_falls_back_to_platform_where_there_is_no_cpuinfo(tmp_path, monkeypatch):
+    import platform
+
+    from rethinkgen.engine import provenance as module
+
+    monkeypatch.setattr(module, "CPUINFO", tmp_path / "missing")
+    assert module.device_name(torch.device("cpu")) == (platform.processor() or platform.machine() or "unknown")
+    (tmp_path / "cpuinfo").write_text("processor\t: 0\nmodel name\t: Example CPU 9000\n")
+    monkeypatch.setattr(module, "CPUINFO", tmp_path / "cpuinfo")
+    assert module.device_name(torch.device("cpu")) == "Example CPU 9000"
+
+
+def test_a_schema_1_run_without_provenance_resumes_and_gains_it(tmp_path):
+    config = tiny(epochs=3)
+    reference = train(config, tmp_path / "reference", progress=False)
+    with pytest.raises(KeyboardInterrupt):
+        train(config, tmp_path / "old", progress=False, on_epoch_end=interrupt_after(2))
+    run_dir = tmp_path / "old" / config.run_id()
+    state = torch.load(run_dir / "checkpoint.pt", weights_only=True)
+    del state["schema_version"]  # as the runs written before provenance existed
+    torch.save(state, run_dir / "checkpoint.pt")
+    summary = json.loads((run_dir / "summary.json").read_text())
+    old = {k: v for k, v in summary.items() if k not in provenance(torch.device("cpu"))}
+    (run_dir / "summary.json").write_text(json.dumps(old))
+    resumed = train(config, tmp_path / "old", progress=False)
+    assert resumed.summary["status"] == "complete" and resumed.summary["schema_version"] == 2
+    timing = {"train_seconds", "wall_seconds", "images_per_second"}
+    assert [{k: v for k, v in row.items() if k not in timing} for row in resumed.metrics] == \
+        [{k: v for k, v in row.items() if k not in timing} for row in reference.metrics]

@@ -14,6 +14,7 @@ from typing import Callable
 import torch
 
 from rethinkgen.config import RunConfig
+from rethinkgen.engine.provenance import SCHEMA_VERSION
 from rethinkgen.engine.seeds import epoch_order
 from rethinkgen.engine.summary import measure_completed, write_summary
 from rethinkgen.results import RunStore, append_jsonl
@@ -114,7 +115,7 @@ class RunState:
                              "wall_seconds": self.wall_seconds})
         if self.write:
             self.save_epoch(self.run_dir, self.history, self.step_log, self.logged_steps,
-                            {**checkpoint(), "step": self.step})
+                            {**checkpoint(), "step": self.step, "schema_version": SCHEMA_VERSION})
         self.logged_steps = len(self.step_log)
         self.finish("running")
         if metrics["train_accuracy"] >= self.config.fit_threshold and self.config.stop_at_fit:

@@ -7,6 +7,7 @@ from pathlib import Path
 from rethinkgen import models
 from rethinkgen.config import RunConfig
 from rethinkgen.engine.data import DeviceData
+from rethinkgen.engine.provenance import provenance
 from rethinkgen.randomize import RandomizationRecord
 from rethinkgen.results import RunStore, write_json
 from rethinkgen.speedups import Speedups
@@ -14,7 +15,7 @@ from rethinkgen.speedups import Speedups
 
 def summary_base(run_id: str, device, model, data, record: RandomizationRecord, speedups: Speedups,
                  world_size: int = 1) -> dict:
-    """The summary keys fixed for the whole run.
+    """The summary keys fixed for the whole run, its provenance included (``engine.provenance``).
 
     Args:
         run_id: the run's id.
@@ -27,7 +28,7 @@ def summary_base(run_id: str, device, model, data, record: RandomizationRecord, 
     """
     return {"run_id": run_id, "device": str(device), "parameters": models.count_parameters(model),
             "num_classes": data.num_classes, "fraction_labels_changed": len(record.changed) / data.num_train,
-            "message": "", **speedups.describe(), "world_size": world_size}
+            "message": "", **speedups.describe(), "world_size": world_size, **provenance(device)}
 
 
 def summarize(history: list[dict], fit_threshold: float) -> dict:
