@@ -83,7 +83,7 @@ def train(config: RunConfig, runs_dir: str | Path = "runs", progress: bool = Tru
         index: register the run in the runs folder's index.
         on_epoch_end: ``on_epoch_end(run, epoch)``, called after every epoch the run records (see
             ``engine.loop.train_epochs``); it may raise ``KeyboardInterrupt`` to stop training as Ctrl-C
-            does. Under torchrun every process passes one (or none) and rank 0's runs.
+            does. Under torchrun it runs on rank 0 only, and every process must pass one (or none).
     """
     config = config.validated().resolved()
     ctx = distributed.from_environment()

@@ -65,7 +65,8 @@ def train_epochs(stepper: Stepper, runs: list[RunState], config: RunConfig, desc
         on_epoch_end: ``on_epoch_end(run, epoch)`` is called for each run after every epoch it recorded
             (its history row, checkpoint and summary are written), ``epoch`` counting from 1. It may raise
             ``KeyboardInterrupt`` to stop training as Ctrl-C does: the runs still training are left
-            ``interrupted``, to resume later.
+            ``interrupted``, to resume later; any other exception leaves them ``failed``. It runs through
+            ``stepper.on_main`` (on rank 0 alone under torchrun, where every process must pass one or none).
     """
     runs = list(runs)  # the runs still training: every change to it goes with stepper.keep
     start_epoch = len(runs[0].history)
