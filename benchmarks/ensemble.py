@@ -38,6 +38,8 @@ from rethinkgen.sweep import Sweep, SweepRun, run_sweep  # noqa: E402
 from rethinkgen.train import train  # noqa: E402
 
 TARGET = 1.5  # ensemble / best of (sequential, concurrent), mlp-1x512, K = 11
+# engine.stacked lays each stacked linear weight out as its gradient arrives under vmap (transposed): the
+# copy autograd made otherwise took 10 ms a step for 11 MLPs on Fashion-MNIST, a quarter of the step.
 
 
 def configs(model: str, k: int, dataset: str, subset: int, test_subset: int, epochs: int,

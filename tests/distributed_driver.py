@@ -1,10 +1,12 @@
 """Run under torchrun by test_distributed.py: ``torchrun ... distributed_driver.py OUT RUN-FLAGS...``.
 
 In one launch (starting processes costs more than this tiny training): the run trained once straight
-through into OUT/whole, then the same run into OUT/resumed, interrupted by rank 0 in its third epoch as
-Ctrl-C would, and run again to resume. Each rank writes its exit codes to OUT/codes-RANK.json.
+through into OUT/whole, then the same run into OUT/resumed, interrupted after its second epoch as Ctrl-C
+would (an ``on_epoch_end`` hook, run by rank 0), and run again to resume. Each rank writes its exit codes
+to OUT/codes-RANK.json.
 """
 
+import functools
 import json
 import os
 import sys
@@ -13,25 +15,18 @@ from rethinkgen import train as train_module
 from rethinkgen.cli import main
 
 
-def interrupt_third_evaluation_on_rank_0(real):
-    calls = []
-
-    def evaluate(*args, **kwargs):
-        calls.append(1)
-        if len(calls) == 3:
-            raise KeyboardInterrupt
-        return real(*args, **kwargs)
-    return evaluate
+def interrupt_after_second_epoch(run, epoch):
+    if epoch >= 2:
+        raise KeyboardInterrupt
 
 
 if __name__ == "__main__":
     out, flags = sys.argv[1], sys.argv[2:]
     codes = {"whole": main(["run", "--out", f"{out}/whole", *flags])}
-    real = train_module.evaluate
-    if os.environ["RANK"] == "0":  # only rank 0 evaluates
-        train_module.evaluate = interrupt_third_evaluation_on_rank_0(real)
+    real = train_module.train  # the CLI's `run` calls it: give it the hook on every rank
+    train_module.train = functools.partial(real, on_epoch_end=interrupt_after_second_epoch)
     codes["interrupted"] = main(["run", "--out", f"{out}/resumed", *flags])
-    train_module.evaluate = real
+    train_module.train = real
     codes["resumed"] = main(["run", "--out", f"{out}/resumed", *flags])
     with open(f"{out}/codes-{os.environ['RANK']}.json", "w") as handle:
         json.dump(codes, handle)

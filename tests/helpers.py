@@ -21,13 +21,10 @@ FAILING_MODEL_SOURCE = textwrap.dedent("""
 """)
 
 
-def interrupting_evaluate(real_evaluate, at_call: int):
-    """train.evaluate that stops training as Ctrl-C would at its ``at_call``-th call (during that epoch)."""
-    calls = []
-
-    def evaluate(*args, **kwargs):
-        calls.append(1)
-        if len(calls) == at_call:
+def interrupt_after(epochs: int):
+    """An ``on_epoch_end`` hook that stops training as Ctrl-C would once a run has recorded ``epochs``
+    epochs (its checkpoint holds them; the next epoch never starts)."""
+    def hook(run, epoch):
+        if epoch >= epochs:
             raise KeyboardInterrupt
-        return real_evaluate(*args, **kwargs)
-    return evaluate
+    return hook

@@ -5,7 +5,8 @@ import json
 import pytest
 import torch
 
-from rethinkgen import ensemble as ensemble_module
+from helpers import interrupt_after
+
 from rethinkgen.config import RunConfig
 from rethinkgen.ensemble import group_configs, group_key, train_ensemble
 from rethinkgen.errors import RethinkgenError
@@ -113,24 +114,12 @@ def test_bf16_autocast_applies_to_the_ensemble_as_to_runs_trained_alone(tmp_path
         assert b.summary["train_loss"] != c.summary["train_loss"]
 
 
-def interrupting_save(real_save, after_epochs: int):
-    """ensemble.save_epoch that saves ``after_epochs`` epochs, then stops training as Ctrl-C would."""
-    def save(run_dir, history, *args):
-        if len(history) > after_epochs:
-            raise KeyboardInterrupt
-        return real_save(run_dir, history, *args)
-    return save
-
-
-def test_interrupted_ensemble_resumes_to_the_same_runs(tmp_path, float64, monkeypatch):
+def test_interrupted_ensemble_resumes_to_the_same_runs(tmp_path, float64):
     configs = [tiny(epochs=4), tiny(epochs=4, label_noise=1.0)]
     uninterrupted = train_ensemble(configs, tmp_path / "whole", progress=False)
-    real_save = ensemble_module.save_epoch
-    monkeypatch.setattr(ensemble_module, "save_epoch", interrupting_save(real_save, after_epochs=2))
     with pytest.raises(KeyboardInterrupt):
-        train_ensemble(configs, tmp_path / "cut", progress=False)
+        train_ensemble(configs, tmp_path / "cut", progress=False, on_epoch_end=interrupt_after(2))
     assert json.loads((tmp_path / "cut" / configs[0].run_id() / "summary.json").read_text())["status"] == "interrupted"
-    monkeypatch.setattr(ensemble_module, "save_epoch", real_save)
     # the first copy resumes alone with the one-by-one trainer, the second as an ensemble of one
     resumed = [train(configs[0], tmp_path / "cut", progress=False),
                train_ensemble(configs[1:], tmp_path / "cut", progress=False)[0]]
@@ -138,14 +127,11 @@ def test_interrupted_ensemble_resumes_to_the_same_runs(tmp_path, float64, monkey
         assert_same_run(a, b)
 
 
-def test_copies_resumed_from_different_epochs_train_in_separate_groups(tmp_path, float64, monkeypatch):
+def test_copies_resumed_from_different_epochs_train_in_separate_groups(tmp_path, float64):
     configs = [tiny(epochs=3), tiny(epochs=3, label_noise=0.5)]
     reference = [train(config, tmp_path / "solo", progress=False) for config in configs]
-    real_save = ensemble_module.save_epoch
-    monkeypatch.setattr(ensemble_module, "save_epoch", interrupting_save(real_save, after_epochs=1))
-    with pytest.raises(KeyboardInterrupt):
-        train_ensemble(configs[:1], tmp_path / "mixed", progress=False)  # first run stops after epoch 1
-    monkeypatch.setattr(ensemble_module, "save_epoch", real_save)
+    with pytest.raises(KeyboardInterrupt):  # first run stops after epoch 1
+        train_ensemble(configs[:1], tmp_path / "mixed", progress=False, on_epoch_end=interrupt_after(1))
     results = train_ensemble(configs, tmp_path / "mixed", progress=False)  # one at epoch 1, one fresh
     for a, b in zip(reference, results):
         assert_same_run(a, b)

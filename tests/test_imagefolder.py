@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from helpers import interrupting_evaluate
+from helpers import interrupt_after
 
 from rethinkgen import data, models
 from rethinkgen.cli import main
@@ -19,7 +19,8 @@ from rethinkgen.errors import RethinkgenError
 from rethinkgen.randomize import randomize
 from rethinkgen.results import load
 from rethinkgen.streaming import StreamedData
-from rethinkgen.train import DeviceData, train
+from rethinkgen.engine.data import DeviceData
+from rethinkgen.train import train
 
 CLASSES = ("cat", "dog", "fox")
 SIZE = 80
@@ -306,9 +307,7 @@ def test_a_streamed_run_end_to_end_through_the_command_line(folder, tmp_path, ca
     assert main(argv) == 0 and "already complete" in capsys.readouterr().out
 
 
-def test_workers_do_not_change_a_run_and_a_streamed_run_resumes_exactly(folder, tmp_path, monkeypatch):
-    from rethinkgen import train as train_module
-
+def test_workers_do_not_change_a_run_and_a_streamed_run_resumes_exactly(folder, tmp_path):
     base = dict(dataset="imagefolder", data_dir=str(folder), image_size=16, model="mlp-1x512", epochs=3,
                 batch_size=8, label_noise=0.5, inputs="random-pixels", augment=("crop",), dropout=0.2, log_every=1)
     reference = train(RunConfig(**base, workers=0), tmp_path / "zero", progress=False)
@@ -316,11 +315,8 @@ def test_workers_do_not_change_a_run_and_a_streamed_run_resumes_exactly(folder, 
     assert reference.run_id == two.run_id  # workers are not part of what a run is
     assert without_timing(reference.metrics) == without_timing(two.metrics) and reference.steps == two.steps
 
-    real_evaluate = train_module.evaluate
-    monkeypatch.setattr(train_module, "evaluate", interrupting_evaluate(real_evaluate, at_call=3))
     with pytest.raises(KeyboardInterrupt):
-        train(RunConfig(**base, workers=2), tmp_path / "resumed", progress=False)
-    monkeypatch.setattr(train_module, "evaluate", real_evaluate)
+        train(RunConfig(**base, workers=2), tmp_path / "resumed", progress=False, on_epoch_end=interrupt_after(2))
     resumed = train(RunConfig(**base, workers=2), tmp_path / "resumed", progress=False)
     assert without_timing(resumed.metrics) == without_timing(reference.metrics)
     assert resumed.steps == reference.steps

@@ -6,7 +6,7 @@ import textwrap
 
 import pytest
 
-from helpers import FAILING_MODEL_SOURCE, interrupting_evaluate
+from helpers import FAILING_MODEL_SOURCE, interrupt_after
 from rethinkgen import presets
 from rethinkgen import train as train_module
 from rethinkgen.cli import main
@@ -66,14 +66,11 @@ def test_spec_file_and_cli(tmp_path, capsys):
     assert [r["label"] for r in manifest["runs"]] == ["label_noise=0.0", "label_noise=1.0"]
 
 
-def test_rerun_skips_finished_runs_and_resumes_interrupted_ones(tmp_path, monkeypatch):
+def test_rerun_skips_finished_runs_and_resumes_interrupted_ones(tmp_path):
     sweep = expand(spec(axes={"label_noise": [0.0, 1.0]}, base={**TINY_BASE, "epochs": 3}))
     first = sweep.runs[1].config
-    real_evaluate = train_module.evaluate
-    monkeypatch.setattr(train_module, "evaluate", interrupting_evaluate(real_evaluate, at_call=2))
     with pytest.raises(KeyboardInterrupt):
-        train_module.train(first, tmp_path, progress=False)
-    monkeypatch.setattr(train_module, "evaluate", real_evaluate)
+        train_module.train(first, tmp_path, progress=False, on_epoch_end=interrupt_after(1))
     outcome = run_sweep(sweep, tmp_path, progress=False)
     assert [status for _, status, _ in outcome.ran] == ["complete", "complete"]
     assert json.loads((tmp_path / first.run_id() / "summary.json").read_text())["epochs_completed"] == 3

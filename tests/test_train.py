@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from helpers import interrupting_evaluate
+from helpers import interrupt_after
 
 from rethinkgen import train as train_module
 from rethinkgen.config import RunConfig
@@ -92,18 +92,15 @@ def test_same_config_gives_identical_metrics(tmp_path):
     assert without_timing(a.metrics) != without_timing(c.metrics)
 
 
-def test_resume_after_interruption_equals_an_uninterrupted_run(tmp_path, monkeypatch):
+def test_resume_after_interruption_equals_an_uninterrupted_run(tmp_path):
     config = tiny(label_noise=0.5, epochs=6, augment=("flip",), dropout=0.1)
     reference = train(config, tmp_path / "reference", progress=False)
 
-    real_evaluate = train_module.evaluate
-    monkeypatch.setattr(train_module, "evaluate", interrupting_evaluate(real_evaluate, at_call=4))
     with pytest.raises(KeyboardInterrupt):
-        train(config, tmp_path / "resumed", progress=False)
+        train(config, tmp_path / "resumed", progress=False, on_epoch_end=interrupt_after(3))
     run_dir = tmp_path / "resumed" / config.run_id()
     assert json.loads((run_dir / "summary.json").read_text())["status"] == "interrupted"
     assert len(load(tmp_path / "resumed")) == 1
-    monkeypatch.setattr(train_module, "evaluate", real_evaluate)
 
     messages = []
     resumed = train(config, tmp_path / "resumed", progress=False, log=messages.append)
@@ -115,14 +112,11 @@ def test_resume_after_interruption_equals_an_uninterrupted_run(tmp_path, monkeyp
     assert {k: resumed.summary[k] for k in keys} == {k: reference.summary[k] for k in keys}
 
 
-def test_checkpoints_that_carry_their_log_rows_still_resume(tmp_path, monkeypatch):
+def test_checkpoints_that_carry_their_log_rows_still_resume(tmp_path):
     config = tiny(epochs=4)
     reference = train(config, tmp_path / "reference", progress=False)
-    real_evaluate = train_module.evaluate
-    monkeypatch.setattr(train_module, "evaluate", interrupting_evaluate(real_evaluate, at_call=3))
     with pytest.raises(KeyboardInterrupt):
-        train(config, tmp_path / "old", progress=False)
-    monkeypatch.setattr(train_module, "evaluate", real_evaluate)
+        train(config, tmp_path / "old", progress=False, on_epoch_end=interrupt_after(2))
     path = tmp_path / "old" / config.run_id() / "checkpoint.pt"
     cut = tmp_path / "cut" / config.run_id()
     shutil.copytree(path.parent, cut)

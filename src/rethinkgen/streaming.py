@@ -19,10 +19,10 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from rethinkgen.augment import AugmentSettings, training_input
 from rethinkgen.data.imagefolder import ImageFiles
+from rethinkgen.engine.evaluate import fraction, predict, top5_correct
 from rethinkgen.errors import RethinkgenError
 from rethinkgen.preprocess import crop_size_for, preprocess
 from rethinkgen.speedups import Speedups
-from rethinkgen.train import fraction, top5_correct
 
 MAX_DEFAULT_WORKERS = 8  # enough to keep a GPU busy with small images; more only adds processes
 
@@ -109,13 +109,11 @@ class StreamedData:
     @torch.no_grad()
     def evaluate(self, model, batch_size: int, speedups: Speedups = Speedups()) -> dict:
         """The same metrics as ``DeviceData.evaluate``, accumulated over batches of the un-augmented images."""
-        model.eval()
         result, train_guesses = {}, []
         for split in ("train", "test"):
             loss, top1, top5, count = torch.zeros((), dtype=torch.float64, device=self.device), 0, 0, 0
             for images, labels in self._loader(split, batch_size):
-                with speedups.autocast(self.device):
-                    logits = speedups.full_precision(model(speedups.inputs(preprocess(images, self.crop_size))))
+                logits = predict(model, preprocess(images, self.crop_size), len(images), speedups, plan=False)
                 loss += F.cross_entropy(logits, labels, reduction="sum").double()
                 guesses = logits.argmax(1)
                 top1 += (guesses == labels).sum().item()

@@ -1,51 +1,40 @@
-"""The trainer: one small loop of SGD over a dataset that lives on the training device.
+"""Training one run: its folder, lock, data, initial model and checkpoints, and the public ``train``.
 
-An image folder too large for the device (ImageNet) is streamed instead, by a DataLoader with worker
-processes (``rethinkgen.streaming``); both kinds of data hand the loop the same batches and metrics.
-
-Per epoch: draw the data order from (order_seed, epoch), train, then evaluate the full training set
-(on the labels it trains on, and on the original labels of the examples whose label changed) and the
-test set in eval mode, record the metrics, and checkpoint. Every random draw of an epoch is derived from
-the seeds and the epoch number, so a run resumed from its last checkpoint ends with exactly the metrics
-of a run that was never interrupted.
-
-The data order and augmentation are drawn from a CPU generator on every device, so a GPU run sees the
-batches a CPU run sees. The GPU switches (bf16 autocast, channels_last, torch.compile) are in
-speedups.py; data-parallel training of one run by several processes (torchrun) is in distributed.py.
+The epoch loop itself is the engine's (``rethinkgen.engine``): ``engine.loop.train_epochs`` drives a
+``SingleStepper`` over one ``RunState``, the same loop that trains an ensemble's copies
+(``rethinkgen.ensemble``). Every random draw of an epoch is derived from the seeds and the epoch number,
+so a run resumed from its last checkpoint ends with exactly the metrics of a run that was never
+interrupted. Data-parallel training of one run by several processes (torchrun) is in distributed.py.
 """
 
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import fcntl
-import hashlib
 import itertools
 import json
-import math
 import os
 import tempfile
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 import torch
-import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from rethinkgen import data, distributed, models
-from rethinkgen.augment import AugmentSettings, training_input
 from rethinkgen.config import RunConfig
+from rethinkgen.engine.data import DeviceData, resolve_device, training_data
+from rethinkgen.engine.loop import EpochHook, train_epochs
+from rethinkgen.engine.run import RunState
+from rethinkgen.engine.single import SingleStepper
+from rethinkgen.engine.summary import summary_base
 from rethinkgen.errors import RethinkgenError
-from rethinkgen.preprocess import crop_size_for, preprocess
 from rethinkgen.randomize import RandomizationRecord, randomize
 from rethinkgen.results import RunStore, StoredRun, append_jsonl, write_json, write_jsonl
-from rethinkgen.speedups import Speedups, device_type, has_convolutions
+from rethinkgen.speedups import device_type
 
 FINISHED = ("complete", "diverged")  # statuses a re-run leaves alone
-CPU_CONV_EVAL_CHUNK = 128  # see evaluation_plan
-TOP5 = 5  # top-5 accuracy is recorded when there are more classes than this (Table 2 reports it)
 
 
 @dataclass
@@ -56,23 +45,6 @@ class RunResult(StoredRun):
     summary: dict
 
 
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise RethinkgenError(f"device {name!r} requested but no CUDA GPU is available; use --device cpu")
-    if device.type == "mps" and not torch.backends.mps.is_available():
-        raise RethinkgenError(f"device {name!r} requested but MPS is not available; use --device cpu")
-    return device
-
-
-def epoch_seed(seed: int, epoch: int, stream: str) -> int:
-    """A 63-bit seed for one stream of one epoch, independent of every other (seed, epoch, stream)."""
-    digest = hashlib.sha256(f"{seed}:{epoch}:{stream}".encode()).digest()
-    return int.from_bytes(digest[:8], "big") >> 1
-
-
 def prepare_data(config: RunConfig):
     """Load, subset and randomize the dataset; return (clean, randomized, record)."""
     dataset = data.load_for_run(config.dataset, config.data_dir, config.download, config.image_size)
@@ -81,110 +53,6 @@ def prepare_data(config: RunConfig):
     randomized, record = randomize(dataset, config.label_noise, config.inputs, config.randomization_seed,
                                    config.corrupt_test_labels)
     return dataset, randomized, record
-
-
-class DeviceData:
-    """The dataset on the training device: uint8 images for augmentation, preprocessed floats for the rest."""
-
-    def __init__(self, clean, randomized, record: RandomizationRecord, config: RunConfig, device):
-        height = randomized.image_shape[1]
-        self.crop_size = crop_size_for(height, config.crop)
-        self.augment = AugmentSettings(tuple(config.augment), crop_size=self.crop_size, pad=config.pad,
-                                       rotate_degrees=config.rotate_degrees)
-        self.x_train_u8 = torch.from_numpy(randomized.x_train).to(device)
-        self.x_train = preprocess(self.x_train_u8, self.crop_size)
-        self.y_train = torch.from_numpy(randomized.y_train).to(device)
-        self.x_test = preprocess(torch.from_numpy(randomized.x_test).to(device), self.crop_size)
-        self.y_test = torch.from_numpy(randomized.y_test).to(device)
-        self.changed = torch.from_numpy(record.changed).to(device)
-        self.y_changed_original = torch.from_numpy(clean.y_train[record.changed]).to(device)
-        self.input_shape = tuple(self.x_train.shape[1:])
-        self.num_classes = randomized.num_classes
-        self.num_train = len(self.y_train)
-        # the full-precision training logits of the last evaluation: the measures of a run that completes
-        # right after it take their margins from these instead of another pass over the training set
-        self.last_train_logits = None
-
-    def batch(self, index: torch.Tensor, generator: torch.Generator, part: slice = slice(None)) -> torch.Tensor:
-        """The training inputs of ``index[part]``; augmentation is drawn for all of ``index``, so that every
-        process of a distributed run draws the same numbers and keeps its own part."""
-        if not self.augment.names:
-            return self.x_train[index[part]]
-        return training_input(self.x_train_u8[index], self.augment, generator)[part]
-
-    def batches(self, order: torch.Tensor, generator: torch.Generator, batch_size: int, part=None):
-        """(inputs, labels, global batch size) of one epoch, in ``order``, augmented with ``generator``;
-        ``part(n)`` is this process's slice of a global batch of n (a distributed run), else all of it."""
-        for start in range(0, len(order), batch_size):
-            index = order[start:start + batch_size]
-            mine = part(len(index)) if part else slice(None)
-            yield self.batch(index, generator, mine), self.y_train[index[mine]], len(index)
-
-    def evaluate(self, model, batch_size: int, speedups: Speedups = Speedups()) -> dict:
-        """Loss and accuracy (top-1, and top-5 with more than 5 classes) on the full training set, on the
-        changed labels' originals, and on the test set."""
-        train_logits = predict(model, self.x_train, batch_size, speedups)
-        self.last_train_logits = None if speedups.amp else train_logits
-        return metrics_from_logits(train_logits, predict(model, self.x_test, batch_size, speedups), self)
-
-
-def metrics_from_logits(logits: torch.Tensor, test_logits: torch.Tensor, device_data: DeviceData) -> dict:
-    result = {
-        "train_loss": F.cross_entropy(logits, device_data.y_train).item(),
-        "train_accuracy": (logits.argmax(1) == device_data.y_train).float().mean().item(),
-        "test_loss": F.cross_entropy(test_logits, device_data.y_test).item(),
-        "test_accuracy": (test_logits.argmax(1) == device_data.y_test).float().mean().item(),
-        "train_top5_accuracy": fraction(top5_correct(logits, device_data.y_train), len(device_data.y_train)),
-        "test_top5_accuracy": fraction(top5_correct(test_logits, device_data.y_test), len(device_data.y_test)),
-        "changed_original_accuracy": None,
-    }
-    if len(device_data.changed):
-        guesses = logits[device_data.changed].argmax(1)
-        result["changed_original_accuracy"] = (guesses == device_data.y_changed_original).float().mean().item()
-    return result
-
-
-def top5_correct(logits: torch.Tensor, labels: torch.Tensor) -> int | None:
-    """How many labels are among the 5 largest logits; None with 5 classes or fewer (always all of them)."""
-    if logits.shape[1] <= TOP5:
-        return None
-    return (logits.topk(TOP5, dim=1).indices == labels[:, None]).any(1).sum().item()
-
-
-def fraction(count: int | None, total: int) -> float | None:
-    return None if count is None or not total else count / total
-
-
-def training_data(clean, randomized, record: RandomizationRecord, config: RunConfig, device):
-    """The dataset on the device, or, for an image folder, streamed from disk."""
-    if isinstance(randomized, data.ImageFiles):
-        from rethinkgen.streaming import StreamedData
-
-        return StreamedData(clean, randomized, record, config, device)
-    return DeviceData(clean, randomized, record, config, device)
-
-
-def evaluation_plan(model, x: torch.Tensor, batch_size: int, speedups: Speedups) -> tuple[int, Speedups]:
-    """How to evaluate: conv nets on the CPU go faster in chunks of at most CPU_CONV_EVAL_CHUNK images with
-    channels_last inputs (1.3-1.5x for alexnet-small and inception-small in benchmarks/profile_epoch.py);
-    both change only the order of floating-point work, never which images are evaluated."""
-    if x.device.type == "cpu" and x.dim() == 4 and has_convolutions(model):
-        return min(batch_size, CPU_CONV_EVAL_CHUNK), dataclasses.replace(speedups, channels_last=True)
-    return batch_size, speedups
-
-
-@torch.no_grad()
-def predict(model, x: torch.Tensor, batch_size: int, speedups: Speedups = Speedups()) -> torch.Tensor:
-    model.eval()
-    batch_size, speedups = evaluation_plan(model, x, batch_size, speedups)
-    with speedups.autocast(x.device):
-        return torch.cat([speedups.full_precision(model(speedups.inputs(x[i:i + batch_size])))
-                          for i in range(0, len(x), batch_size)])
-
-
-def evaluate(model, device_data, batch_size: int, speedups: Speedups = Speedups()) -> dict:
-    """The epoch-end metrics of ``device_data`` (DeviceData or StreamedData); top-5 is None for <= 5 classes."""
-    return device_data.evaluate(model, batch_size, speedups)
 
 
 def _save_checkpoint(path: Path, state: dict) -> None:
@@ -198,40 +66,24 @@ def _save_checkpoint(path: Path, state: dict) -> None:
             os.remove(tmp)
 
 
-def summarize(history: list[dict], fit_threshold: float) -> dict:
-    """Final metrics, time to fit and best test accuracy, from the per-epoch history."""
-    summary = {key: None for key in ("train_loss", "train_accuracy", "test_loss", "test_accuracy",
-                                     "changed_original_accuracy", "online_accuracy", "generalization_gap", "steps_to_fit",
-                                     "epochs_to_fit", "loss_at_fit", "best_test_accuracy", "best_test_epoch",
-                                     "train_top5_accuracy", "test_top5_accuracy", "best_test_top5_accuracy")}
-    summary.update(epochs_completed=len(history), steps=history[-1]["step"] if history else 0,
-                   wall_seconds=history[-1]["wall_seconds"] if history else 0.0, fitted=False)
-    if not history:
-        return summary
-    last = history[-1]
-    for key in ("train_loss", "train_accuracy", "test_loss", "test_accuracy", "changed_original_accuracy",
-                "online_accuracy", "train_top5_accuracy", "test_top5_accuracy"):
-        summary[key] = last.get(key)  # runs recorded before top-5 existed lack it
-    summary["generalization_gap"] = last["train_accuracy"] - last["test_accuracy"]
-    fit = next((row for row in history if row["train_accuracy"] >= fit_threshold), None)
-    if fit is not None:
-        summary.update(fitted=True, steps_to_fit=fit["step"], epochs_to_fit=fit["epoch"], loss_at_fit=fit["train_loss"])
-    best = max(history, key=lambda row: row["test_accuracy"])
-    summary.update(best_test_accuracy=best["test_accuracy"], best_test_epoch=best["epoch"])
-    top5 = [row["test_top5_accuracy"] for row in history if row.get("test_top5_accuracy") is not None]
-    summary["best_test_top5_accuracy"] = max(top5) if top5 else None
-    seconds = sum(row["train_seconds"] for row in history)
-    summary["images_per_second"] = sum(row["images"] for row in history) / seconds if seconds else None
-    return summary
-
-
 def train(config: RunConfig, runs_dir: str | Path = "runs", progress: bool = True,
-          log: Callable[[str], None] | None = None, index: bool = True) -> RunResult:
+          log: Callable[[str], None] | None = None, index: bool = True,
+          on_epoch_end: EpochHook | None = None) -> RunResult:
     """Train one run, or resume it from its checkpoint, or return it if it already finished.
     ``index=False`` writes the run folder only, leaving the runs folder's index to the caller.
 
     Under torchrun every process calls this and they train the run together (see distributed.py); rank 0
     writes the run folder and the others return the same run without writing anything.
+
+    Args:
+        config: the run's settings.
+        runs_dir: the runs folder.
+        progress: show a progress bar.
+        log: where one-line messages go (default: printed above the progress bar when it is shown).
+        index: register the run in the runs folder's index.
+        on_epoch_end: ``on_epoch_end(run, epoch)``, called after every epoch the run records (see
+            ``engine.loop.train_epochs``); it may raise ``KeyboardInterrupt`` to stop training as Ctrl-C
+            does. Under torchrun it runs on rank 0 only, and every process must pass one (or none).
     """
     config = config.validated().resolved()
     ctx = distributed.from_environment()
@@ -239,10 +91,11 @@ def train(config: RunConfig, runs_dir: str | Path = "runs", progress: bool = Tru
         progress, log = False, (lambda message: None)
     log = log or (lambda message: tqdm.write(message) if progress else None)
     ctx.join(device_type(config.device))
-    return _train(config, runs_dir, progress, log, ctx, index)
+    return _train(config, runs_dir, progress, log, ctx, index, on_epoch_end)
 
 
-def _train(config: RunConfig, runs_dir, progress, log, ctx: distributed.Context, index: bool = True) -> RunResult:
+def _train(config: RunConfig, runs_dir, progress, log, ctx: distributed.Context, index: bool = True,
+           on_epoch_end: EpochHook | None = None) -> RunResult:
     store = ctx.on_main(lambda: RunStore(runs_dir, index=index))
     run_id = config.run_id()
     run_dir = store.run_dir(run_id)
@@ -260,7 +113,8 @@ def _train(config: RunConfig, runs_dir, progress, log, ctx: distributed.Context,
             held.enter_context(run_lock(run_dir, run_id))
 
         ctx.on_main(lock)  # rank 0 holds the lock; every rank learns if the run is busy
-        return _train_locked(config, store, run_id, run_dir, device, clean, randomized, record, progress, log, ctx)
+        return _train_locked(config, store, run_id, run_dir, device, clean, randomized, record, progress, log, ctx,
+                             on_epoch_end)
 
 
 def _finished_summary(run_dir: Path) -> dict | None:
@@ -358,37 +212,13 @@ def save_epoch(run_dir: Path, history: list[dict], step_log: list[dict], logged_
     return len(step_log)
 
 
-def summary_base(run_id: str, device, model, device_data: DeviceData, record: RandomizationRecord,
-                 speedups: Speedups, world_size: int = 1) -> dict:
-    return {"run_id": run_id, "device": str(device), "parameters": models.count_parameters(model),
-            "num_classes": device_data.num_classes,
-            "fraction_labels_changed": len(record.changed) / device_data.num_train, "message": "",
-            **speedups.describe(), "world_size": world_size}
+def _train_locked(config, store, run_id, run_dir, device, clean, randomized, record, progress, log, ctx,
+                  on_epoch_end=None) -> RunResult:
+    """With the run's lock held (by rank 0): train the run from its checkpoint, or from its start.
 
-
-def measure_completed(model, device_data, run_dir: Path, history: list[dict], config: RunConfig) -> dict:
-    """The complexity measures of a completed run (``config.measures``), as measure_<name> summary keys.
-    They need the training set in memory: runs streamed from an image folder get none."""
-    from rethinkgen.measures.runs import measure_trained
-
-    if not isinstance(device_data, DeviceData):
-        return {}
-    return measure_trained(model, device_data, run_dir, summarize(history, config.fit_threshold), config,
-                           device_data.last_train_logits)
-
-
-def write_summary(store: RunStore, config: RunConfig, run_dir: Path, base: dict, history: list[dict], status: str,
-                  message: str = "", write: bool = True, extra: dict | None = None) -> dict:
-    summary = {**base, **summarize(history, config.fit_threshold), **(extra or {}), "status": status,
-               "message": message}
-    if write:
-        write_json(run_dir / "summary.json", summary)
-        store.register(base["run_id"], config.to_dict(), summary)
-    return summary
-
-
-def _train_locked(config, store, run_id, run_dir, device, clean, randomized, record, progress, log,
-                  ctx) -> RunResult:
+    ``store`` and ``run_dir`` are the runs folder and the run's folder; ``clean``, ``randomized`` and
+    ``record`` its data (``prepare_data``); ``ctx`` the distributed context; the rest as ``train``'s.
+    """
     finished = ctx.on_main(lambda: _open_locked(config, run_id, run_dir, randomized, record))
     if finished is not None:
         return RunResult(run_id, run_dir, config, finished)
@@ -398,111 +228,14 @@ def _train_locked(config, store, run_id, run_dir, device, clean, randomized, rec
         raise RethinkgenError(f"dataset {config.dataset!r} is streamed from disk, which distributed training does "
                               "not support yet; train it in one process")
     model = initial_model(config, device_data, run_dir, device, save=ctx.is_main)
-    speedups = Speedups.resolve(config.amp, config.channels_last, config.compile, device, model)
-    model = ctx.sync_batchnorm(model, device)
-    if speedups.channels_last:
-        model.to(memory_format=torch.channels_last)
-    net = torch.compile(model) if speedups.compile else model  # what evaluates (on rank 0)
-    trained = ctx.data_parallel(net, device)  # what trains: net itself in one process
-    optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum,
-                                weight_decay=config.weight_decay)
-
-    history, step_log, start_epoch, step = [], [], 0, 0
+    stepper = SingleStepper(config, device_data, model, device, ctx)
     # rank 0 reads the checkpoint and hands it to the others, so they need not see the run folder
     state = ctx.on_main(lambda: load_checkpoint(run_dir))
-    if state is not None:
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        history, step_log, step = state["history"], state["steps"], state["step"]
-        start_epoch = len(history)
-        log(f"run {run_id}: resuming after epoch {start_epoch}")
-    base = summary_base(run_id, device, model, device_data, record, speedups, ctx.world_size)
-
-    measured = {}  # measure_<name> values, once the run completes
-
-    def finish(status: str, message: str = "") -> dict:
-        return write_summary(store, config, run_dir, base, history, status, message, write=ctx.is_main,
-                             extra=measured)
-
-    finish("running")
-    n_train = device_data.num_train
-    wall_before = history[-1]["wall_seconds"] if history else 0.0
-    status, message = "complete", ""
-    logged_steps = len(step_log)
-    epochs = tqdm(range(start_epoch, config.epochs), initial=start_epoch, total=config.epochs, disable=not progress,
-                  desc=f"{run_id} {config.model} p={config.label_noise:g} {config.inputs}", leave=False,
-                  unit="epoch", dynamic_ncols=True)
-    try:
-        for epoch in epochs:
-            started = time.perf_counter()
-            lr = config.lr * config.lr_decay ** epoch
-            for group in optimizer.param_groups:
-                group["lr"] = lr
-            # the order and augmentation come from the CPU on every device; dropout from each device's own
-            generator = torch.Generator().manual_seed(epoch_seed(config.order_seed, epoch, "order"))
-            torch.manual_seed(epoch_seed(config.init_seed, epoch, ctx.stream("dropout")))
-            order = torch.randperm(n_train, generator=generator).to(device)
-            trained.train()
-            loss_sum, loss_count = torch.zeros((), device=device), 0
-            online_correct = torch.zeros((), device=device, dtype=torch.long)
-            seen = 0
-            for images, labels, global_size in device_data.batches(order, generator, config.batch_size, ctx.part):
-                with speedups.autocast(device):
-                    logits = trained(speedups.inputs(images))
-                    loss = ctx.batch_loss(logits, labels, global_size)
-                online_correct += (logits.detach().argmax(1) == labels).sum()
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                step += 1
-                loss_sum += loss.detach()
-                loss_count += 1
-                if step % config.log_every == 0:
-                    mean_loss = (ctx.all_mean(loss_sum) / loss_count).item()
-                    step_log.append({"step": step, "epoch": epoch + seen / n_train, "loss": mean_loss})
-                    loss_sum, loss_count = torch.zeros((), device=device), 0
-                    if not math.isfinite(mean_loss):
-                        raise _Diverged(f"training loss became {mean_loss} at step {step} (epoch {epoch + 1})")
-                seen += global_size
-            train_seconds = time.perf_counter() - started
-            online_correct = ctx.all_sum(online_correct)
-            metrics = ctx.on_main(lambda: evaluate(net, device_data, config.eval_batch_size, speedups))
-            if not math.isfinite(metrics["train_loss"]):
-                raise _Diverged(f"training loss became {metrics['train_loss']} at step {step} (epoch {epoch + 1})")
-            wall_before += time.perf_counter() - started
-            # the mean minibatch accuracy while training (on augmented images, in train mode): Table 4's measure
-            metrics["online_accuracy"] = online_correct.item() / n_train
-            history.append({"epoch": epoch + 1, "step": step, "lr": lr, **metrics, "train_seconds": train_seconds,
-                            "images": n_train, "images_per_second": n_train / train_seconds,
-                            "wall_seconds": wall_before})
-            if ctx.is_main:
-                save_epoch(run_dir, history, step_log, logged_steps,
-                           {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step})
-            logged_steps = len(step_log)
-            fitted = metrics["train_accuracy"] >= config.fit_threshold
-            epochs.set_postfix(loss=f"{metrics['train_loss']:.3f}", train=f"{metrics['train_accuracy']:.3f}",
-                               test=f"{metrics['test_accuracy']:.3f}", refresh=False)
-            finish("running")
-            if fitted and config.stop_at_fit:
-                message = f"stopped at fit after epoch {epoch + 1}"
-                break
-    except _Diverged as diverged:
-        status, message = "diverged", f"diverged: {diverged}"
-        if ctx.is_main:
-            append_jsonl(run_dir / "steps.jsonl", step_log[logged_steps:])
-        log(f"run {run_id} {message}")
-    except KeyboardInterrupt:
-        finish("interrupted", "interrupted; run the same command again to resume")
-        raise
-    except Exception as error:
-        finish("failed", f"{type(error).__name__}: {error}")
-        raise
-    finally:
-        epochs.close()
-    if status == "complete" and config.measures != "none" and ctx.is_main:
-        measured.update(measure_completed(model, device_data, run_dir, history, config))
-    return RunResult(run_id, run_dir, config, finish(status, message))
-
-
-class _Diverged(Exception):
-    pass
+    stepper.load(state)
+    base = summary_base(run_id, device, stepper.model, device_data, record, stepper.speedups, ctx.world_size)
+    run = RunState(config, store, run_dir, device_data, stepper.model, base, save_epoch, log, write=ctx.is_main)
+    if run.resume(state):
+        log(f"run {run_id}: resuming after epoch {len(run.history)}")
+    train_epochs(stepper, [run], config, desc=f"{run_id} {config.model} p={config.label_noise:g} {config.inputs}",
+                 progress=progress, on_epoch_end=on_epoch_end)
+    return RunResult(run_id, run_dir, config, run.summary)

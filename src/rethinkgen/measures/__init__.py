@@ -43,6 +43,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from rethinkgen.engine.evaluate import predict
 from rethinkgen.errors import RethinkgenError, choice_error
 
 KINDS = ("size", "norm", "margin", "flatness", "optimization", "user")
@@ -146,8 +147,8 @@ class MeasureContext:
     @cached_property
     def margins(self) -> np.ndarray:
         """Per training example: the logit of its (trained) label minus the largest other logit."""
-        logits = self.train_logits if self.train_logits is not None else logits_of(self.model, self.x_train,
-                                                                                     self.batch_size)
+        logits = self.train_logits if self.train_logits is not None else \
+            predict(self.model, self.x_train, self.batch_size, plan=False)
         logits = logits.double()
         true = logits.gather(1, self.y_train[:, None]).squeeze(1)
         others = logits.scatter(1, self.y_train[:, None], -math.inf).max(1).values
@@ -164,16 +165,6 @@ class MeasureContext:
 
     def setting(self, name: str, default):
         return self.settings.get(name, default)
-
-
-@torch.no_grad()
-def logits_of(model: nn.Module, x: torch.Tensor, batch_size: int) -> torch.Tensor:
-    was_training = model.training
-    model.eval()
-    try:
-        return torch.cat([model(x[i:i + batch_size]) for i in range(0, len(x), batch_size)])
-    finally:
-        model.train(was_training)
 
 
 def compute(context: MeasureContext, names: list[str]) -> tuple[dict[str, float], dict[str, str]]:

@@ -18,7 +18,8 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-from rethinkgen.measures import MeasureContext, logits_of, register_measure
+from rethinkgen.engine.evaluate import predict
+from rethinkgen.measures import MeasureContext, register_measure
 
 DEFAULTS = {
     "seed": 0,
@@ -63,7 +64,7 @@ class Perturber:
                 z = torch.randn(base.shape, generator=generator, dtype=torch.float32).to(base.device, base.dtype)
                 parameter.copy_(base + scale * (base.abs() + self.floor) * z)
         try:
-            logits = logits_of(self.network, self.x, self.batch_size)
+            logits = predict(self.network, self.x, self.batch_size, plan=False)
             return F.cross_entropy(logits, self.y).item(), (logits.argmax(1) == self.y).float().mean().item()
         finally:
             for parameter, base in zip(self.parameters, self.base):

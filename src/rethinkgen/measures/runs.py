@@ -73,7 +73,8 @@ def load_context(run_dir: Path, device: str = "auto") -> measures.MeasureContext
     """Rebuild a finished run's trained model and training data from its folder."""
     from rethinkgen import models
     from rethinkgen.randomize import RandomizationRecord
-    from rethinkgen.train import DeviceData, prepare_data, resolve_device
+    from rethinkgen.engine.data import DeviceData, resolve_device
+    from rethinkgen.train import prepare_data
 
     run_dir = Path(run_dir)
     checkpoint_path = run_dir / "checkpoint.pt"

@@ -30,9 +30,10 @@ import torch.nn.functional as F
 
 from rethinkgen import models
 from rethinkgen.data.dataset import Dataset
+from rethinkgen.engine.evaluate import predict
+from rethinkgen.engine.seeds import epoch_order, epoch_seed
 from rethinkgen.errors import RethinkgenError, choice_error
 from rethinkgen.preprocess import crop_size_for, preprocess
-from rethinkgen.train import epoch_seed
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -41,6 +42,7 @@ Predictor = Callable[[np.ndarray], np.ndarray]
 Fitter = Callable[[np.ndarray, np.ndarray], Predictor]
 
 DEFAULT_NETWORK_EPOCHS = 100
+EVAL_BATCH = 1024  # inputs per forward pass when a trained network is evaluated
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -143,14 +145,7 @@ def _train_epoch(model, optimizer, x: torch.Tensor, y: torch.Tensor, order: torc
 
 def _order(n: int, seed: int, epoch: int) -> torch.Tensor:
     """The epoch's data order, from (seed, epoch) alone, as the trainer draws it."""
-    generator = torch.Generator().manual_seed(epoch_seed(seed, epoch, "order"))
-    return torch.randperm(n, generator=generator)
-
-
-@torch.no_grad()
-def _logits(model, x: torch.Tensor, batch_size: int = 1024) -> torch.Tensor:
-    model.eval()
-    return torch.cat([model(chunk) for chunk in x.split(batch_size)])
+    return epoch_order(seed, epoch, n)[1]
 
 
 def _new_model(model: str, input_shape, num_classes: int, seed: int):
@@ -181,14 +176,14 @@ def network_fitter(model: str = "mlp-1x512", epochs: int = DEFAULT_NETWORK_EPOCH
         optimizer = torch.optim.SGD(net.parameters(), lr=lr, momentum=0.9)
         for epoch in range(epochs):
             _train_epoch(net, optimizer, x, y, _order(len(x), seed, epoch), batch_size)
-            if stop_at_fit and bool((_logits(net, x).argmax(1) == y).all()):
+            if stop_at_fit and bool((predict(net, x, EVAL_BATCH, plan=False).argmax(1) == y).all()):
                 break
         net.eval()
 
-        def predict(X_new: np.ndarray) -> np.ndarray:
-            logits = _logits(net, _as_images(X_new))
+        def score(X_new: np.ndarray) -> np.ndarray:
+            logits = predict(net, _as_images(X_new), EVAL_BATCH, plan=False)
             return (logits[:, 1] - logits[:, 0]).double().numpy()
-        return predict
+        return score
     return fit
 
 
@@ -352,7 +347,7 @@ def stability_probe(dataset: Dataset, model: str = "mlp-1x512", n: int = 500, ep
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(epoch_seed(seed, epoch, "dropout"))
                 _train_epoch(net, optimizer, x, y, order, batch_size)
-        test_logits = [_logits(net, x_test) for net, _ in twins]
+        test_logits = [predict(net, x_test, EVAL_BATCH, plan=False) for net, _ in twins]
         losses = [F.cross_entropy(logits, y_test, reduction="none") for logits in test_logits]
         predictions = [logits.argmax(1) for logits in test_logits]
         gap = (losses[0] - losses[1]).abs()
@@ -364,7 +359,8 @@ def stability_probe(dataset: Dataset, model: str = "mlp-1x512", n: int = 500, ep
             "parameter_distance": (_flat_parameters(model_a) - _flat_parameters(model_b)).norm().item(),
         }
         for label, (net, _), (x, y), pred in zip("ab", twins, sets, predictions):
-            row[f"train_accuracy_{label}"] = (_logits(net, x).argmax(1) == y).double().mean().item()
+            train_guesses = predict(net, x, EVAL_BATCH, plan=False).argmax(1)
+            row[f"train_accuracy_{label}"] = (train_guesses == y).double().mean().item()
             row[f"test_accuracy_{label}"] = (pred == y_test).double().mean().item()
         rows.append(row)
 
