@@ -29,12 +29,27 @@ from tqdm.auto import tqdm
 
 from rethinkgen import distributed
 from rethinkgen.config import RunConfig
-from rethinkgen.errors import RethinkgenError
-from rethinkgen.results import RunStore, append_jsonl
+from rethinkgen.errors import DamagedFile, RethinkgenError
+from rethinkgen.results import RunBusy, RunStore, append_jsonl, read_summary, run_lock
 from rethinkgen.speedups import Speedups
-from rethinkgen.train import (FINISHED, DeviceData, RunBusy, RunResult, epoch_seed, evaluation_plan, initial_model, load_checkpoint,
-                              measure_completed, metrics_from_logits, open_run_dir, prepare_data, resolve_device,
-                              run_lock, save_epoch, summary_base, write_summary)
+from rethinkgen.train import (
+    RESTART_HINT,
+    DeviceData,
+    RunResult,
+    epoch_seed,
+    evaluation_plan,
+    finished_summary,
+    initial_model,
+    load_checkpoint,
+    measure_completed,
+    metrics_from_logits,
+    open_locked,
+    prepare_data,
+    resolve_device,
+    save_epoch,
+    summary_base,
+    write_summary,
+)
 
 # settings in which the copies of one ensemble may differ
 GROUP_FREE = ("seed", "randomization_seed", "init_seed", "order_seed", "label_noise", "inputs",
@@ -86,16 +101,18 @@ class _Copy:
                              extra=self.measured)
 
     def result(self) -> RunResult:
-        return RunResult(self.run_id, self.run_dir, self.config, json.loads((self.run_dir / "summary.json").read_text()))
+        return RunResult(self.run_id, self.run_dir, self.config, read_summary(self.run_dir))
 
 
 def train_ensemble(configs: list[RunConfig], runs_dir: str | Path = "runs", progress: bool = True,
-                   log=None, index: bool = True) -> list[RunResult]:
+                   log=None, index: bool = True, restart: bool = False) -> list[RunResult]:
     """Train ``configs`` (compatible runs, see ``group_key``) as one batched model; resume or skip as ``train`` does.
 
     Returns one RunResult per config, in order. A run another process is training comes back with
     status "busy" (not written to its folder); the others go on without it. ``index=False`` writes the
-    run folders only, leaving the runs folder's index to the caller (as ``train`` does).
+    run folders only, leaving the runs folder's index to the caller (as ``train`` does). A run whose files
+    are damaged comes back "failed" with the reason, and the others go on; ``restart=True`` discards the
+    files of the runs that have not finished and trains them from the start (as ``train`` does).
     """
     configs = [config.validated().resolved() for config in configs]
     keys = {group_key(config) for config in configs}
@@ -109,10 +126,19 @@ def train_ensemble(configs: list[RunConfig], runs_dir: str | Path = "runs", prog
     copies = [_Copy(config, store) for config in configs]
     results: dict[str, RunResult] = {}
     pending = []
+
+    def damaged(member: _Copy, error: DamagedFile) -> None:
+        message = str(error) + ("" if restart else RESTART_HINT)
+        results[member.run_id] = RunResult(member.run_id, member.run_dir, member.config,
+                                           {"status": "failed", "message": message})
+
     for member in copies:
-        summary_path = member.run_dir / "summary.json"
-        previous = json.loads(summary_path.read_text()) if summary_path.exists() else {}
-        if previous.get("status") in FINISHED:
+        try:
+            previous = finished_summary(member.run_dir, restart)
+        except DamagedFile as error:
+            damaged(member, error)
+            continue
+        if previous is not None:
             results[member.run_id] = RunResult(member.run_id, member.run_dir, member.config, previous)
         elif member.run_id not in {m.run_id for m in pending}:
             pending.append(member)
@@ -129,12 +155,21 @@ def train_ensemble(configs: list[RunConfig], runs_dir: str | Path = "runs", prog
         # copies resumed from different epochs cannot step together: train each such group on its own
         by_epoch: dict[int, list[_Copy]] = {}
         device = resolve_device(configs[0].device)
-        for member in trainable:
+        for member in list(trainable):
             clean, randomized, record = prepare_data(member.config)
-            open_run_dir(member.config, member.run_id, member.run_dir, record, len(randomized.y_train))
-            member.data = DeviceData(clean, randomized, record, member.config, device)
-            member.model = initial_model(member.config, member.data, member.run_dir, device)
-            member.state = load_checkpoint(member.run_dir)
+            try:
+                finished = open_locked(member.config, member.run_id, member.run_dir, randomized, record, restart, log)
+                if finished is None:
+                    member.data = DeviceData(clean, randomized, record, member.config, device)
+                    member.model = initial_model(member.config, member.data, member.run_dir, device)
+                    member.state = load_checkpoint(member.run_dir)
+            except DamagedFile as error:
+                damaged(member, error)
+                finished = None
+            if member.run_id in results or finished is not None:  # damaged, or finished by another process
+                results.setdefault(member.run_id, RunResult(member.run_id, member.run_dir, member.config, finished))
+                trainable.remove(member)
+                continue
             # bf16 autocast when the run asks for it (it is part of the run); no channels_last or compile here
             member.speedups = Speedups.resolve(member.config.amp, "off", "off", device, member.model)
             member.base = summary_base(member.run_id, device, member.model, member.data, record, member.speedups)

@@ -18,13 +18,10 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import fcntl
 import hashlib
 import itertools
 import json
 import math
-import os
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,10 +34,11 @@ from tqdm.auto import tqdm
 from rethinkgen import data, distributed, models
 from rethinkgen.augment import AugmentSettings, training_input
 from rethinkgen.config import RunConfig
-from rethinkgen.errors import RethinkgenError
+from rethinkgen.errors import DamagedFile, RethinkgenError
 from rethinkgen.preprocess import crop_size_for, preprocess
 from rethinkgen.randomize import RandomizationRecord, randomize
-from rethinkgen.results import RunStore, StoredRun, append_jsonl, write_json, write_jsonl
+from rethinkgen.results import (LOCK_NAME, RunBusy, RunStore, StoredRun, append_jsonl, load_state,  # noqa: F401
+                                read_summary, run_lock, save_state, write_json, write_jsonl)
 from rethinkgen.speedups import Speedups, device_type, has_convolutions
 
 FINISHED = ("complete", "diverged")  # statuses a re-run leaves alone
@@ -187,17 +185,6 @@ def evaluate(model, device_data, batch_size: int, speedups: Speedups = Speedups(
     return device_data.evaluate(model, batch_size, speedups)
 
 
-def _save_checkpoint(path: Path, state: dict) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
-    os.close(fd)
-    try:
-        torch.save(state, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-
-
 def summarize(history: list[dict], fit_threshold: float) -> dict:
     """Final metrics, time to fit and best test accuracy, from the per-epoch history."""
     summary = {key: None for key in ("train_loss", "train_accuracy", "test_loss", "test_accuracy",
@@ -225,10 +212,15 @@ def summarize(history: list[dict], fit_threshold: float) -> dict:
     return summary
 
 
+RESTART_HINT = "; to discard this run's files and train it from the start, run again with --restart"
+
+
 def train(config: RunConfig, runs_dir: str | Path = "runs", progress: bool = True,
-          log: Callable[[str], None] | None = None, index: bool = True) -> RunResult:
+          log: Callable[[str], None] | None = None, index: bool = True, restart: bool = False) -> RunResult:
     """Train one run, or resume it from its checkpoint, or return it if it already finished.
     ``index=False`` writes the run folder only, leaving the runs folder's index to the caller.
+    ``restart=True`` discards the files of a run that has not finished (a damaged checkpoint, say) and
+    trains it from the start; a finished run is never touched.
 
     Under torchrun every process calls this and they train the run together (see distributed.py); rank 0
     writes the run folder and the others return the same run without writing anything.
@@ -239,14 +231,18 @@ def train(config: RunConfig, runs_dir: str | Path = "runs", progress: bool = Tru
         progress, log = False, (lambda message: None)
     log = log or (lambda message: tqdm.write(message) if progress else None)
     ctx.join(device_type(config.device))
-    return _train(config, runs_dir, progress, log, ctx, index)
+    try:
+        return _train(config, runs_dir, progress, log, ctx, index, restart)
+    except DamagedFile as damaged:
+        raise DamagedFile(str(damaged) + ("" if restart else RESTART_HINT)) from None
 
 
-def _train(config: RunConfig, runs_dir, progress, log, ctx: distributed.Context, index: bool = True) -> RunResult:
+def _train(config: RunConfig, runs_dir, progress, log, ctx: distributed.Context, index: bool = True,
+           restart: bool = False) -> RunResult:
     store = ctx.on_main(lambda: RunStore(runs_dir, index=index))
     run_id = config.run_id()
     run_dir = store.run_dir(run_id)
-    previous = ctx.on_main(lambda: _finished_summary(run_dir))
+    previous = ctx.on_main(lambda: finished_summary(run_dir, restart))
     if previous is not None:
         log(f"run {run_id} already {previous['status']}; nothing to do")
         return RunResult(run_id, run_dir, config, previous)
@@ -260,37 +256,37 @@ def _train(config: RunConfig, runs_dir, progress, log, ctx: distributed.Context,
             held.enter_context(run_lock(run_dir, run_id))
 
         ctx.on_main(lock)  # rank 0 holds the lock; every rank learns if the run is busy
-        return _train_locked(config, store, run_id, run_dir, device, clean, randomized, record, progress, log, ctx)
+        return _train_locked(config, store, run_id, run_dir, device, clean, randomized, record, progress, log, ctx,
+                             restart)
 
 
-def _finished_summary(run_dir: Path) -> dict | None:
-    summary_path = run_dir / "summary.json"
-    if summary_path.exists():
-        summary = json.loads(summary_path.read_text())
-        if summary.get("status") in FINISHED:
-            return summary
-    return None
+def finished_summary(run_dir: Path, restart: bool = False) -> dict | None:
+    """The summary of a run that finished (complete or diverged), else None. A summary that cannot be read
+    raises DamagedFile, unless ``restart`` (the run is then trained again from the start)."""
+    try:
+        summary = read_summary(run_dir)
+    except DamagedFile:
+        if restart:
+            return None
+        raise
+    return summary if summary is not None and summary.get("status") in FINISHED else None
 
 
-class RunBusy(RethinkgenError):
-    """Another process is training this run right now."""
+def discard_run_files(run_dir: Path) -> None:
+    """Remove every file of an unfinished run but its lock (call with the lock held): ``--restart``."""
+    for path in run_dir.iterdir():
+        if path.name != LOCK_NAME and (path.is_file() or path.is_symlink()):
+            path.unlink()
 
 
-@contextlib.contextmanager
-def run_lock(run_dir: Path, run_id: str):
-    """An exclusive lock on the run folder for as long as this process trains it (released on exit)."""
-    with open(run_dir / "lock", "w") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise RunBusy(f"run {run_id} is being trained by another process") from None
-        yield
-
-
-def _open_locked(config, run_id, run_dir, randomized, record) -> dict | None:
-    """With the lock held: the run's summary if it finished meanwhile; else check or save its record."""
-    finished = _finished_summary(run_dir)
+def open_locked(config, run_id, run_dir, randomized, record, restart: bool = False, log=print) -> dict | None:
+    """With the lock held: the run's summary if it finished meanwhile; else (after discarding its files if
+    ``restart``) check or save its record."""
+    finished = finished_summary(run_dir, restart)
     if finished is None:
+        if restart and any(path.name != LOCK_NAME for path in run_dir.iterdir()):
+            discard_run_files(run_dir)
+            log(f"run {run_id}: discarded its checkpoint and logs (--restart); training it from the start")
         open_run_dir(config, run_id, run_dir, record, len(randomized.y_train))
     return finished
 
@@ -302,7 +298,7 @@ def open_run_dir(config: RunConfig, run_id: str, run_dir: Path, record: Randomiz
         if saved.dataset_hash != record.dataset_hash:
             raise RethinkgenError(
                 f"run {run_id}: the data now hash to {record.dataset_hash}, but the run started on "
-                f"{saved.dataset_hash}; refusing to resume on different data (remove {run_dir} to restart)")
+                f"{saved.dataset_hash}; refusing to resume on different data (run again with --restart to train it from the start)")
     else:
         record.save(run_dir, n_train)
     write_json(run_dir / "config.json", config.to_dict())
@@ -316,7 +312,7 @@ def initial_model(config: RunConfig, device_data, run_dir: Path, device, save: b
     model = models.create_model(config.model, device_data.input_shape, device_data.num_classes, **model_options)
     model.to(device)
     if save and not (run_dir / "initial.pt").exists():
-        _save_checkpoint(run_dir / "initial.pt", {"model": model.state_dict()})
+        save_state(run_dir / "initial.pt", {"model": model.state_dict()})
     return model
 
 
@@ -325,7 +321,11 @@ def load_checkpoint(run_dir: Path) -> dict | None:
     and the logs rewritten to match it: the logs are appended to each epoch, so rows written after the
     checkpoint are dropped."""
     path = run_dir / "checkpoint.pt"
-    state = torch.load(path, map_location="cpu", weights_only=False) if path.exists() else None
+    state = load_state(path) if path.exists() else None
+    counts = ("history", "steps") if state and "history" in state else ("epochs", "logged_steps")
+    if state and not {"model", "optimizer", "step", *counts} <= set(state):
+        raise DamagedFile(f"{path} is damaged: it lacks a part of a checkpoint (model, optimizer, step, "
+                          f"{' or '.join(counts)})")
     if state and "history" not in state:  # it counts the rows (older checkpoints carry them)
         state["history"] = _logged_rows(run_dir / "metrics.jsonl", state.pop("epochs"))
         state["steps"] = _logged_rows(run_dir / "steps.jsonl", state.pop("logged_steps"))
@@ -337,12 +337,15 @@ def load_checkpoint(run_dir: Path) -> dict | None:
 def _logged_rows(path: Path, count: int) -> list[dict]:
     """The first ``count`` rows of a log, all written before the checkpoint that counts them."""
     rows = []
-    with contextlib.suppress(FileNotFoundError), open(path) as handle:
-        for line in itertools.islice(handle, count):
-            rows.append(json.loads(line))
+    try:
+        with contextlib.suppress(FileNotFoundError), open(path) as handle:
+            for line in itertools.islice(handle, int(count)):
+                rows.append(json.loads(line))
+    except (ValueError, TypeError) as error:  # a garbled line, or a count that is not a number
+        raise DamagedFile(f"{path} is damaged: row {len(rows) + 1} cannot be read ({str(error)[:80]})") from None
     if len(rows) < count:
-        raise RethinkgenError(f"{path} has {len(rows)} rows but its run's checkpoint.pt covers {count}; the log was "
-                              f"cut short: remove {path.parent} to train the run again")
+        raise DamagedFile(f"{path} has {len(rows)} rows but its run's checkpoint.pt covers {count}; the log was "
+                          f"cut short")
     return rows
 
 
@@ -354,7 +357,7 @@ def save_epoch(run_dir: Path, history: list[dict], step_log: list[dict], logged_
     those rows and drops any written after it."""
     append_jsonl(run_dir / "metrics.jsonl", history[-1:])
     append_jsonl(run_dir / "steps.jsonl", step_log[logged_steps:])
-    _save_checkpoint(run_dir / "checkpoint.pt", {**state, "epochs": len(history), "logged_steps": len(step_log)})
+    save_state(run_dir / "checkpoint.pt", {**state, "epochs": len(history), "logged_steps": len(step_log)})
     return len(step_log)
 
 
@@ -388,8 +391,8 @@ def write_summary(store: RunStore, config: RunConfig, run_dir: Path, base: dict,
 
 
 def _train_locked(config, store, run_id, run_dir, device, clean, randomized, record, progress, log,
-                  ctx) -> RunResult:
-    finished = ctx.on_main(lambda: _open_locked(config, run_id, run_dir, randomized, record))
+                  ctx, restart: bool = False) -> RunResult:
+    finished = ctx.on_main(lambda: open_locked(config, run_id, run_dir, randomized, record, restart, log))
     if finished is not None:
         return RunResult(run_id, run_dir, config, finished)
 
