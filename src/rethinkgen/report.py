@@ -473,15 +473,16 @@ def stored_figure(runs_dir: Path, entry, where: Path) -> Path | None:
     anything else (another folder, a link out of the runs folder, not a PNG) is refused with a warning."""
     name = Path(str(entry)).name
     figure = runs_dir / THEORY / name
+    shown = repr(str(entry)[:100])
     try:
-        safe_name(name, "figure")
-        if figure.suffix != ".png" or not figure.resolve().is_relative_to(runs_dir.resolve()):
-            raise RethinkgenError(f"figure {str(entry)[:80]!r} is not a PNG of {runs_dir / THEORY}")
-    except RethinkgenError as refused:
-        warn(f"{where}: {refused}; left out of the report")
+        inside = safe_name(name, "figure") and figure.resolve().is_relative_to(runs_dir.resolve())
+    except RethinkgenError:
+        inside = False
+    if not inside or figure.suffix != ".png":
+        warn(f"{where}: figure {shown} is not a PNG of {runs_dir / THEORY}; left out of the report")
         return None
     if not figure.is_file():
-        warn(f"{where}: figure {figure} is missing; left out of the report")
+        warn(f"{where}: figure {shown} is not in {runs_dir / THEORY}; left out of the report")
         return None
     return figure
 
