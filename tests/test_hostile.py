@@ -254,9 +254,10 @@ def test_stale_temporary_files_are_removed_when_the_run_is_opened(interrupted, c
     assert not list(run_dir.glob("*.tmp"))
 
 
-def _sweep_spec(tmp_path, name="noise"):
+def _sweep_spec(tmp_path, name="noise", **extra):
     spec = tmp_path / "spec.yaml"
-    spec.write_text(json.dumps({"name": name, "base": {**TINY, "epochs": 2}, "axes": {"label_noise": [0.0, 1.0]}}))
+    spec.write_text(json.dumps({"name": name, "base": {**TINY, "epochs": 2}, "axes": {"label_noise": [0.0, 1.0]},
+                                **extra}))
     return spec
 
 
@@ -509,3 +510,13 @@ def test_run_files_are_readable_as_the_umask_allows(tmp_path, umask, mode):
     for name in ("checkpoint.pt", "initial.pt", "summary.json", "config.json", "randomization.json",
                  "randomization.npz", "metrics.jsonl", "steps.jsonl", "measures.json", "lock"):
         assert stat.S_IMODE((result.run_dir / name).stat().st_mode) == mode, name
+
+
+def test_a_torn_log_line_is_skipped_with_a_warning(tmp_path, capsys):
+    runs = tmp_path / "runs"
+    assert run_cli(capsys, "sweep", _sweep_spec(tmp_path, preset="figure1a"), "--out", runs, "--quiet")[0] == 0
+    run_dir = runs / RunConfig(**{**TINY, "epochs": 2, "label_noise": 0.0}).run_id()
+    rows = (run_dir / "steps.jsonl").read_text()
+    (run_dir / "steps.jsonl").write_text(rows + '{"step": 99, "ep')  # as a killed writer leaves it
+    code, _, err = run_cli(capsys, "report", runs, "--out", tmp_path / "report")
+    assert code == 0 and f"{run_dir / 'steps.jsonl'}: line {rows.count(chr(10)) + 1} is damaged" in err

@@ -129,7 +129,7 @@ def test_checkpoints_that_carry_their_log_rows_still_resume(tmp_path, monkeypatc
     (cut / "metrics.jsonl").write_text((cut / "metrics.jsonl").read_text().splitlines()[0] + "\n")
     with pytest.raises(RethinkgenError, match=r"metrics.jsonl has 1 rows but its run's checkpoint.pt covers 2"):
         train(config, tmp_path / "cut", progress=False)
-    state = torch.load(path, weights_only=False)
+    state = torch.load(path, weights_only=True)
     assert (state["epochs"], "history" in state) == (2, False)  # the checkpoint counts the log rows it covers
     del state["epochs"], state["logged_steps"]  # as checkpoints were written before: the rows themselves
     run_dir = path.parent

@@ -208,8 +208,18 @@ def read_summary(run_dir: Path) -> dict | None:
 
 
 def read_jsonl(path: Path) -> list[dict]:
+    """The rows of a log; a line that cannot be read (torn by a killed writer) is skipped with a warning."""
     path = Path(path)
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
+    rows = []
+    for number, line in enumerate(path.read_text().splitlines() if path.exists() else [], 1):
+        try:
+            row = json.loads(line) if line.strip() else None
+        except ValueError:
+            row = None
+            warn(f"{path}: line {number} is damaged; skipped")
+        if isinstance(row, dict):
+            rows.append(row)
+    return rows
 
 
 def read_yaml_mapping(path: str | Path, what: str) -> dict:
