@@ -54,7 +54,8 @@ def run_demo(out: str | Path = "runs", progress: bool = True, dataset: str | Non
                           subset=subset, test_subset=test_subset, epochs=epochs or DEMO_EPOCHS, lr_decay=DEMO_LR_DECAY)
     outcome = run_sweep(sweep, out, progress=progress)
     if outcome.failed:
-        raise RethinkgenError(f"{outcome.failed} demo run(s) failed; " + outcome.lines()[1].strip())
+        lines = outcome.lines()
+        raise RethinkgenError(f"{outcome.failed} demo run(s) failed; " + (lines[1:] or lines)[0].strip())
     runs = [load_run(Path(out), r.config.run_id(), r.label, r.group, r.config.to_dict()) for r in sweep.runs]
     table = results_table(runs)
     first = sweep.runs[0].config

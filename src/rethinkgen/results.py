@@ -96,6 +96,12 @@ def _free_space(path: Path) -> str:
         return "unknown space"
 
 
+def _first_sentence(error: BaseException) -> str:
+    """The first sentence of an exception's message, for a one-line error."""
+    text = " ".join(str(error).split()) or type(error).__name__
+    return text.split(". ")[0][:160]
+
+
 def write_error(path: Path, error: BaseException) -> RethinkgenError:
     """One line for a failed write of ``path``: the disk full, or the system's reason."""
     cause = error
@@ -174,13 +180,12 @@ def load_state(path: Path) -> dict:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
-        refused = re.search(r"GLOBAL (\S+) was not an allowed global", str(error))
-        what = f"it asks for {refused.group(1)[:80]}" if refused else str(error).strip().splitlines()[-1][:200]
+        refused = re.search(r"GLOBAL (\S+)", str(error))  # torch's wording varies; the global follows GLOBAL
+        what = f"it asks for {refused.group(1)[:80]}" if refused else _first_sentence(error)
         raise DamagedFile(f"{path} is not a rethinkgen checkpoint: it holds more than tensors and plain values "
                           f"({what}); refused to load it") from None
     except (RuntimeError, EOFError, ValueError, OSError) as error:
-        reason = (str(error).strip().splitlines() or [type(error).__name__])[0][:160]
-        raise DamagedFile(f"{path} is damaged (truncated or not a checkpoint: {reason})") from None
+        raise DamagedFile(f"{path} is damaged (truncated or not a checkpoint: {_first_sentence(error)})") from None
     if not isinstance(state, dict):
         raise DamagedFile(f"{path} is damaged: it holds a {type(state).__name__}, not a checkpoint's dict")
     return state
