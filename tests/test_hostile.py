@@ -12,7 +12,6 @@ import stat
 import numpy as np
 import pytest
 import torch
-
 from helpers import interrupting_evaluate
 
 from rethinkgen import results
@@ -21,7 +20,14 @@ from rethinkgen.cli import main
 from rethinkgen.config import RunConfig
 from rethinkgen.data.cifar import write_batch
 from rethinkgen.errors import RethinkgenError
-from rethinkgen.results import INDEX_NAME, atomic_write, check_run_id, load, safe_name, save_state
+from rethinkgen.results import (
+    INDEX_NAME,
+    atomic_write,
+    check_run_id,
+    load,
+    safe_name,
+    save_state,
+)
 from rethinkgen.train import train
 
 TINY = {"dataset": "digits", "subset": 150, "test_subset": 60, "epochs": 3, "log_every": 2}
@@ -154,7 +160,7 @@ def test_measures_rebuild_a_runs_data_through_the_restricted_reader(tmp_path, ca
 
 # ---------------------------------------------------------------------------------------- checkpoints
 def test_a_hostile_checkpoint_is_refused_without_running_it(interrupted, tmp_path, capsys, reference):
-    config, run_dir = interrupted
+    _, run_dir = interrupted
     marker = tmp_path / "pwned"
     torch.save({"model": WritesAFile(marker), "optimizer": {}, "step": 1, "epochs": 1, "logged_steps": 0},
                run_dir / "checkpoint.pt")
@@ -288,8 +294,8 @@ def test_a_garbled_summary_stops_no_other_run(tmp_path, capsys):
     assert digest(runs / good) == good_files  # the finished run was not touched
 
 
-def test_a_damaged_summary_in_an_ensemble_fails_that_run_only(tmp_path, capsys):
-    runs, spec = tmp_path / "runs", _sweep_spec(tmp_path)
+def test_a_damaged_summary_in_an_ensemble_fails_that_run_only(tmp_path):
+    runs = tmp_path / "runs"
     bad = RunConfig(**{**TINY, "epochs": 2, "label_noise": 0.0}).run_id()
     (runs / bad).mkdir(parents=True)
     (runs / bad / "summary.json").write_text("[1, 2")
@@ -387,7 +393,7 @@ def test_a_corrupt_index_is_rebuilt_from_the_run_folders(tmp_path, capsys):
     runs = tmp_path / "runs"
     first = train(RunConfig(**TINY), runs, progress=False)
     (runs / INDEX_NAME).write_bytes(b"this is not an sqlite database" * 100)
-    code, out, err = run_cli(capsys, "report", runs, "--out", tmp_path / "report")  # a reader: rows from folders
+    code, _, err = run_cli(capsys, "report", runs, "--out", tmp_path / "report")  # a reader: rows from folders
     assert code == 0 and "cannot be read" in err and first.run_id in (tmp_path / "report" / "report.md").read_text()
     code, _, err = run_cli(capsys, "run", "--out", runs, "--label-noise", "1", *TINY_FLAGS)
     assert code == 0 and "corrupt" in err and "rebuilt it from the 1 run folder(s)" in err
