@@ -51,8 +51,8 @@ def assert_same_run(solo, batched, tolerance=1e-9):
     steps_b = [json.loads(line) for line in (batched.run_dir / "steps.jsonl").read_text().splitlines()]
     assert [row["step"] for row in steps_a] == [row["step"] for row in steps_b]
     assert [row["loss"] for row in steps_a] == pytest.approx([row["loss"] for row in steps_b], rel=tolerance)
-    state_a = torch.load(solo.run_dir / "checkpoint.pt", weights_only=False)
-    state_b = torch.load(batched.run_dir / "checkpoint.pt", weights_only=False)
+    state_a = torch.load(solo.run_dir / "checkpoint.pt", weights_only=True)
+    state_b = torch.load(batched.run_dir / "checkpoint.pt", weights_only=True)
     assert state_a["model"].keys() == state_b["model"].keys()
     for name in state_a["model"]:
         torch.testing.assert_close(state_a["model"][name], state_b["model"][name], rtol=tolerance, atol=tolerance)

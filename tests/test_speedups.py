@@ -116,7 +116,7 @@ def test_channels_last_runs_on_the_cpu_with_the_same_results_up_to_rounding(tmp_
     plain = train(config, tmp_path / "plain", progress=False)
     last = train(config.replace(channels_last="on"), tmp_path / "last", progress=False)
     assert last.run_id == plain.run_id and last.summary["memory_format"] == "channels_last"
-    weight = torch.load(last.run_dir / "checkpoint.pt", weights_only=False)["model"]["4.weight"]  # 2nd conv
+    weight = torch.load(last.run_dir / "checkpoint.pt", weights_only=True)["model"]["4.weight"]  # 2nd conv
     assert weight.is_contiguous(memory_format=torch.channels_last) and not weight.is_contiguous()
     assert losses(last) == pytest.approx(losses(plain), rel=1e-4)
 

@@ -157,7 +157,7 @@ def test_ensemble_size_auto_gives_each_worker_a_share():
 def _register_many(root, worker, count):
     store = RunStore(root)
     for i in range(count):
-        store.register(f"w{worker}-{i}", {"worker": worker}, {"status": "complete", "i": i})
+        store.register(f"{worker:06x}{i:06x}", {"worker": worker}, {"status": "complete", "i": i})
 
 
 def test_concurrent_processes_registering_in_the_index_lose_nothing(tmp_path):

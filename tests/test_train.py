@@ -123,7 +123,7 @@ def test_checkpoints_that_carry_their_log_rows_still_resume(tmp_path):
     (cut / "metrics.jsonl").write_text((cut / "metrics.jsonl").read_text().splitlines()[0] + "\n")
     with pytest.raises(RethinkgenError, match=r"metrics.jsonl has 1 rows but its run's checkpoint.pt covers 2"):
         train(config, tmp_path / "cut", progress=False)
-    state = torch.load(path, weights_only=False)
+    state = torch.load(path, weights_only=True)
     assert (state["epochs"], "history" in state) == (2, False)  # the checkpoint counts the log rows it covers
     del state["epochs"], state["logged_steps"]  # as checkpoints were written before: the rows themselves
     run_dir = path.parent
@@ -197,18 +197,19 @@ def test_a_running_runs_progress_is_indexed_at_most_every_few_seconds(tmp_path, 
     clock = [100.0]
     monkeypatch.setattr(results.time, "monotonic", lambda: clock[0])
     store = RunStore(tmp_path)
+    RUN = "0123456789ab"  # a run id: 12 hex digits
 
     def indexed():
         return {row["run_id"]: (row["status"], row["summary"]["epochs_completed"]) for row in store.rows()}
 
-    store.register("a", {}, {"status": "running", "epochs_completed": 1})
-    store.register("a", {}, {"status": "running", "epochs_completed": 2})  # 0 s later: skipped
-    assert indexed() == {"a": ("running", 1)}
+    store.register(RUN, {}, {"status": "running", "epochs_completed": 1})
+    store.register(RUN, {}, {"status": "running", "epochs_completed": 2})  # 0 s later: skipped
+    assert indexed() == {RUN: ("running", 1)}
     clock[0] += results.RUNNING_INDEX_INTERVAL_S
-    store.register("a", {}, {"status": "running", "epochs_completed": 3})
-    assert indexed() == {"a": ("running", 3)}
-    store.register("a", {}, {"status": "complete", "epochs_completed": 4})  # a final status is always written
-    assert indexed() == {"a": ("complete", 4)}
+    store.register(RUN, {}, {"status": "running", "epochs_completed": 3})
+    assert indexed() == {RUN: ("running", 3)}
+    store.register(RUN, {}, {"status": "complete", "epochs_completed": 4})  # a final status is always written
+    assert indexed() == {RUN: ("complete", 4)}
 
 
 @pytest.mark.parametrize("model", ["alexnet-small", "inception-small", "inception-small-nobn", "mlp-3x512"])

@@ -8,7 +8,7 @@ import sys
 import typing
 
 from rethinkgen.config import RunConfig
-from rethinkgen.errors import RethinkgenError
+from rethinkgen.errors import DamagedFile, RethinkgenError, warn
 from rethinkgen.presets import EPOCHS
 
 RUN_FLAG_TYPES = {int: int, float: float, str: str}
@@ -57,6 +57,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--config", help="YAML or JSON file of settings; flags override it")
     run.add_argument("--out", default="runs", help="runs folder (default: runs)")
     run.add_argument("--quiet", action="store_true", help="no progress bar")
+    run.add_argument("--restart", action="store_true",
+                     help="if the run has not finished (interrupted, failed, or its checkpoint damaged), discard its "
+                          "checkpoint and logs and train it from the start; a finished run is left as it is")
     _add_config_flags(run)
 
     demo = commands.add_parser("demo", help="the main job: six randomizations, a figure and a table",
@@ -98,6 +101,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="CPU threads of each run, and the CPUs each Ray task asks for "
                             "(default: 1 on Ray, the CPUs divided among the local workers)")
     sweep.add_argument("--retry-failed", action="store_true", help="run again the runs that failed before")
+    sweep.add_argument("--restart", action="store_true",
+                       help="train every unfinished run (interrupted, failed, damaged) from the start, discarding its "
+                            "checkpoint and logs; finished runs are left as they are")
     sweep.add_argument("--dry-run", action="store_true", help="list the runs and their estimated cost; train nothing")
     sweep.add_argument("--quiet", action="store_true", help="no progress bar")
 
@@ -139,7 +145,7 @@ def cmd_run(args) -> int:
     from rethinkgen.train import train
 
     config = _config_from_args(args)
-    result = train(config, args.out, progress=not args.quiet, log=print if args.quiet else None)
+    result = train(config, args.out, progress=not args.quiet, log=print if args.quiet else None, restart=args.restart)
     if not distributed.from_environment().is_main:
         return 0  # under torchrun, rank 0 reports for all
     s = result.summary
@@ -188,7 +194,11 @@ def cmd_sweep(args) -> int:
         for run in plan.runs:
             seconds = sweep.estimate_seconds(run.config)
             total += seconds
-            status = (sweep.run_status(args.out, run.config.run_id()) or {}).get("status", "new")
+            try:
+                status = (sweep.run_status(args.out, run.config.run_id()) or {}).get("status", "new")
+            except DamagedFile as damaged:
+                warn(f"{damaged}; `sweep --restart` trains the run from the start")
+                status = sweep.UNREADABLE
             print(f"  {run.config.run_id()}  {status:<11} {run.config.model:<21} {run.label:<40} "
                   f"{run.config.epochs:>4} epochs  ~{seconds / 60:7.1f} CPU min")
         print(f"estimated: at most {total / 3600:.2f} CPU hours on a 2-core CPU (runs that stop at fit take less)")
@@ -196,7 +206,7 @@ def cmd_sweep(args) -> int:
     outcome = sweep.run_sweep(plan, args.out, workers=args.workers, retry_failed=args.retry_failed,
                               progress=not args.quiet, executor=args.executor, address=args.address,
                               runs_per_gpu=args.runs_per_gpu, cpus_per_run=args.cpus_per_run,
-                              ensemble=args.ensemble)
+                              ensemble=args.ensemble, restart=args.restart)
     print("\n".join(outcome.lines()))
     return 1 if outcome.failed else 0
 

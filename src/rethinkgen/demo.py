@@ -14,7 +14,7 @@ from rethinkgen import presets
 from rethinkgen.errors import RethinkgenError
 from rethinkgen.plots import plot_learning_curves
 from rethinkgen.report import Run, load_run
-from rethinkgen.results import atomic_write_text
+from rethinkgen.results import atomic_write_text, safe_name
 from rethinkgen.sweep import run_sweep
 
 DEMO_EPOCHS = 600
@@ -48,13 +48,14 @@ def run_demo(out: str | Path = "runs", progress: bool = True, dataset: str | Non
              seed: int | None = None, data_dir: str | None = None) -> tuple[str, Path, Path]:
     """Run the six settings (skipping those already in ``out``); return (table, table path, figure path)."""
     dataset, model = dataset or "digits", model or "mlp-1x512"
-    name = f"demo-{dataset}-{model.replace(':', '_').replace('.', '_')}"
+    name = safe_name(f"demo-{dataset}-{model.replace(':', '_').replace('.', '_')}", "demo name")
     sweep = presets.build("figure1a", dataset=dataset, models=[model], seeds=[seed or 0], scale="tiny",
                           data_dir=data_dir, name=name, figure1a_settings=presets.DEMO_SETTINGS,
                           subset=subset, test_subset=test_subset, epochs=epochs or DEMO_EPOCHS, lr_decay=DEMO_LR_DECAY)
     outcome = run_sweep(sweep, out, progress=progress)
     if outcome.failed:
-        raise RethinkgenError(f"{outcome.failed} demo run(s) failed; " + outcome.lines()[1].strip())
+        lines = outcome.lines()
+        raise RethinkgenError(f"{outcome.failed} demo run(s) failed; " + (lines[1:] or lines)[0].strip())
     runs = [load_run(Path(out), r.config.run_id(), r.label, r.group, r.config.to_dict()) for r in sweep.runs]
     table = results_table(runs)
     first = sweep.runs[0].config

@@ -29,11 +29,11 @@ from rethinkgen.engine.loop import EpochHook, train_epochs
 from rethinkgen.engine.run import RunState
 from rethinkgen.engine.stacked import StackedStepper
 from rethinkgen.engine.summary import summary_base
-from rethinkgen.errors import RethinkgenError
-from rethinkgen.results import RunStore
+from rethinkgen.errors import DamagedFile, RethinkgenError
+from rethinkgen.results import RunBusy, RunStore, run_lock
 from rethinkgen.speedups import Speedups
-from rethinkgen.train import (FINISHED, RunBusy, RunResult, initial_model, load_checkpoint, open_run_dir,
-                              prepare_data, run_lock, save_epoch)
+from rethinkgen.train import (RESTART_HINT, RunResult, finished_summary, initial_model, load_checkpoint, open_locked,
+                              prepare_data, save_epoch)
 
 # settings in which the copies of one ensemble may differ
 GROUP_FREE = ("seed", "randomization_seed", "init_seed", "order_seed", "label_noise", "inputs",
@@ -66,11 +66,13 @@ def group_configs(configs: list[RunConfig], size: int) -> list[list[RunConfig]]:
 
 
 def train_ensemble(configs: list[RunConfig], runs_dir: str | Path = "runs", progress: bool = True,
-                   log=None, index: bool = True, on_epoch_end: EpochHook | None = None) -> list[RunResult]:
+                   log=None, index: bool = True, on_epoch_end: EpochHook | None = None,
+                   restart: bool = False) -> list[RunResult]:
     """Train ``configs`` (compatible runs, see ``group_key``) as one batched model; resume or skip as ``train`` does.
 
     Returns one RunResult per config, in order. A run another process is training comes back with
-    status "busy" (not written to its folder); the others go on without it.
+    status "busy" (not written to its folder); a run whose files are damaged comes back "failed" with the
+    reason; the others go on without them.
 
     Args:
         configs: the runs' settings; they may differ only in ``GROUP_FREE`` settings.
@@ -81,6 +83,8 @@ def train_ensemble(configs: list[RunConfig], runs_dir: str | Path = "runs", prog
             the index to the caller, as ``train`` does).
         on_epoch_end: ``on_epoch_end(run, epoch)``, called for each run after every epoch it records (see
             ``engine.loop.train_epochs``); it may raise ``KeyboardInterrupt`` to stop training as Ctrl-C does.
+        restart: discard the files of the runs that have not finished and train them from the start (as
+            ``train`` does).
     """
     configs = [config.validated().resolved() for config in configs]
     keys = {group_key(config) for config in configs}
@@ -91,7 +95,7 @@ def train_ensemble(configs: list[RunConfig], runs_dir: str | Path = "runs", prog
         raise RethinkgenError("an ensemble does not train under torchrun; train its runs one by one there")
     log = log or (lambda message: tqdm.write(message) if progress else None)
     store = RunStore(runs_dir, index=index)
-    results, pending = _finished_or_pending(configs, store)
+    results, pending = _finished_or_pending(configs, store, restart)
     with contextlib.ExitStack() as locks:
         trainable = []
         for config in pending:
@@ -104,7 +108,17 @@ def train_ensemble(configs: list[RunConfig], runs_dir: str | Path = "runs", prog
                 results[config.run_id()] = RunResult(config.run_id(), run_dir, config,
                                                      {"status": "busy", "message": str(busy)})
         device = resolve_device(configs[0].device)
-        copies = [_prepare(config, store, device, log) for config in trainable]
+        copies = []
+        for config in trainable:
+            try:
+                copy = _prepare(config, store, device, log, restart)
+            except DamagedFile as error:
+                results[config.run_id()] = _damaged(config, store, error, restart)
+                continue
+            if isinstance(copy, RunResult):  # finished by another process meanwhile
+                results[config.run_id()] = copy
+            else:
+                copies.append(copy)
         _share_identical_inputs([run.data for run, _ in copies])
         # copies resumed from different epochs cannot step together: train each such group on its own
         by_epoch: dict[int, list] = {}
@@ -117,18 +131,28 @@ def train_ensemble(configs: list[RunConfig], runs_dir: str | Path = "runs", prog
     return [results[config.run_id()] for config in configs]
 
 
-def _finished_or_pending(configs: list[RunConfig], store: RunStore) -> tuple[dict[str, RunResult], list[RunConfig]]:
-    """The results of the runs already finished, by run id, and the others to train (each once)."""
+def _finished_or_pending(configs: list[RunConfig], store: RunStore,
+                         restart: bool) -> tuple[dict[str, RunResult], list[RunConfig]]:
+    """The results of the runs already finished (or damaged), by run id, and the others to train (each once)."""
     results, pending = {}, {}
     for config in configs:
         run_id = config.run_id()
-        summary_path = store.run_dir(run_id) / "summary.json"
-        previous = json.loads(summary_path.read_text()) if summary_path.exists() else {}
-        if previous.get("status") in FINISHED:
+        try:
+            previous = finished_summary(store.run_dir(run_id), restart)
+        except DamagedFile as error:
+            results[run_id] = _damaged(config, store, error, restart)
+            continue
+        if previous is not None:
             results[run_id] = RunResult(run_id, store.run_dir(run_id), config, previous)
         else:
             pending.setdefault(run_id, config)
     return results, list(pending.values())
+
+
+def _damaged(config: RunConfig, store: RunStore, error: DamagedFile, restart: bool) -> RunResult:
+    """The result of a run whose files cannot be read: failed, with the reason and the way out."""
+    message = str(error) + ("" if restart else RESTART_HINT)
+    return RunResult(config.run_id(), store.run_dir(config.run_id()), config, {"status": "failed", "message": message})
 
 
 def _speedups(config: RunConfig, device, model) -> Speedups:
@@ -136,13 +160,16 @@ def _speedups(config: RunConfig, device, model) -> Speedups:
     return Speedups.resolve(config.amp, "off", "off", device, model)
 
 
-def _prepare(config: RunConfig, store: RunStore, device, log) -> tuple[RunState, dict | None]:
+def _prepare(config: RunConfig, store: RunStore, device, log,
+             restart: bool) -> tuple[RunState, dict | None] | RunResult:
     """With its lock held: a copy's data, model (at its checkpoint's weights) and RunState, and its
-    checkpoint (None for a fresh run)."""
+    checkpoint (None for a fresh run); or the run's result if another process finished it meanwhile."""
     run_id = config.run_id()
     run_dir = store.run_dir(run_id)
     clean, randomized, record = prepare_data(config)
-    open_run_dir(config, run_id, run_dir, record, len(randomized.y_train))
+    finished = open_locked(config, run_id, run_dir, randomized, record, restart, log)
+    if finished is not None:
+        return RunResult(run_id, run_dir, config, finished)
     data = DeviceData(clean, randomized, record, config, device)
     model = initial_model(config, data, run_dir, device)
     state = load_checkpoint(run_dir)

@@ -24,16 +24,18 @@ RAY_INSTALL = "pip install 'rethinkgen[ray]'"
 
 
 def train_group(group: list[dict], runs_dir: str, threads: int | None, device: str | None = None,
-                index: bool = True) -> list[tuple[str, str]]:
+                index: bool = True, restart: bool = False) -> list[tuple[str, str]]:
     """Run one config, or several compatible ones as one ensemble (see ensemble.py), in this process;
     return (status, message) for each. Never raises for a failing run.
 
     ``device``, when given, replaces the runs' device unless they ask for the CPU (the device is not
-    part of the run id). ``index=False`` leaves the SQLite index to the caller (see ``_ray_task``)."""
+    part of the run id). ``index=False`` leaves the SQLite index to the caller (see ``_ray_task``).
+    ``restart=True`` trains unfinished runs from the start (see ``train.train``)."""
     import torch
 
     from rethinkgen.ensemble import train_ensemble
-    from rethinkgen.train import RunBusy, train
+    from rethinkgen.results import RunBusy
+    from rethinkgen.train import train
 
     if threads:
         torch.set_num_threads(threads)
@@ -42,9 +44,9 @@ def train_group(group: list[dict], runs_dir: str, threads: int | None, device: s
     try:
         configs = [RunConfig(**values).validated() for values in group]
         if len(configs) == 1:
-            results = [train(configs[0], runs_dir, progress=False, index=index)]
+            results = [train(configs[0], runs_dir, progress=False, index=index, restart=restart)]
         else:
-            results = train_ensemble(configs, runs_dir, progress=False, index=index)
+            results = train_ensemble(configs, runs_dir, progress=False, index=index, restart=restart)
         return [(result.summary["status"], result.summary.get("message", "")) for result in results]
     except RunBusy as busy:
         return [("busy", str(busy))] * len(group)
@@ -73,14 +75,14 @@ def check_options(executor: str, workers: int | None, runs_per_gpu: int | None, 
 
 def execute(configs: list[dict], runs_dir: str, executor: str = "local", workers: int | None = None,
             runs_per_gpu: int | None = None, cpus_per_run: int | None = None, address: str | None = None,
-            groups: list[list[int]] | None = None) -> Iterator[tuple[int, str, str]]:
+            groups: list[list[int]] | None = None, restart: bool = False) -> Iterator[tuple[int, str, str]]:
     """Train ``configs`` (run config dicts) into ``runs_dir``, one job per group of indices in ``groups``
-    (default: each run alone); yield (index, status, message) as runs end."""
+    (default: each run alone); yield (index, status, message) as runs end. ``restart``: see ``train_group``."""
     check_options(executor, workers, runs_per_gpu, cpus_per_run, address)
     jobs = groups if groups is not None else [[i] for i in range(len(configs))]
     if executor == "ray":
-        return _ray(configs, jobs, runs_dir, runs_per_gpu, cpus_per_run, address)
-    return _local(configs, jobs, runs_dir, *local_plan(workers, runs_per_gpu, cpus_per_run, gpu_count()))
+        return _ray(configs, jobs, runs_dir, runs_per_gpu, cpus_per_run, address, restart)
+    return _local(configs, jobs, runs_dir, *local_plan(workers, runs_per_gpu, cpus_per_run, gpu_count()), restart)
 
 
 # ------------------------------------------------------------------------------------------------- local
@@ -113,14 +115,15 @@ def _claim_slot(slots) -> None:
     _SLOT = slots.get()
 
 
-def _train_in_slot(group: list[dict], runs_dir: str, threads: int | None) -> list[tuple[str, str]]:
-    return train_group(group, runs_dir, threads, device=_SLOT)
+def _train_in_slot(group: list[dict], runs_dir: str, threads: int | None, restart: bool = False) -> list[tuple[str, str]]:
+    return train_group(group, runs_dir, threads, device=_SLOT, restart=restart)
 
 
-def _local(configs, jobs, runs_dir, workers, slots, threads) -> Iterator[tuple[int, str, str]]:
+def _local(configs, jobs, runs_dir, workers, slots, threads, restart=False) -> Iterator[tuple[int, str, str]]:
     if workers == 1:
         for job in jobs:
-            results = train_group([configs[i] for i in job], runs_dir, threads, device=slots[0] if slots else None)
+            results = train_group([configs[i] for i in job], runs_dir, threads, device=slots[0] if slots else None,
+                                  restart=restart)
             yield from ((i, *result) for i, result in zip(job, results))
         return
     import multiprocessing
@@ -134,7 +137,7 @@ def _local(configs, jobs, runs_dir, workers, slots, threads) -> Iterator[tuple[i
             queue.put(slot)
         options = {"mp_context": context, "initializer": _claim_slot, "initargs": (queue,)}
     with ProcessPoolExecutor(max_workers=workers, **options) as pool:
-        futures = {pool.submit(_train_in_slot, [configs[i] for i in job], runs_dir, threads): job for job in jobs}
+        futures = {pool.submit(_train_in_slot, [configs[i] for i in job], runs_dir, threads, restart): job for job in jobs}
         for future in as_completed(futures):
             job = futures[future]
             try:
@@ -154,7 +157,8 @@ def import_ray():
     return ray
 
 
-def _ray_task(group: list[dict], runs_dir: str, threads: int, device: str | None) -> list[tuple[str, str]]:
+def _ray_task(group: list[dict], runs_dir: str, threads: int, device: str | None,
+              restart: bool = False) -> list[tuple[str, str]]:
     """One job (a run, or an ensemble of runs) on a Ray worker. The runs folder must be the same shared folder as the driver's: the
     driver created its index before submitting, so a node that does not see the index does not see the folder.
     The SQLite index is written by the driver only, since SQLite's locks do not hold across machines."""
@@ -163,14 +167,14 @@ def _ray_task(group: list[dict], runs_dir: str, threads: int, device: str | None
     if not (Path(runs_dir) / INDEX_NAME).exists():
         return [("failed", (f"runs folder {runs_dir} is not visible on node {socket.gethostname()}: with Ray, "
                             "--out must be a shared folder mounted at the same path on every node"))] * len(group)
-    return train_group(group, runs_dir, threads, device=device, index=False)
+    return train_group(group, runs_dir, threads, device=device, index=False, restart=restart)
 
 
 def ray_wants_gpu(device: str, cluster_gpus: float) -> bool:
     return device.startswith("cuda") or (device == "auto" and cluster_gpus > 0)
 
 
-def _ray(configs, jobs, runs_dir, runs_per_gpu, cpus_per_run, address) -> Iterator[tuple[int, str, str]]:
+def _ray(configs, jobs, runs_dir, runs_per_gpu, cpus_per_run, address, restart=False) -> Iterator[tuple[int, str, str]]:
     ray = import_ray()
     if not configs:
         return
@@ -202,7 +206,8 @@ def _ray(configs, jobs, runs_dir, runs_per_gpu, cpus_per_run, address) -> Iterat
         for job in jobs:
             gpu = any(wants_gpu[i] for i in job)
             options = {"num_cpus": cpus, "num_gpus": 1 / (runs_per_gpu or 1) if gpu else 0}
-            ref = task.options(**options).remote([configs[i] for i in job], runs_dir, cpus, "cuda" if gpu else None)
+            ref = task.options(**options).remote([configs[i] for i in job], runs_dir, cpus, "cuda" if gpu else None,
+                                                 restart)
             refs[ref] = job
             pending.append(ref)  # cancelled in `finally` if the sweep stops before it ends
         store = RunStore(runs_dir)
@@ -225,10 +230,14 @@ def _ray(configs, jobs, runs_dir, runs_per_gpu, cpus_per_run, address) -> Iterat
 
 
 def _register_from_files(store, run_id: str) -> None:
-    """Put a run trained elsewhere into the index, from the config and summary it wrote to its folder."""
-    import json
+    """Put a run trained elsewhere into the index, from the config and summary it wrote to its folder
+    (a damaged file is named in a warning; the run stays out of the index)."""
+    from rethinkgen.errors import DamagedFile, warn
+    from rethinkgen.results import read_json, read_summary
 
     run_dir = store.run_dir(run_id)
     if (run_dir / "config.json").exists() and (run_dir / "summary.json").exists():
-        store.register(run_id, json.loads((run_dir / "config.json").read_text()),
-                       json.loads((run_dir / "summary.json").read_text()))
+        try:
+            store.register(run_id, read_json(run_dir / "config.json"), read_summary(run_dir))
+        except DamagedFile as damaged:
+            warn(f"{damaged}; run {run_id} is left out of the index")

@@ -25,8 +25,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
-import tempfile
+import zipfile
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -34,7 +33,8 @@ import numpy as np
 
 from rethinkgen.data.dataset import Dataset
 from rethinkgen.data.imagefolder import ImageFiles
-from rethinkgen.errors import RethinkgenError, choice_error
+from rethinkgen.errors import DamagedFile, RethinkgenError, choice_error
+from rethinkgen.results import atomic_write, read_json
 
 INPUTS = ("original", "shuffled-pixels", "random-pixels", "gaussian")
 # independent random streams, so that turning one knob never changes what the other draws
@@ -84,30 +84,27 @@ class RandomizationRecord:
         """Write ``randomization.json`` (readable facts) and ``randomization.npz`` (the index arrays)."""
         directory = Path(directory)
         arrays = {name: getattr(self, name) for name in self.ARRAYS if getattr(self, name) is not None}
-        _atomic_write(directory / "randomization.npz", lambda f: np.savez_compressed(f, **arrays))
+        atomic_write(directory / "randomization.npz", lambda f: np.savez_compressed(f, **arrays))
         text = json.dumps(self.summary(n_train), indent=2)
-        _atomic_write(directory / "randomization.json", lambda f: f.write(text.encode()))
+        atomic_write(directory / "randomization.json", lambda f: f.write(text.encode()))
 
     @classmethod
     def load(cls, directory: Path) -> "RandomizationRecord":
+        """The record saved in ``directory``; DamagedFile naming the file if it cannot be read back."""
         directory = Path(directory)
-        facts = json.loads((directory / "randomization.json").read_text())
-        with np.load(directory / "randomization.npz") as arrays:
-            loaded = {name: arrays[name] for name in cls.ARRAYS if name in arrays}
-        fields = {k: facts[k] for k in ("seed", "label_noise", "inputs", "corrupt_test_labels", "num_classes",
-                                        "source_hash", "dataset_hash", "gaussian_mean", "gaussian_std")}
+        facts = read_json(directory / "randomization.json")
+        try:
+            fields = {k: facts[k] for k in ("seed", "label_noise", "inputs", "corrupt_test_labels", "num_classes",
+                                            "source_hash", "dataset_hash", "gaussian_mean", "gaussian_std")}
+        except KeyError as missing:
+            raise DamagedFile(f"{directory / 'randomization.json'} is damaged: it lacks {missing}") from None
+        path = directory / "randomization.npz"
+        try:  # numpy refuses pickled (object) arrays here: allow_pickle is False by default
+            with np.load(path) as arrays:
+                loaded = {name: arrays[name] for name in cls.ARRAYS if name in arrays}
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
+            raise DamagedFile(f"{path} is damaged ({type(error).__name__}: {str(error)[:120]})") from None
         return cls(**fields, **loaded)
-
-
-def _atomic_write(path: Path, write) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            write(handle)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
 
 
 def validate(label_noise: float, inputs: str, seed: int) -> None:

@@ -24,9 +24,10 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from rethinkgen import paper  # noqa: E402
-from rethinkgen.errors import RethinkgenError  # noqa: E402
+from rethinkgen.errors import RethinkgenError, warn  # noqa: E402
 from rethinkgen.plots import step_unit  # noqa: E402
-from rethinkgen.results import INDEX_NAME, RunStore, StoredRun, atomic_write_text  # noqa: E402
+from rethinkgen.results import (INDEX_NAME, StoredRun, atomic_write_text, check_run_id, index_rows,  # noqa: E402
+                                read_json, read_summary, run_path, safe_name)
 
 COLORS = plt.rcParams["axes.prop_cycle"].by_key()["color"]
 
@@ -54,11 +55,15 @@ class Section:
 
 
 def load_run(runs_dir: Path, run_id: str, label: str = "", group: dict | None = None, config: dict | None = None) -> Run:
-    run_dir = runs_dir / run_id
-    summary_path = run_dir / "summary.json"
-    summary = json.loads(summary_path.read_text()) if summary_path.exists() else {}
-    if not config and (run_dir / "config.json").exists():
-        config = json.loads((run_dir / "config.json").read_text())
+    """A run of the store as reports see it; a run whose files cannot be read is "unreadable" (with a warning)."""
+    run_dir = run_path(runs_dir, run_id)
+    try:
+        summary = read_summary(run_dir) or {}
+        if not config and (run_dir / "config.json").exists():
+            config = read_json(run_dir / "config.json")
+    except RethinkgenError as damaged:
+        warn(f"{damaged}; the report shows run {run_id} as unreadable")
+        return Run(run_id, label, group or {}, config or {}, "unreadable", {}, run_dir)
     return Run(run_id, label, group or {}, config or {}, summary.get("status", "pending"), summary, run_dir)
 
 
@@ -400,7 +405,7 @@ def section_all_runs(runs_dir: Path) -> Section:
     headers = ["run", "dataset", "model", "label noise", "inputs", "status", "train acc", "test acc", "steps to fit",
                "message"]
     rows = []
-    for row in RunStore(runs_dir).rows():
+    for row in index_rows(runs_dir):
         c, s = row["config"], row["summary"]
         fmt = lambda v: "-" if v is None else f"{v:.4f}"  # noqa: E731
         rows.append([row["run_id"], c.get("dataset"), c.get("model"), f"{c.get('label_noise'):g}", c.get("inputs"),
@@ -445,40 +450,87 @@ def _html(sections: list[Section]) -> str:
     return "\n".join(parts)
 
 
+THEORY = "theory"  # the runs folder's sub-folder of stored sections and their figures
+
+
 def save_section(runs_dir: str | Path, name: str, section: Section) -> Path:
-    """Store a finished section (e.g. a theory result) in the runs folder, for every later report."""
-    folder = Path(runs_dir) / "theory"
+    """Store a finished section (e.g. a theory result) in the runs folder, for every later report. Its
+    figures must lie in the ``theory`` folder beside it: they are stored by file name."""
+    folder = Path(runs_dir) / THEORY
     folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{name}.json"
+    path = folder / f"{safe_name(name, 'result name')}.json"
+    for figure in section.figures:
+        if Path(figure).resolve().parent != folder.resolve():
+            raise ValueError(f"figure {figure} of section {name!r} is not in {folder}")
     atomic_write_text(path, json.dumps({"title": section.title, "text": section.text, "tables": section.tables,
-                                        "figures": [str(Path(f).resolve()) for f in section.figures]}, indent=2))
+                                        "figures": [Path(f).name for f in section.figures]}, indent=2))
     return path
+
+
+def stored_figure(runs_dir: Path, entry, where: Path) -> Path | None:
+    """The PNG that a stored section lists as ``entry``, if it is a file of the runs folder's theory folder.
+    Entries are file names (older results stored absolute paths into that folder: their name is used);
+    anything else (another folder, a link out of the runs folder, not a PNG) is refused with a warning."""
+    name = Path(str(entry)).name
+    figure = runs_dir / THEORY / name
+    shown = repr(str(entry)[:100])
+    try:
+        inside = safe_name(name, "figure") and figure.resolve().is_relative_to(runs_dir.resolve())
+    except RethinkgenError:
+        inside = False
+    if not inside or figure.suffix != ".png":
+        warn(f"{where}: figure {shown} is not a PNG of {runs_dir / THEORY}; left out of the report")
+        return None
+    if not figure.is_file():
+        warn(f"{where}: figure {shown} is not in {runs_dir / THEORY}; left out of the report")
+        return None
+    return figure
 
 
 def _stored_sections(runs_dir: Path, out: Path) -> list[Section]:
     sections = []
-    for path in sorted((runs_dir / "theory").glob("*.json")):
-        stored = json.loads(path.read_text())
-        figures = []
-        for figure in map(Path, stored["figures"]):
-            if figure.exists():  # copy beside the report so report.md's links work
-                copy = out / figure.name
-                if copy.resolve() != figure.resolve():
-                    copy.write_bytes(figure.read_bytes())
-                    if figure.with_suffix(".svg").exists():
-                        copy.with_suffix(".svg").write_bytes(figure.with_suffix(".svg").read_bytes())
-                figures.append(copy)
-        sections.append(Section(stored["title"], stored["text"], [tuple(t) for t in stored["tables"]], figures))
+    for path in sorted((runs_dir / THEORY).glob("*.json")):
+        try:
+            stored = read_json(path)
+            section = Section(str(stored["title"]), str(stored["text"]),
+                              [(list(map(str, headers)), [list(map(str, row)) for row in rows])
+                               for headers, rows in stored["tables"]])
+            entries = list(stored.get("figures") or [])
+        except (RethinkgenError, KeyError, TypeError, ValueError) as error:
+            warn(f"{path} cannot be read ({type(error).__name__}: {str(error)[:120]}); left out of the report")
+            continue
+        for figure in filter(None, (stored_figure(runs_dir, entry, path) for entry in entries)):
+            copy = out / figure.name  # beside the report, so that report.md's links work
+            if copy.resolve() != figure.resolve():
+                copy.write_bytes(figure.read_bytes())
+                svg = figure.with_suffix(".svg")
+                if svg.is_file() and svg.resolve().is_relative_to(runs_dir.resolve()):
+                    copy.with_suffix(".svg").write_bytes(svg.read_bytes())
+            section.figures.append(copy)
+        sections.append(section)
     return sections
+
+
+def _sweep_section(runs_dir: Path, manifest_path: Path, out: Path) -> Section | None:
+    """The section of one sweep manifest; a manifest that is damaged or names a bad sweep name or run id
+    is left out with a warning (its name becomes figure file names, its run ids folder names)."""
+    try:
+        manifest = read_json(manifest_path)
+        name = safe_name(manifest.get("name"), "sweep name")
+        runs = [load_run(runs_dir, check_run_id(r["run_id"]), str(r.get("label", "")), r.get("group") or {},
+                         r.get("config") or {}) for r in manifest["runs"]]
+        return SECTIONS.get(manifest.get("preset"), section_sweep)(name, runs, out)
+    except (RethinkgenError, KeyError, TypeError, ValueError, AttributeError) as error:
+        warn(f"sweep manifest {manifest_path} cannot be used ({type(error).__name__}: {str(error)[:160]}); "
+             f"left out of the report")
+        return None
 
 
 def build_sections(runs_dir: Path, out: Path) -> list[Section]:
     sections = []
     for manifest_path in sorted((runs_dir / "sweeps").glob("*.json")):
-        manifest = json.loads(manifest_path.read_text())
-        runs = [load_run(runs_dir, r["run_id"], r["label"], r.get("group"), r.get("config")) for r in manifest["runs"]]
-        builder = SECTIONS.get(manifest.get("preset"), section_sweep)
-        sections.append(builder(manifest["name"], runs, out))
+        section = _sweep_section(runs_dir, manifest_path, out)
+        sections += [section] if section else []
     sections += _stored_sections(runs_dir, out)
     if (runs_dir / INDEX_NAME).exists():
         measured = section_measures(runs_dir, out)

@@ -16,7 +16,6 @@ runs is saved in the runs folder (``sweeps/NAME.json``) so that reports can find
 from __future__ import annotations
 
 import itertools
-import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,10 +25,17 @@ from tqdm.auto import tqdm
 from rethinkgen import data, models
 from rethinkgen.config import RunConfig
 from rethinkgen.ensemble import group_configs
-from rethinkgen.errors import RethinkgenError
+from rethinkgen.errors import DamagedFile, RethinkgenError, warn
 from rethinkgen.executors import check_options, execute, import_ray
 from rethinkgen.preprocess import crop_size_for
-from rethinkgen.results import RunStore, read_yaml_mapping, write_json
+from rethinkgen.results import (
+    RunStore,
+    read_summary,
+    read_yaml_mapping,
+    run_path,
+    safe_name,
+    write_json,
+)
 
 SPEC_KEYS = ("name", "base", "axes", "zip", "seeds", "preset")
 # rough training speeds (images/s at 3x28x28, batch 128, 2 CPU cores, torch 2.13) for --dry-run estimates
@@ -109,7 +115,8 @@ def expand(spec: dict, default_name: str = "sweep", overrides: dict | None = Non
                 runs.append(SweepRun(label, config, {"seed": seed}))
     if not runs:
         raise RethinkgenError(f"{where}the sweep expands to zero runs")
-    return Sweep(str(spec.get("name") or default_name), runs, preset=spec.get("preset"))
+    name = safe_name(str(spec.get("name") or default_name), f"{where}sweep name")  # it names sweeps/NAME.json
+    return Sweep(name, runs, preset=spec.get("preset"))
 
 
 def preflight(sweep: Sweep) -> None:
@@ -147,8 +154,8 @@ def estimate_seconds(config: RunConfig) -> float:
 
 
 def run_status(runs_dir: Path, run_id: str) -> dict | None:
-    path = Path(runs_dir) / run_id / "summary.json"
-    return json.loads(path.read_text()) if path.exists() else None
+    """The run's summary, None if it has none; DamagedFile if its summary.json cannot be read."""
+    return read_summary(run_path(runs_dir, run_id))
 
 
 @dataclass
@@ -158,9 +165,11 @@ class SweepOutcome:
 
     def lines(self) -> list[str]:
         statuses = [status for _, status, _ in self.ran]
+        unreadable = sum(status == UNREADABLE for _, status in self.skipped)
         lines = [f"{len(self.ran)} run(s) trained: {statuses.count('complete')} complete, "
                  f"{statuses.count('diverged')} diverged, {statuses.count('failed')} failed; "
-                 f"{len(self.skipped)} skipped (already finished)"
+                 f"{len(self.skipped) - unreadable} skipped (already finished)"
+                 + (f"; {unreadable} skipped (summary.json damaged, see the warnings)" if unreadable else "")
                  + (f"; {statuses.count('busy')} left to another process training them" if 'busy' in statuses else "")]
         for run, status, message in self.ran:
             if status != "complete":
@@ -169,7 +178,11 @@ class SweepOutcome:
 
     @property
     def failed(self) -> int:
-        return sum(status == "failed" for _, status, _ in self.ran)
+        """Runs that failed, and runs left alone because their summary cannot be read."""
+        return sum(status == "failed" for _, status, _ in self.ran) + sum(s == UNREADABLE for _, s in self.skipped)
+
+
+UNREADABLE = "unreadable"  # a run whose summary.json is damaged
 
 
 def ensemble_size(value: str | int, runs: int, workers: int) -> int:
@@ -187,23 +200,39 @@ def ensemble_size(value: str | int, runs: int, workers: int) -> int:
 
 def run_sweep(sweep: Sweep, runs_dir: str | Path, workers: int | None = None, retry_failed: bool = False,
               progress: bool = True, executor: str = "local", runs_per_gpu: int | None = None,
-              cpus_per_run: int | None = None, address: str | None = None, ensemble: str | int = 1) -> SweepOutcome:
+              cpus_per_run: int | None = None, address: str | None = None, ensemble: str | int = 1,
+              restart: bool = False) -> SweepOutcome:
     """Run every run of ``sweep`` not yet finished: here or in ``workers`` local processes, or on Ray
     (``executor="ray"``, ``address`` of the cluster); see executors.py for ``runs_per_gpu``, ``cpus_per_run``.
-    Compatible runs train ``ensemble`` at a time as one batched model (see ensemble.py)."""
+    Compatible runs train ``ensemble`` at a time as one batched model (see ensemble.py).
+
+    A run whose summary.json cannot be read is named in a warning and left alone; the others go on.
+    ``restart=True`` trains every unfinished run (failed and damaged ones included) from the start,
+    discarding its checkpoint and logs; finished runs are never touched."""
     check_options(executor, workers, runs_per_gpu, cpus_per_run, address)
     if executor == "ray":
         import_ray()  # before the data are loaded: a missing Ray is said at once
     store = RunStore(runs_dir)
     preflight(sweep)
-    (store.root / "sweeps").mkdir(exist_ok=True)
-    write_json(store.root / "sweeps" / f"{sweep.name}.json", sweep.manifest())
+    manifest = store.manifest_path(sweep.name)
+    manifest.parent.mkdir(exist_ok=True)
+    write_json(manifest, sweep.manifest())
     outcome, todo, seen = SweepOutcome(), [], set()
     for run in sweep.runs:
         run_id = run.config.run_id()
-        summary = run_status(store.root, run_id)
-        status = summary["status"] if summary else None
-        if status in ("complete", "diverged") or (status == "failed" and not retry_failed) or run_id in seen:
+        try:
+            summary = run_status(store.root, run_id)
+        except DamagedFile as damaged:
+            if not restart and run_id not in seen:
+                warn(f"{damaged}; run {run_id} ({run.label}) is left alone: run the sweep again with --restart to "
+                     f"train it from the start")
+                outcome.skipped.append((run, UNREADABLE))
+                seen.add(run_id)
+                continue
+            summary = None
+        status = summary.get("status") if summary else None
+        if status in ("complete", "diverged") or (status == "failed" and not (retry_failed or restart)) \
+                or run_id in seen:
             outcome.skipped.append((run, status or "duplicate"))
         else:
             todo.append(run)
@@ -212,7 +241,8 @@ def run_sweep(sweep: Sweep, runs_dir: str | Path, workers: int | None = None, re
     index_of = {id(run.config): i for i, run in enumerate(todo)}
     groups = [[index_of[id(config)] for config in group] for group in group_configs([run.config for run in todo], size)]
     results = execute([run.config.to_dict() for run in todo], str(store.root), executor, workers=workers,
-                      runs_per_gpu=runs_per_gpu, cpus_per_run=cpus_per_run, address=address, groups=groups)
+                      runs_per_gpu=runs_per_gpu, cpus_per_run=cpus_per_run, address=address, groups=groups,
+                      restart=restart)
     bar = tqdm(total=len(todo), disable=not progress, desc=f"sweep {sweep.name}", unit="run", dynamic_ncols=True)
     try:
         for i, status, message in results:

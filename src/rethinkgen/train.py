@@ -10,11 +10,8 @@ interrupted. Data-parallel training of one run by several processes (torchrun) i
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import itertools
 import json
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -29,9 +26,10 @@ from rethinkgen.engine.loop import EpochHook, train_epochs
 from rethinkgen.engine.run import RunState
 from rethinkgen.engine.single import SingleStepper
 from rethinkgen.engine.summary import summary_base
-from rethinkgen.errors import RethinkgenError
+from rethinkgen.errors import DamagedFile, RethinkgenError
 from rethinkgen.randomize import RandomizationRecord, randomize
-from rethinkgen.results import RunStore, StoredRun, append_jsonl, write_json, write_jsonl
+from rethinkgen.results import (LOCK_NAME, RunBusy, RunStore, StoredRun, append_jsonl, load_state,  # noqa: F401
+                                read_summary, run_lock, save_state, write_json, write_jsonl)
 from rethinkgen.speedups import device_type
 
 FINISHED = ("complete", "diverged")  # statuses a re-run leaves alone
@@ -55,20 +53,12 @@ def prepare_data(config: RunConfig):
     return dataset, randomized, record
 
 
-def _save_checkpoint(path: Path, state: dict) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
-    os.close(fd)
-    try:
-        torch.save(state, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+RESTART_HINT = "; to discard this run's files and train it from the start, run again with --restart"
 
 
 def train(config: RunConfig, runs_dir: str | Path = "runs", progress: bool = True,
           log: Callable[[str], None] | None = None, index: bool = True,
-          on_epoch_end: EpochHook | None = None) -> RunResult:
+          on_epoch_end: EpochHook | None = None, restart: bool = False) -> RunResult:
     """Train one run, or resume it from its checkpoint, or return it if it already finished.
     ``index=False`` writes the run folder only, leaving the runs folder's index to the caller.
 
@@ -84,6 +74,8 @@ def train(config: RunConfig, runs_dir: str | Path = "runs", progress: bool = Tru
         on_epoch_end: ``on_epoch_end(run, epoch)``, called after every epoch the run records (see
             ``engine.loop.train_epochs``); it may raise ``KeyboardInterrupt`` to stop training as Ctrl-C
             does. Under torchrun it runs on rank 0 only, and every process must pass one (or none).
+        restart: discard the files of a run that has not finished (a damaged checkpoint, say) and train it
+            from the start; a finished run is never touched.
     """
     config = config.validated().resolved()
     ctx = distributed.from_environment()
@@ -91,15 +83,18 @@ def train(config: RunConfig, runs_dir: str | Path = "runs", progress: bool = Tru
         progress, log = False, (lambda message: None)
     log = log or (lambda message: tqdm.write(message) if progress else None)
     ctx.join(device_type(config.device))
-    return _train(config, runs_dir, progress, log, ctx, index, on_epoch_end)
+    try:
+        return _train(config, runs_dir, progress, log, ctx, index, on_epoch_end, restart)
+    except DamagedFile as damaged:
+        raise DamagedFile(str(damaged) + ("" if restart else RESTART_HINT)) from None
 
 
 def _train(config: RunConfig, runs_dir, progress, log, ctx: distributed.Context, index: bool = True,
-           on_epoch_end: EpochHook | None = None) -> RunResult:
+           on_epoch_end: EpochHook | None = None, restart: bool = False) -> RunResult:
     store = ctx.on_main(lambda: RunStore(runs_dir, index=index))
     run_id = config.run_id()
     run_dir = store.run_dir(run_id)
-    previous = ctx.on_main(lambda: _finished_summary(run_dir))
+    previous = ctx.on_main(lambda: finished_summary(run_dir, restart))
     if previous is not None:
         log(f"run {run_id} already {previous['status']}; nothing to do")
         return RunResult(run_id, run_dir, config, previous)
@@ -114,37 +109,36 @@ def _train(config: RunConfig, runs_dir, progress, log, ctx: distributed.Context,
 
         ctx.on_main(lock)  # rank 0 holds the lock; every rank learns if the run is busy
         return _train_locked(config, store, run_id, run_dir, device, clean, randomized, record, progress, log, ctx,
-                             on_epoch_end)
+                             on_epoch_end, restart)
 
 
-def _finished_summary(run_dir: Path) -> dict | None:
-    summary_path = run_dir / "summary.json"
-    if summary_path.exists():
-        summary = json.loads(summary_path.read_text())
-        if summary.get("status") in FINISHED:
-            return summary
-    return None
+def finished_summary(run_dir: Path, restart: bool = False) -> dict | None:
+    """The summary of a run that finished (complete or diverged), else None. A summary that cannot be read
+    raises DamagedFile, unless ``restart`` (the run is then trained again from the start)."""
+    try:
+        summary = read_summary(run_dir)
+    except DamagedFile:
+        if restart:
+            return None
+        raise
+    return summary if summary is not None and summary.get("status") in FINISHED else None
 
 
-class RunBusy(RethinkgenError):
-    """Another process is training this run right now."""
+def discard_run_files(run_dir: Path) -> None:
+    """Remove every file of an unfinished run but its lock (call with the lock held): ``--restart``."""
+    for path in run_dir.iterdir():
+        if path.name != LOCK_NAME and (path.is_file() or path.is_symlink()):
+            path.unlink()
 
 
-@contextlib.contextmanager
-def run_lock(run_dir: Path, run_id: str):
-    """An exclusive lock on the run folder for as long as this process trains it (released on exit)."""
-    with open(run_dir / "lock", "w") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise RunBusy(f"run {run_id} is being trained by another process") from None
-        yield
-
-
-def _open_locked(config, run_id, run_dir, randomized, record) -> dict | None:
-    """With the lock held: the run's summary if it finished meanwhile; else check or save its record."""
-    finished = _finished_summary(run_dir)
+def open_locked(config, run_id, run_dir, randomized, record, restart: bool = False, log=print) -> dict | None:
+    """With the lock held: the run's summary if it finished meanwhile; else (after discarding its files if
+    ``restart``) check or save its record."""
+    finished = finished_summary(run_dir, restart)
     if finished is None:
+        if restart and any(path.name != LOCK_NAME for path in run_dir.iterdir()):
+            discard_run_files(run_dir)
+            log(f"run {run_id}: discarded its checkpoint and logs (--restart); training it from the start")
         open_run_dir(config, run_id, run_dir, record, len(randomized.y_train))
     return finished
 
@@ -156,7 +150,7 @@ def open_run_dir(config: RunConfig, run_id: str, run_dir: Path, record: Randomiz
         if saved.dataset_hash != record.dataset_hash:
             raise RethinkgenError(
                 f"run {run_id}: the data now hash to {record.dataset_hash}, but the run started on "
-                f"{saved.dataset_hash}; refusing to resume on different data (remove {run_dir} to restart)")
+                f"{saved.dataset_hash}; refusing to resume on different data (run again with --restart to train it from the start)")
     else:
         record.save(run_dir, n_train)
     write_json(run_dir / "config.json", config.to_dict())
@@ -170,7 +164,7 @@ def initial_model(config: RunConfig, device_data, run_dir: Path, device, save: b
     model = models.create_model(config.model, device_data.input_shape, device_data.num_classes, **model_options)
     model.to(device)
     if save and not (run_dir / "initial.pt").exists():
-        _save_checkpoint(run_dir / "initial.pt", {"model": model.state_dict()})
+        save_state(run_dir / "initial.pt", {"model": model.state_dict()})
     return model
 
 
@@ -179,7 +173,11 @@ def load_checkpoint(run_dir: Path) -> dict | None:
     and the logs rewritten to match it: the logs are appended to each epoch, so rows written after the
     checkpoint are dropped."""
     path = run_dir / "checkpoint.pt"
-    state = torch.load(path, map_location="cpu", weights_only=False) if path.exists() else None
+    state = load_state(path) if path.exists() else None
+    counts = ("history", "steps") if state and "history" in state else ("epochs", "logged_steps")
+    if state and not {"model", "optimizer", "step", *counts} <= set(state):
+        raise DamagedFile(f"{path} is damaged: it lacks a part of a checkpoint (model, optimizer, step, "
+                          f"{' or '.join(counts)})")
     if state and "history" not in state:  # it counts the rows (older checkpoints carry them)
         state["history"] = _logged_rows(run_dir / "metrics.jsonl", state.pop("epochs"))
         state["steps"] = _logged_rows(run_dir / "steps.jsonl", state.pop("logged_steps"))
@@ -191,12 +189,15 @@ def load_checkpoint(run_dir: Path) -> dict | None:
 def _logged_rows(path: Path, count: int) -> list[dict]:
     """The first ``count`` rows of a log, all written before the checkpoint that counts them."""
     rows = []
-    with contextlib.suppress(FileNotFoundError), open(path) as handle:
-        for line in itertools.islice(handle, count):
-            rows.append(json.loads(line))
+    try:
+        with contextlib.suppress(FileNotFoundError), open(path) as handle:
+            for line in itertools.islice(handle, int(count)):
+                rows.append(json.loads(line))
+    except (ValueError, TypeError) as error:  # a garbled line, or a count that is not a number
+        raise DamagedFile(f"{path} is damaged: row {len(rows) + 1} cannot be read ({str(error)[:80]})") from None
     if len(rows) < count:
-        raise RethinkgenError(f"{path} has {len(rows)} rows but its run's checkpoint.pt covers {count}; the log was "
-                              f"cut short: remove {path.parent} to train the run again")
+        raise DamagedFile(f"{path} has {len(rows)} rows but its run's checkpoint.pt covers {count}; the log was "
+                          f"cut short")
     return rows
 
 
@@ -208,18 +209,18 @@ def save_epoch(run_dir: Path, history: list[dict], step_log: list[dict], logged_
     those rows and drops any written after it."""
     append_jsonl(run_dir / "metrics.jsonl", history[-1:])
     append_jsonl(run_dir / "steps.jsonl", step_log[logged_steps:])
-    _save_checkpoint(run_dir / "checkpoint.pt", {**state, "epochs": len(history), "logged_steps": len(step_log)})
+    save_state(run_dir / "checkpoint.pt", {**state, "epochs": len(history), "logged_steps": len(step_log)})
     return len(step_log)
 
 
 def _train_locked(config, store, run_id, run_dir, device, clean, randomized, record, progress, log, ctx,
-                  on_epoch_end=None) -> RunResult:
+                  on_epoch_end=None, restart: bool = False) -> RunResult:
     """With the run's lock held (by rank 0): train the run from its checkpoint, or from its start.
 
     ``store`` and ``run_dir`` are the runs folder and the run's folder; ``clean``, ``randomized`` and
     ``record`` its data (``prepare_data``); ``ctx`` the distributed context; the rest as ``train``'s.
     """
-    finished = ctx.on_main(lambda: _open_locked(config, run_id, run_dir, randomized, record))
+    finished = ctx.on_main(lambda: open_locked(config, run_id, run_dir, randomized, record, restart, log))
     if finished is not None:
         return RunResult(run_id, run_dir, config, finished)
 

@@ -1,7 +1,14 @@
-"""CIFAR-10 and CIFAR-100 in the standard python-batches format."""
+"""CIFAR-10 and CIFAR-100 in the standard python-batches format.
+
+The batches are pickles. They are read by a restricted unpickler that builds only what the format holds
+(dicts, lists, strings, bytes, numbers and numpy arrays) and refuses any other global, so a hostile file
+cannot run code: it is refused with one line naming the file and what it asked for.
+"""
 
 from __future__ import annotations
 
+import codecs
+import importlib
 import pickle
 import tarfile
 from pathlib import Path
@@ -36,14 +43,56 @@ SOURCES = {
 }
 
 
+def _numpy_function(module: str, name: str):
+    """``module.name`` of the installed numpy (numpy 2 keeps numpy.core's functions in numpy._core)."""
+    for candidate in (module, module.replace("numpy._core", "numpy.core"), module.replace("numpy.core", "numpy._core")):
+        try:
+            return getattr(importlib.import_module(candidate), name)
+        except (ImportError, AttributeError):
+            continue
+    raise ImportError(f"numpy has no {module}.{name}")
+
+
+# What a CIFAR python batch may ask the unpickler for: numpy's array reconstruction (written as numpy.core
+# by numpy 1 and the original CIFAR files, as numpy._core by numpy 2; _frombuffer by pickle protocol 5,
+# scalar for a numpy number) and _codecs.encode (how Python 3 writes bytes in pickle protocols 2 and 3).
+ALLOWED_GLOBALS = {
+    ("numpy", "ndarray"): lambda: np.ndarray,
+    ("numpy", "dtype"): lambda: np.dtype,
+    ("_codecs", "encode"): lambda: codecs.encode,
+    **{(f"{core}.multiarray", name): (lambda name=name: _numpy_function("numpy._core.multiarray", name))
+       for core in ("numpy.core", "numpy._core") for name in ("_reconstruct", "scalar")},
+    **{(f"{core}.numeric", "_frombuffer"): (lambda: _numpy_function("numpy._core.numeric", "_frombuffer"))
+       for core in ("numpy.core", "numpy._core")},
+}
+
+
+class _Refused(Exception):
+    pass
+
+
+class _CifarUnpickler(pickle.Unpickler):
+    """An unpickler for CIFAR python batches: dicts, lists, strings, bytes, numbers and numpy arrays.
+    Any other global (a function to call, a class to build) is refused before anything runs."""
+
+    def find_class(self, module: str, name: str):
+        if (module, name) not in ALLOWED_GLOBALS:
+            raise _Refused(f"{module}.{name}"[:100])
+        return ALLOWED_GLOBALS[module, name]()
+
+
 def _unpickle(path: Path) -> dict:
     if not path.is_file():
         raise RethinkgenError(f"{path}: missing file")
     try:
         with open(path, "rb") as handle:
-            content = pickle.load(handle, encoding="bytes")
+            content = _CifarUnpickler(handle, encoding="bytes").load()
+    except _Refused as refused:
+        raise RethinkgenError(f"{path}: not a readable CIFAR python batch: refused, as it asks for {refused} (a CIFAR "
+                              f"batch holds only dicts, lists, strings, numbers and numpy arrays)") from None
     except Exception as error:  # truncated or foreign files raise many different exception types
-        raise RethinkgenError(f"{path}: not a readable CIFAR python batch ({type(error).__name__}: {error})") from None
+        reason = (str(error).splitlines() or [""])[0][:120]
+        raise RethinkgenError(f"{path}: not a readable CIFAR python batch ({type(error).__name__}: {reason})") from None
     if not isinstance(content, dict):
         raise RethinkgenError(f"{path}: expected a pickled dict, got {type(content).__name__}")
     return content

@@ -4,7 +4,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
@@ -12,17 +11,37 @@ import torch
 
 from rethinkgen import measures
 from rethinkgen.config import RunConfig
-from rethinkgen.errors import RethinkgenError
-from rethinkgen.results import INDEX_NAME, RunStore, write_json
+from rethinkgen.errors import DamagedFile, RethinkgenError, warn
+from rethinkgen.results import (
+    INDEX_NAME,
+    RunStore,
+    index_rows,
+    load_state,
+    read_json,
+    run_lock,
+    run_path,
+    write_json,
+)
 
 MEASURES_FILE = "measures.json"
 SUMMARY_PREFIX = "measure_"
 
 
 def read_measures(run_dir: Path) -> dict:
+    """The run's stored measures; a damaged measures.json is named in a warning and read as empty (its
+    measures are computed again and the file rewritten)."""
     path = Path(run_dir) / MEASURES_FILE
-    stored = json.loads(path.read_text()) if path.exists() else {}
-    return {"values": {}, "unavailable": {}, "settings": {}, "seconds": 0.0, **stored}
+    try:
+        stored = read_json(path) if path.exists() else {}
+    except DamagedFile as damaged:
+        warn(f"{damaged}; its measures count as not computed")
+        stored = {}
+    stored = {"values": {}, "unavailable": {}, "settings": {}, "seconds": 0.0, **stored}
+    for key in ("values", "unavailable", "settings"):
+        if not isinstance(stored[key], dict):
+            warn(f"{path}: '{key}' is not a mapping; read as empty")
+            stored[key] = {}
+    return stored
 
 
 def save_measures(run_dir: Path, values: dict, unavailable: dict, settings: dict, seconds: float) -> dict:
@@ -57,7 +76,7 @@ def measure_model(context: measures.MeasureContext, run_dir: Path, names: list[s
 
 def initial_state(run_dir: Path) -> dict | None:
     path = Path(run_dir) / "initial.pt"
-    return torch.load(path, map_location="cpu", weights_only=True)["model"] if path.exists() else None
+    return load_state(path).get("model") if path.exists() else None
 
 
 def measure_trained(model, device_data, run_dir: Path, summary: dict, config: RunConfig,
@@ -81,7 +100,8 @@ def load_context(run_dir: Path, device: str = "auto") -> measures.MeasureContext
     if not checkpoint_path.exists():
         raise RethinkgenError(f"run {run_dir.name} has no checkpoint.pt in {run_dir}; the measures need its "
                               f"trained weights (train it again: remove the folder and rerun)")
-    config = RunConfig.from_mapping({**json.loads((run_dir / "config.json").read_text()), "device": device})
+    config = RunConfig.from_mapping({**read_json(run_dir / "config.json"), "device": device},
+                                    where=f"{run_dir / 'config.json'}: ")
     device = resolve_device(config.device)
     clean, randomized, record = prepare_data(config)
     if (run_dir / "randomization.json").exists():
@@ -92,8 +112,13 @@ def load_context(run_dir: Path, device: str = "auto") -> measures.MeasureContext
     device_data = DeviceData(clean, randomized, record, config, device)
     options = {"dropout": config.dropout} if config.dropout else {}
     model = models.create_model(config.model, device_data.input_shape, device_data.num_classes, **options).to(device)
-    model.load_state_dict(torch.load(checkpoint_path, map_location=device, weights_only=True)["model"])
-    summary = json.loads((run_dir / "summary.json").read_text())
+    state = load_state(checkpoint_path)
+    try:
+        model.load_state_dict(state["model"])
+    except (KeyError, RuntimeError, TypeError) as error:
+        raise DamagedFile(f"{checkpoint_path} does not hold this run's model "
+                          f"({(str(error).strip().splitlines() or [''])[0][:120]})") from None
+    summary = read_json(run_dir / "summary.json")
     return measures.MeasureContext(model, device_data.x_train, device_data.y_train, summary, initial_state(run_dir),
                                    config.eval_batch_size)
 
@@ -109,14 +134,12 @@ def finished_runs(runs_dir: Path) -> list[dict]:
     runs_dir = Path(runs_dir)
     if not (runs_dir / INDEX_NAME).exists():
         raise RethinkgenError(f"{runs_dir} is not a runs folder (no {INDEX_NAME})")
-    return [row for row in RunStore(runs_dir).rows() if row["status"] == "complete"]
+    return [row for row in index_rows(runs_dir) if row["status"] == "complete"]
 
 
 def measure_stored_run(runs_dir: Path, run_id: str, names: list[str], device: str = "auto",
                        recompute: bool = False) -> list[str]:
     """Compute the measures a finished run lacks (all of ``names`` with ``recompute``); return their names."""
-    from rethinkgen.train import run_lock
-
     store = RunStore(runs_dir)
     run_dir = store.run_dir(run_id)
     todo = list(names) if recompute else missing(run_dir, names)
@@ -125,10 +148,10 @@ def measure_stored_run(runs_dir: Path, run_id: str, names: list[str], device: st
     with run_lock(run_dir, run_id):
         stored = measure_model(load_context(run_dir, device), run_dir, todo)
         summary_path = run_dir / "summary.json"
-        summary = {k: v for k, v in json.loads(summary_path.read_text()).items() if not k.startswith(SUMMARY_PREFIX)}
+        summary = {k: v for k, v in read_json(summary_path).items() if not k.startswith(SUMMARY_PREFIX)}
         summary.update(summary_fields(stored))
         write_json(summary_path, summary)
-        store.register(run_id, json.loads((run_dir / "config.json").read_text()), summary)
+        store.register(run_id, read_json(run_dir / "config.json"), summary)
     return todo
 
 
@@ -136,7 +159,7 @@ def load_records(runs_dir: Path) -> list[dict]:
     """For every completed run: its settings, gap, label noise and stored measure values."""
     records = []
     for row in finished_runs(runs_dir):
-        stored = read_measures(Path(runs_dir) / row["run_id"])
+        stored = read_measures(run_path(runs_dir, row["run_id"]))
         records.append({"run_id": row["run_id"], "config": row["config"],
                         "gap": row["summary"].get("generalization_gap"),
                         "label_noise": row["config"].get("label_noise"), "measures": stored["values"]})

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from rethinkgen.errors import RethinkgenError, choice_error
+from rethinkgen.results import safe_name
 
 
 def add_commands(commands) -> None:
@@ -143,7 +144,7 @@ def cmd_kernel(args) -> int:
                                    args.n_test, args.bandwidth, args.l2, args.solver, args.seed, args.data_dir,
                                    max_iter=args.max_iter, precondition_rank=args.precondition_rank,
                                    progress=True)
-    name = f"kernel-{args.dataset}-{args.features}-{args.kernel}-n{rows[0]['n']}"
+    name = safe_name(f"kernel-{args.dataset}-{args.features}-{args.kernel}-n{rows[0]['n']}", "result name")
     figure = experiments.norm_against_noise(rows, folder / f"{name}.png") if len(rows) > 1 else None
     section = experiments.kernel_section(rows, figure)
     save_section(args.out, name, section)
@@ -176,7 +177,7 @@ def cmd_rademacher(args) -> int:
     dataset = _load(args.dataset, args.data_dir)
     results = capacity.rademacher_suite(dataset, args.models, n=args.n, draws=args.draws, epochs=args.epochs,
                                         seed=args.seed)
-    name = f"rademacher-{args.dataset}-n{args.n}"
+    name = safe_name(f"rademacher-{args.dataset}-n{args.n}", "result name")
     figure = capacity.plot_rademacher(results, _theory_dir(args.out) / f"{name}.png",
                                       title=f"{args.dataset}, n = {args.n}, {args.draws} draws")
     rows = [[label, f"{r.mean:.3f}", f"{r.std:.3f}", str(r.draws), str(r.n)] for label, r in results.items()]
@@ -193,10 +194,10 @@ def cmd_stability(args) -> int:
     from rethinkgen.report import Section, save_section
     from rethinkgen.theory import capacity
 
+    name = safe_name(f"stability-{args.dataset}-{args.model.replace(':', '_')}-n{args.n}", "result name")
     dataset = _load(args.dataset, args.data_dir)
     result = capacity.stability_probe(dataset, model=args.model, n=args.n, epochs=args.epochs,
                                       replaced_index=args.index, seed=args.seed)
-    name = f"stability-{args.dataset}-{args.model.replace(':', '_')}-n{args.n}"
     figure = capacity.plot_stability(result, _theory_dir(args.out) / f"{name}.png",
                                      title=f"{args.model} on {args.dataset}, n = {args.n}")
     rows = [[str(r["epoch"]), f"{r['loss_difference']:.2e}", f"{r['max_loss_difference']:.2e}",
