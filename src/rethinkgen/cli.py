@@ -6,9 +6,10 @@ import argparse
 import dataclasses
 import sys
 import typing
+from pathlib import Path
 
 from rethinkgen.config import RunConfig
-from rethinkgen.errors import RethinkgenError
+from rethinkgen.errors import RethinkgenError, shown
 from rethinkgen.presets import EPOCHS
 
 RUN_FLAG_TYPES = {int: int, float: float, str: str}
@@ -114,8 +115,9 @@ def build_parser() -> argparse.ArgumentParser:
     measure.add_argument("runs_dir", nargs="?", default="runs", help="runs folder (default: runs)")
     measure.add_argument("--only", nargs="+", metavar="NAME", help="compute and test only these measures (default: all)")
     measure.add_argument("--list", action="store_true", help="list the measures with their formulas and exit")
-    measure.add_argument("--recompute", action="store_true", help="compute again the measures already stored")
-    measure.add_argument("--no-compute", action="store_true", help="test the stored values only; compute nothing")
+    computing = measure.add_mutually_exclusive_group()
+    computing.add_argument("--recompute", action="store_true", help="compute again the measures already stored")
+    computing.add_argument("--no-compute", action="store_true", help="test the stored values only; compute nothing")
     measure.add_argument("--import", dest="imports", nargs="+", default=[], metavar="MODULE",
                          help="import these modules first (to register measures of your own)")
     measure.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
@@ -182,16 +184,19 @@ def cmd_sweep(args) -> int:
         plan = presets.build(args.preset, dataset=args.dataset, models=args.models, seeds=args.seeds,
                              scale=args.scale, data_dir=args.data_dir, **overrides)
     check_options(args.executor, args.workers, args.runs_per_gpu, args.cpus_per_run, args.address)
-    if args.dry_run:
-        total = 0.0
+    if args.dry_run:  # imports no user model: it lists the runs and estimates what it can
+        total, unknown = 0.0, 0
         print(f"sweep {plan.name}: {len(plan.runs)} run(s)")
         for run in plan.runs:
             seconds = sweep.estimate_seconds(run.config)
-            total += seconds
+            total += seconds or 0.0
+            unknown += seconds is None
+            cost = "cost unknown" if seconds is None else f"~{seconds / 60:7.1f} CPU min"
             status = (sweep.run_status(args.out, run.config.run_id()) or {}).get("status", "new")
             print(f"  {run.config.run_id()}  {status:<11} {run.config.model:<21} {run.label:<40} "
-                  f"{run.config.epochs:>4} epochs  ~{seconds / 60:7.1f} CPU min")
-        print(f"estimated: at most {total / 3600:.2f} CPU hours on a 2-core CPU (runs that stop at fit take less)")
+                  f"{run.config.epochs:>4} epochs  {cost}")
+        print(f"estimated: at most {total / 3600:.2f} CPU hours on a 2-core CPU (runs that stop at fit take less)"
+              + (f"; {unknown} run(s) of a user's model not counted (cost unknown)" if unknown else ""))
         return 0
     outcome = sweep.run_sweep(plan, args.out, workers=args.workers, retry_failed=args.retry_failed,
                               progress=not args.quiet, executor=args.executor, address=args.address,
@@ -212,7 +217,6 @@ def cmd_report(args) -> int:
 def cmd_measures(args) -> int:
     import importlib
     import time
-    from pathlib import Path
 
     from tqdm.auto import tqdm
 
@@ -232,6 +236,10 @@ def cmd_measures(args) -> int:
                   f"{measure.description}")
         return 0
     names = measures.resolve(args.only)
+    if not args.no_compute:
+        from rethinkgen.train import resolve_device
+
+        resolve_device(args.device)  # a device this machine lacks is said once, before any run is touched
     runs_dir = Path(args.runs_dir)
     rows = stored.finished_runs(runs_dir)
     if not rows:
@@ -264,7 +272,10 @@ def cmd_measures(args) -> int:
 
 def cmd_datasets(args) -> int:
     from rethinkgen.data import source_status
+    from rethinkgen.data.download import check_folder
 
+    if args.data_dir is not None:
+        check_folder("--data-dir", Path(args.data_dir))
     rows = source_status(args.data_dir)
     width = max(len(row["name"]) for row in rows)
     for row in rows:
@@ -274,16 +285,20 @@ def cmd_datasets(args) -> int:
 
 
 def cmd_models(args) -> int:
+    import torch
+
     from rethinkgen import models
 
     try:
         shape = tuple(int(s) for s in args.input_shape.split(","))
     except ValueError:
-        raise RethinkgenError(f"input shape {args.input_shape!r} must be C,H,W, e.g. 3,28,28") from None
+        raise RethinkgenError(f"input shape {shown(args.input_shape)} must be C,H,W, e.g. 3,28,28") from None
+    models.check_input(shape, args.num_classes)
     print(f"{'model':<22}{'parameters':>12}  {'lr':>5}  description (input {'x'.join(map(str, shape))})")
     for name in models.model_names():
-        try:
-            count = f"{models.count_parameters(models.create_model(name, shape, args.num_classes)):,}"
+        try:  # on the meta device: counts parameters without allocating them
+            with torch.device("meta"):
+                count = f"{models.count_parameters(models.create_model(name, shape, args.num_classes)):,}"
         except RethinkgenError as error:  # e.g. inception-v3 without torchvision, or on images below 75x75
             count, why = "-", f" [{error}]"
         else:

@@ -32,9 +32,9 @@ from rethinkgen.config import RunConfig
 from rethinkgen.errors import RethinkgenError
 from rethinkgen.results import RunStore, append_jsonl
 from rethinkgen.speedups import Speedups
-from rethinkgen.train import (FINISHED, DeviceData, RunBusy, RunResult, epoch_seed, evaluation_plan, initial_model, load_checkpoint,
+from rethinkgen.train import (FINISHED, DeviceData, RunBusy, RunResult, epoch_seed, evaluation_plan, load_checkpoint,
                               measure_completed, metrics_from_logits, open_run_dir, prepare_data, resolve_device,
-                              run_lock, save_epoch, summary_base, write_summary)
+                              run_lock, save_epoch, save_initial, seeded_model, summary_base, write_summary)
 
 # settings in which the copies of one ensemble may differ
 GROUP_FREE = ("seed", "randomization_seed", "init_seed", "order_seed", "label_noise", "inputs",
@@ -133,7 +133,8 @@ def train_ensemble(configs: list[RunConfig], runs_dir: str | Path = "runs", prog
             clean, randomized, record = prepare_data(member.config)
             open_run_dir(member.config, member.run_id, member.run_dir, record, len(randomized.y_train))
             member.data = DeviceData(clean, randomized, record, member.config, device)
-            member.model = initial_model(member.config, member.data, member.run_dir, device)
+            member.model = seeded_model(member.config, member.data, device)
+            save_initial(member.model, member.run_dir)
             member.state = load_checkpoint(member.run_dir)
             # bf16 autocast when the run asks for it (it is part of the run); no channels_last or compile here
             member.speedups = Speedups.resolve(member.config.amp, "off", "off", device, member.model)

@@ -1,10 +1,26 @@
 """The one exception type users see: a clear, one-line message about bad input."""
 
+import reprlib
+
+SHOWN_LENGTH = 80  # characters of a bad value an error message echoes at most
+
+_REPR = reprlib.Repr()
+_REPR.maxlevel, _REPR.maxlist, _REPR.maxtuple, _REPR.maxdict, _REPR.maxset = 3, 5, 5, 5, 5
+_REPR.maxstring = _REPR.maxother = _REPR.maxlong = SHOWN_LENGTH
+
 
 class RethinkgenError(Exception):
     """Bad input or an unusable environment; the CLI prints it on one line and exits non-zero."""
 
 
+def shown(value) -> str:
+    """``repr(value)`` cut to a readable length (at most SHOWN_LENGTH characters, on one line), for error
+    messages that echo a value read from a file or the command line: a value of any size or depth (a YAML
+    alias bomb expands to billions of items) costs only what is shown."""
+    text = _REPR.repr(value).replace("\n", "\\n")
+    return text if len(text) <= SHOWN_LENGTH else text[:SHOWN_LENGTH - 3] + "..."
+
+
 def choice_error(what: str, value, allowed) -> RethinkgenError:
     """An error naming the bad value and every allowed one."""
-    return RethinkgenError(f"unknown {what} {value!r}; allowed: {', '.join(map(str, allowed))}")
+    return RethinkgenError(f"unknown {what} {shown(value)}; allowed: {', '.join(map(str, allowed))}")

@@ -55,24 +55,6 @@ def read_jsonl(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
 
 
-def read_yaml_mapping(path: str | Path, what: str) -> dict:
-    """A YAML or JSON file (JSON is YAML) that must hold a mapping; one clear error otherwise."""
-    import yaml
-
-    path = Path(path)
-    try:
-        values = yaml.safe_load(path.read_text())
-    except OSError as error:
-        raise RethinkgenError(f"cannot read {what} {path}: {error.strerror}") from None
-    except yaml.YAMLError as error:
-        raise RethinkgenError(f"{what} {path} is not valid YAML/JSON: {str(error).splitlines()[0]}") from None
-    if values is None:
-        return {}
-    if not isinstance(values, dict):
-        raise RethinkgenError(f"{what} {path} must hold a mapping, got {type(values).__name__}")
-    return values
-
-
 class StoredRun:
     """Access to the per-epoch and per-step logs of a run folder (``run_dir``)."""
 

@@ -35,10 +35,10 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from rethinkgen import data, distributed, models
-from rethinkgen.augment import AugmentSettings, training_input
-from rethinkgen.config import RunConfig
+from rethinkgen.augment import settings_for, training_input
+from rethinkgen.config import RunConfig, check_device
 from rethinkgen.errors import RethinkgenError
-from rethinkgen.preprocess import crop_size_for, preprocess
+from rethinkgen.preprocess import preprocess
 from rethinkgen.randomize import RandomizationRecord, randomize
 from rethinkgen.results import RunStore, StoredRun, append_jsonl, write_json, write_jsonl
 from rethinkgen.speedups import Speedups, device_type, has_convolutions
@@ -59,9 +59,12 @@ class RunResult(StoredRun):
 def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
+    device = torch.device(check_device(name))
     if device.type == "cuda" and not torch.cuda.is_available():
         raise RethinkgenError(f"device {name!r} requested but no CUDA GPU is available; use --device cpu")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise RethinkgenError(f"device {name!r} requested but this machine has {torch.cuda.device_count()} CUDA "
+                              f"GPU(s): cuda:0 to cuda:{torch.cuda.device_count() - 1}")
     if device.type == "mps" and not torch.backends.mps.is_available():
         raise RethinkgenError(f"device {name!r} requested but MPS is not available; use --device cpu")
     return device
@@ -87,10 +90,8 @@ class DeviceData:
     """The dataset on the training device: uint8 images for augmentation, preprocessed floats for the rest."""
 
     def __init__(self, clean, randomized, record: RandomizationRecord, config: RunConfig, device):
-        height = randomized.image_shape[1]
-        self.crop_size = crop_size_for(height, config.crop)
-        self.augment = AugmentSettings(tuple(config.augment), crop_size=self.crop_size, pad=config.pad,
-                                       rotate_degrees=config.rotate_degrees)
+        self.augment = settings_for(config, randomized.image_shape[1])
+        self.crop_size = self.augment.crop_size
         self.x_train_u8 = torch.from_numpy(randomized.x_train).to(device)
         self.x_train = preprocess(self.x_train_u8, self.crop_size)
         self.y_train = torch.from_numpy(randomized.y_train).to(device)
@@ -243,24 +244,32 @@ def train(config: RunConfig, runs_dir: str | Path = "runs", progress: bool = Tru
 
 
 def _train(config: RunConfig, runs_dir, progress, log, ctx: distributed.Context, index: bool = True) -> RunResult:
-    store = ctx.on_main(lambda: RunStore(runs_dir, index=index))
     run_id = config.run_id()
-    run_dir = store.run_dir(run_id)
-    previous = ctx.on_main(lambda: _finished_summary(run_dir))
+    previous = ctx.on_main(lambda: _finished_summary(Path(runs_dir) / run_id))
     if previous is not None:
         log(f"run {run_id} already {previous['status']}; nothing to do")
-        return RunResult(run_id, run_dir, config, previous)
+        return RunResult(run_id, Path(runs_dir) / run_id, config, previous)
 
+    # everything that can refuse the settings (device, data, crop, pad, the model for the data's shape)
+    # is checked before anything is written, so a refused run leaves no folder behind
     device = ctx.device(resolve_device(config.device))
     clean, randomized, record = prepare_data(config)
     ctx.check_same(record.dataset_hash, "hash of the randomized data")
+    device_data = training_data(clean, randomized, record, config, device)
+    if ctx.active and not isinstance(device_data, DeviceData):
+        raise RethinkgenError(f"dataset {config.dataset!r} is streamed from disk, which distributed training does "
+                              "not support yet; train it in one process")
+    model = seeded_model(config, device_data, device)
+    store = ctx.on_main(lambda: RunStore(runs_dir, index=index))
+    run_dir = store.run_dir(run_id)
     with contextlib.ExitStack() as held:
         def lock():
             run_dir.mkdir(exist_ok=True)
             held.enter_context(run_lock(run_dir, run_id))
 
         ctx.on_main(lock)  # rank 0 holds the lock; every rank learns if the run is busy
-        return _train_locked(config, store, run_id, run_dir, device, clean, randomized, record, progress, log, ctx)
+        return _train_locked(config, store, run_id, run_dir, device, randomized, record, device_data, model,
+                             progress, log, ctx)
 
 
 def _finished_summary(run_dir: Path) -> dict | None:
@@ -309,15 +318,19 @@ def open_run_dir(config: RunConfig, run_id: str, run_dir: Path, record: Randomiz
 
 
 
-def initial_model(config: RunConfig, device_data, run_dir: Path, device, save: bool = True) -> torch.nn.Module:
-    """The run's model at its seeded initialization, kept as initial.pt (distance-from-init measures need it)."""
+def seeded_model(config: RunConfig, device_data, device) -> torch.nn.Module:
+    """The run's model at its seeded initialization, on ``device``; writes nothing."""
     torch.manual_seed(config.init_seed)
     model_options = {"dropout": config.dropout} if config.dropout else {}
     model = models.create_model(config.model, device_data.input_shape, device_data.num_classes, **model_options)
-    model.to(device)
-    if save and not (run_dir / "initial.pt").exists():
+    return model.to(device)
+
+
+def save_initial(model: torch.nn.Module, run_dir: Path) -> None:
+    """Keep the initial weights as initial.pt (distance-from-init measures need them), once: a resumed run
+    keeps the first."""
+    if not (run_dir / "initial.pt").exists():
         _save_checkpoint(run_dir / "initial.pt", {"model": model.state_dict()})
-    return model
 
 
 def load_checkpoint(run_dir: Path) -> dict | None:
@@ -387,17 +400,26 @@ def write_summary(store: RunStore, config: RunConfig, run_dir: Path, base: dict,
     return summary
 
 
-def _train_locked(config, store, run_id, run_dir, device, clean, randomized, record, progress, log,
+def record_failure(store: RunStore, config: RunConfig, message: str) -> dict:
+    """Record a run that failed before it could start (a user's model factory raised): its folder holds its
+    config and a summary with status "failed" and ``message``, and the index lists it, as for a run that
+    failed while training. Returns the summary."""
+    config = config.validated().resolved()
+    run_id = config.run_id()
+    run_dir = store.run_dir(run_id)
+    run_dir.mkdir(exist_ok=True)
+    write_json(run_dir / "config.json", config.to_dict())
+    return write_summary(store, config, run_dir, {"run_id": run_id}, [], "failed", message)
+
+
+def _train_locked(config, store, run_id, run_dir, device, randomized, record, device_data, model, progress, log,
                   ctx) -> RunResult:
     finished = ctx.on_main(lambda: _open_locked(config, run_id, run_dir, randomized, record))
     if finished is not None:
         return RunResult(run_id, run_dir, config, finished)
 
-    device_data = training_data(clean, randomized, record, config, device)
-    if ctx.active and not isinstance(device_data, DeviceData):
-        raise RethinkgenError(f"dataset {config.dataset!r} is streamed from disk, which distributed training does "
-                              "not support yet; train it in one process")
-    model = initial_model(config, device_data, run_dir, device, save=ctx.is_main)
+    if ctx.is_main:
+        save_initial(model, run_dir)
     speedups = Speedups.resolve(config.amp, config.channels_last, config.compile, device, model)
     model = ctx.sync_batchnorm(model, device)
     if speedups.channels_last:
