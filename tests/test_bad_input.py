@@ -353,7 +353,7 @@ def test_dollar_signs_in_report_texts_are_text_not_mathtext(tmp_path, capsys):
     spec.write_text("name: math\npreset: figure1a\nbase: {dataset: digits, subset: 60, test_subset: 30, epochs: 1, "
                     "measures: none}\naxes: {data_dir: ['$\\bogus$', '$x^$']}\n")
     assert run_cli(capsys, "sweep", spec, "--out", tmp_path / "runs", "--quiet")[0] == 0
-    code, out, err = run_cli(capsys, "report", tmp_path / "runs")
+    code, _, err = run_cli(capsys, "report", tmp_path / "runs")
     assert code == 0, err
     assert (tmp_path / "runs" / "report" / "math-figure1a.png").stat().st_size > 0
     assert "data_dir=$\\bogus$" in (tmp_path / "runs" / "report" / "report.md").read_text()
@@ -422,3 +422,19 @@ def test_a_refused_sweep_creates_no_runs_folder(tmp_path):
     with pytest.raises(RethinkgenError, match="run 'base': pad 99 must be in 0..8"):
         run_sweep(sweep, tmp_path / "runs", progress=False)
     assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_a_sweep_on_a_missing_gpu_is_one_error_before_anything(tmp_path, capsys):
+    spec = _written(tmp_path / "gpu.yaml", "base: {device: cuda, epochs: 1}\naxes: {label_noise: [0.1, 0.2]}\n")
+    assert_refused(capsys, "sweep", spec, "--out", tmp_path / "runs",
+                   fragments=["device 'cuda' requested but no CUDA GPU is available"])
+    assert not (tmp_path / "runs").exists()
+
+
+def test_a_measures_module_that_raises_on_import_is_one_error(tmp_path, capsys, monkeypatch):
+    (tmp_path / "measures_that_raise.py").write_text("raise ZeroDivisionError('at import')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert_refused(capsys, "measures", tmp_path, "--import", "measures_that_raise",
+                   fragments=["importing 'measures_that_raise' raised ZeroDivisionError: at import"])
+    sys.modules.pop("measures_that_raise", None)

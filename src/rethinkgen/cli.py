@@ -8,8 +8,8 @@ import sys
 import typing
 from pathlib import Path
 
-from rethinkgen.config import RunConfig
-from rethinkgen.errors import RethinkgenError, shown
+from rethinkgen.config import RunConfig, check_device
+from rethinkgen.errors import RethinkgenError, raised, shown
 from rethinkgen.presets import EPOCHS
 
 RUN_FLAG_TYPES = {int: int, float: float, str: str}
@@ -228,7 +228,9 @@ def cmd_measures(args) -> int:
         try:
             importlib.import_module(module)
         except ImportError as error:
-            raise RethinkgenError(f"cannot import {module!r}: {error}") from None
+            raise RethinkgenError(f"cannot import {shown(module)}: {error}") from None
+        except Exception as error:  # the module's own code raised while it was imported
+            raise RethinkgenError(f"importing {shown(module)} raised {raised(error)}") from None
     if args.list:
         for name in measures.measure_names():
             measure = measures.get_measure(name)
@@ -236,6 +238,7 @@ def cmd_measures(args) -> int:
                   f"{measure.description}")
         return 0
     names = measures.resolve(args.only)
+    check_device(args.device)
     if not args.no_compute:
         from rethinkgen.train import resolve_device
 

@@ -21,6 +21,15 @@ def shown(value) -> str:
     return text if len(text) <= SHOWN_LENGTH else text[:SHOWN_LENGTH - 3] + "..."
 
 
+def raised(error: BaseException) -> str:
+    """What an exception from someone else's code (a user's model, an imported module) said, on one line:
+    ``TypeName: the first line of its message``, cut to 200 characters."""
+    lines = str(error).strip().splitlines()
+    text = lines[0] if lines else ""
+    text = text if len(text) <= 200 else text[:197] + "..."
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__
+
+
 def choice_error(what: str, value, allowed) -> RethinkgenError:
     """An error naming the bad value and every allowed one."""
     return RethinkgenError(f"unknown {what} {shown(value)}; allowed: {', '.join(map(str, allowed))}")

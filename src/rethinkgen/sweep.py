@@ -34,7 +34,7 @@ from rethinkgen.executors import check_options, execute, import_ray
 from rethinkgen.preprocess import crop_size_for
 from rethinkgen.results import RunStore, write_json
 from rethinkgen.settings_file import read_mapping
-from rethinkgen.train import record_failure
+from rethinkgen.train import record_failure, resolve_device
 
 SPEC_KEYS = ("name", "base", "axes", "zip", "seeds", "preset")
 # rough training speeds (images/s at 3x28x28, batch 128, 2 CPU cores, torch 2.13) for --dry-run estimates
@@ -254,6 +254,9 @@ def run_sweep(sweep: Sweep, runs_dir: str | Path, workers: int | None = None, re
     check_name(sweep.name)
     if executor == "ray":
         import_ray()  # before the data are loaded: a missing Ray is said at once
+    elif runs_per_gpu is None:  # the runs train here, on the devices they name: a missing GPU is said once
+        for device in sorted({run.config.device for run in sweep.runs}):
+            resolve_device(device)
     failures = preflight(sweep)  # before anything is written
     store = RunStore(runs_dir)
     (store.root / "sweeps").mkdir(exist_ok=True)

@@ -16,7 +16,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from rethinkgen.errors import RethinkgenError, choice_error, shown
+from rethinkgen.errors import RethinkgenError, choice_error, raised, shown
 
 USER_MODEL_DEFAULT_LR = 0.01  # for user models, which the paper says nothing about
 MAX_INPUT_VALUES = 3 * 4096 * 4096  # values per image: 4096x4096 RGB (ImageNet models take 3x299x299)
@@ -84,7 +84,7 @@ def _user_factory(reference: str) -> Callable[..., nn.Module]:
     except ImportError as error:
         raise RethinkgenError(f"model {shown(reference)}: cannot import {shown(module_name)} ({error})") from None
     except Exception as error:  # the module's own code raised while it was imported
-        raise ModelFactoryError(f"model {shown(reference)}: importing {module_name} raised {_first_line(error)}") \
+        raise ModelFactoryError(f"model {shown(reference)}: importing {module_name} raised {raised(error)}") \
             from None
     factory = getattr(module, attribute, None)
     if not callable(factory):
@@ -112,9 +112,9 @@ def create_model(name: str, input_shape: tuple[int, int, int], num_classes: int,
         raise
     except Exception as error:
         if name not in _REGISTRY:
-            raise ModelFactoryError(f"model {shown(name)}: its factory raised {_first_line(error)}") from None
+            raise ModelFactoryError(f"model {shown(name)}: its factory raised {raised(error)}") from None
         raise RethinkgenError(f"model {shown(name)} cannot be built for input shape {tuple(input_shape)} and "
-                              f"{num_classes} classes: {_first_line(error)}") from None
+                              f"{num_classes} classes: {raised(error)}") from None
     if not isinstance(model, nn.Module):
         raise ModelFactoryError(f"model {shown(name)}: its factory returned {type(model).__name__}, not a torch.nn.Module")
     _check_shape(model, name, tuple(input_shape), num_classes)
@@ -133,14 +133,6 @@ def check_input(input_shape, num_classes: int) -> None:
         raise RethinkgenError(f"num_classes {num_classes} must be in 2..{MAX_CLASSES:,}")
 
 
-def _first_line(error: BaseException) -> str:
-    """``TypeName: the first line of the message`` (cut to 200 characters), for a one-line error."""
-    lines = str(error).strip().splitlines()
-    text = lines[0] if lines else ""
-    text = text if len(text) <= 200 else text[:197] + "..."
-    return f"{type(error).__name__}: {text}" if text else type(error).__name__
-
-
 def _check_shape(model: nn.Module, name: str, input_shape, num_classes: int) -> None:
     was_training = model.training
     model.eval()
@@ -153,7 +145,7 @@ def _check_shape(model: nn.Module, name: str, input_shape, num_classes: int) -> 
             f"model {shown(name)} cannot take input shape {tuple(input_shape)}: {first_line}") from None
     except Exception as error:  # anything else a user's forward pass raises
         raise ModelFactoryError(f"model {shown(name)}: its forward pass on input shape {tuple(input_shape)} raised "
-                                f"{_first_line(error)}") from None
+                                f"{raised(error)}") from None
     finally:
         model.train(was_training)
     if tuple(out.shape) != (2, num_classes):
