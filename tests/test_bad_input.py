@@ -222,6 +222,12 @@ def test_contradictory_or_unusable_specs_are_refused(bad, message):
     assert message in str(info.value)
 
 
+@pytest.mark.parametrize("flag", [["--scale", "paper"], ["--dataset", ""], ["--seeds", "1"], ["--models", "mlp-3x512"]])
+def test_preset_flags_beside_a_spec_are_refused(tmp_path, capsys, flag):
+    spec = _written(tmp_path / "spec.yaml", "base: {epochs: 1}\n")
+    assert_refused(capsys, "sweep", spec, *flag, "--dry-run", fragments=["apply to presets; put them in the spec file"])
+
+
 def test_measures_refuses_no_compute_with_recompute(tmp_path, capsys):
     with pytest.raises(SystemExit) as info:
         main(["measures", str(tmp_path), "--no-compute", "--recompute"])
@@ -372,6 +378,8 @@ def test_dollar_signs_in_report_texts_are_text_not_mathtext(tmp_path, capsys):
     (["stability", "--n", "0"], "n 0 must be an integer"),
     (["sweep", "--preset", "figure1a", "--epochs", "0", "--dry-run"], "epochs 0 must be a positive integer"),
     (["sweep", "--preset", "figure1a", "--workers", "0"], "workers 0 must be at least 1"),
+    (["demo", "--dataset", ""], "unknown dataset ''"),
+    (["sweep", "--preset", "figure1a", "--dataset", "", "--dry-run"], "unknown dataset ''"),
 ])
 def test_zero_and_negative_sizes_are_refused_never_taken_for_all(tmp_path, capsys, monkeypatch, argv, fragment):
     monkeypatch.chdir(tmp_path)

@@ -78,7 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
                                             "Finished runs are skipped, interrupted ones resumed.")
     sweep.add_argument("spec", nargs="?", help="sweep spec file (YAML or JSON)")
     sweep.add_argument("--preset", help="one of: " + ", ".join(PRESET_NAMES))
-    sweep.add_argument("--scale", default="tiny", help="paper, small or tiny (default: tiny; presets only)")
+    sweep.add_argument("--scale", help="paper, small or tiny (default: tiny; presets only)")
     sweep.add_argument("--dataset", help="data source (default: cifar10 at paper scale, else digits; presets only)")
     sweep.add_argument("--data-dir", help="directory holding the dataset's files")
     sweep.add_argument("--models", nargs="+", metavar="MODEL", help="models to include (presets only)")
@@ -177,12 +177,12 @@ def cmd_sweep(args) -> int:
     if (args.spec is None) == (args.preset is None):
         raise RethinkgenError("give either a sweep spec file or --preset NAME (one of: " + ", ".join(PRESET_NAMES) + ")")
     if args.spec:
-        if args.seeds or args.models or args.dataset:
-            raise RethinkgenError("--seeds, --models and --dataset apply to presets; put them in the spec file")
+        if any(value is not None for value in (args.seeds, args.models, args.dataset, args.scale)):
+            raise RethinkgenError("--seeds, --models, --dataset and --scale apply to presets; put them in the spec file")
         plan = sweep.load_spec(args.spec, {**overrides, **({"data_dir": args.data_dir} if args.data_dir else {})})
     else:
         plan = presets.build(args.preset, dataset=args.dataset, models=args.models, seeds=args.seeds,
-                             scale=args.scale, data_dir=args.data_dir, **overrides)
+                             scale="tiny" if args.scale is None else args.scale, data_dir=args.data_dir, **overrides)
     check_options(args.executor, args.workers, args.runs_per_gpu, args.cpus_per_run, args.address)
     if args.dry_run:  # imports no user model: it lists the runs and estimates what it can
         total, unknown = 0.0, 0

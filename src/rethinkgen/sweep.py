@@ -106,7 +106,8 @@ def expand(spec: dict, default_name: str = "sweep", overrides: dict | None = Non
             if key not in known:
                 raise RethinkgenError(f"{where}unknown {kind} {shown(key)}; allowed: {', '.join(sorted(known))}")
             if not isinstance(options, list) or not options:
-                raise RethinkgenError(f"{where}{kind} {shown(key)} needs a non-empty list of values, got {shown(options)}")
+                raise RethinkgenError(f"{where}{kind} {shown(key)} needs a non-empty list of values, "
+                                      f"got {shown(options)}")
     both = sorted(set(axes) & set(zipped))
     if both:
         raise RethinkgenError(f"{where}{shown(both[0])} is both an axis and a zip axis; give it in one of them")
@@ -132,13 +133,13 @@ def expand(spec: dict, default_name: str = "sweep", overrides: dict | None = Non
                 try:
                     config = RunConfig.from_mapping({**base, **varying, "seed": seed})
                 except RethinkgenError as error:
-                    raise RethinkgenError(f"{where}{error}" + (f" (run '{shown(label)[1:-1]}')" if varying else "")) \
-                        from None
+                    raise RethinkgenError(f"{where}{error}" + (f" (run {shown(label)})" if varying else "")) from None
                 runs.append(SweepRun(label, config, {"seed": seed}))
     if not runs:
         raise RethinkgenError(f"{where}the sweep expands to zero runs")
     name = spec.get("name") or default_name
-    return Sweep(check_name(name if isinstance(name, str) else str(name)), runs, preset=_report_as(spec.get("preset"), where))
+    name = check_name(name if isinstance(name, str) else str(name))
+    return Sweep(name, runs, preset=_report_as(spec.get("preset"), where))
 
 
 def _report_as(preset, where: str) -> str | None:

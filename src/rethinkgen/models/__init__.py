@@ -77,6 +77,11 @@ def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
+def get_factory(name: str) -> Callable[..., nn.Module]:
+    """The factory of model ``name``: the registry's, or a user's ``package.module:factory`` (imported now)."""
+    return _REGISTRY[name].factory if name in _REGISTRY else _user_factory(name)
+
+
 def _user_factory(reference: str) -> Callable[..., nn.Module]:
     module_name, _, attribute = check_name(reference).partition(":")
     try:
@@ -97,7 +102,7 @@ def create_model(name: str, input_shape: tuple[int, int, int], num_classes: int,
 
     >>> create_model("mlp-1x512", (3, 28, 28), 10)   # 1,209,866 parameters, as in the paper
     """
-    factory = _REGISTRY[name].factory if name in _REGISTRY else _user_factory(name)
+    factory = get_factory(name)
     check_input(input_shape, num_classes)
     params = inspect.signature(factory).parameters
     takes_any = any(p.kind is p.VAR_KEYWORD for p in params.values())
@@ -116,7 +121,8 @@ def create_model(name: str, input_shape: tuple[int, int, int], num_classes: int,
         raise RethinkgenError(f"model {shown(name)} cannot be built for input shape {tuple(input_shape)} and "
                               f"{num_classes} classes: {raised(error)}") from None
     if not isinstance(model, nn.Module):
-        raise ModelFactoryError(f"model {shown(name)}: its factory returned {type(model).__name__}, not a torch.nn.Module")
+        raise ModelFactoryError(f"model {shown(name)}: its factory returned {type(model).__name__}, "
+                                "not a torch.nn.Module")
     _check_shape(model, name, tuple(input_shape), num_classes)
     return model
 
