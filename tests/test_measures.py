@@ -1,6 +1,5 @@
 """Complexity measures: hand-computed values, invariances, the paper's models, Kendall's tau, stored runs, bad input."""
 
-import json
 import math
 import shutil
 

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from rethinkgen.errors import choice_error
-from rethinkgen.preprocess import center_crop, standardize, to_unit
+from rethinkgen.errors import RethinkgenError, choice_error
+from rethinkgen.preprocess import center_crop, crop_size_for, standardize, to_unit
 
 AUGMENTATIONS = ("crop", "flip", "rotate", "jitter")
 LUMA = (0.299, 0.587, 0.114)  # ITU-R BT.601 weights, for grayscale and saturation
@@ -39,6 +39,17 @@ class AugmentSettings:
         for name in self.names:
             if name not in AUGMENTATIONS:
                 raise choice_error("augmentation", name, AUGMENTATIONS)
+
+
+def settings_for(config, image_size: int) -> AugmentSettings:
+    """A run's augmentation (``config``: a RunConfig) for square images of side ``image_size``; refuses a
+    centre crop larger than the images and a pad-and-crop padding outside 0..image_size."""
+    crop_size = crop_size_for(image_size, config.crop)
+    if "crop" in config.augment and crop_size is None and not 0 <= config.pad <= image_size:
+        raise RethinkgenError(f"pad {config.pad} must be in 0..{image_size} for {image_size}x{image_size} images "
+                              "(the 'crop' augmentation pads each side by it, then crops back)")
+    return AugmentSettings(tuple(config.augment), crop_size=crop_size, pad=config.pad,
+                           rotate_degrees=config.rotate_degrees)
 
 
 def augment(images: torch.Tensor, settings: AugmentSettings, generator: torch.Generator) -> torch.Tensor:

@@ -6,9 +6,10 @@ import argparse
 import dataclasses
 import sys
 import typing
+from pathlib import Path
 
-from rethinkgen.config import RunConfig
-from rethinkgen.errors import DamagedFile, RethinkgenError, warn
+from rethinkgen.config import RunConfig, check_device
+from rethinkgen.errors import DamagedFile, RethinkgenError, raised, shown, warn
 from rethinkgen.presets import EPOCHS
 
 RUN_FLAG_TYPES = {int: int, float: float, str: str}
@@ -80,7 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
                                             "Finished runs are skipped, interrupted ones resumed.")
     sweep.add_argument("spec", nargs="?", help="sweep spec file (YAML or JSON)")
     sweep.add_argument("--preset", help="one of: " + ", ".join(PRESET_NAMES))
-    sweep.add_argument("--scale", default="tiny", help="paper, small or tiny (default: tiny; presets only)")
+    sweep.add_argument("--scale", help="paper, small or tiny (default: tiny; presets only)")
     sweep.add_argument("--dataset", help="data source (default: cifar10 at paper scale, else digits; presets only)")
     sweep.add_argument("--data-dir", help="directory holding the dataset's files")
     sweep.add_argument("--models", nargs="+", metavar="MODEL", help="models to include (presets only)")
@@ -120,8 +121,9 @@ def build_parser() -> argparse.ArgumentParser:
     measure.add_argument("runs_dir", nargs="?", default="runs", help="runs folder (default: runs)")
     measure.add_argument("--only", nargs="+", metavar="NAME", help="compute and test only these measures (default: all)")
     measure.add_argument("--list", action="store_true", help="list the measures with their formulas and exit")
-    measure.add_argument("--recompute", action="store_true", help="compute again the measures already stored")
-    measure.add_argument("--no-compute", action="store_true", help="test the stored values only; compute nothing")
+    computing = measure.add_mutually_exclusive_group()
+    computing.add_argument("--recompute", action="store_true", help="compute again the measures already stored")
+    computing.add_argument("--no-compute", action="store_true", help="test the stored values only; compute nothing")
     measure.add_argument("--import", dest="imports", nargs="+", default=[], metavar="MODULE",
                          help="import these modules first (to register measures of your own)")
     measure.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
@@ -181,27 +183,30 @@ def cmd_sweep(args) -> int:
     if (args.spec is None) == (args.preset is None):
         raise RethinkgenError("give either a sweep spec file or --preset NAME (one of: " + ", ".join(PRESET_NAMES) + ")")
     if args.spec:
-        if args.seeds or args.models or args.dataset:
-            raise RethinkgenError("--seeds, --models and --dataset apply to presets; put them in the spec file")
+        if any(value is not None for value in (args.seeds, args.models, args.dataset, args.scale)):
+            raise RethinkgenError("--seeds, --models, --dataset and --scale apply to presets; put them in the spec file")
         plan = sweep.load_spec(args.spec, {**overrides, **({"data_dir": args.data_dir} if args.data_dir else {})})
     else:
         plan = presets.build(args.preset, dataset=args.dataset, models=args.models, seeds=args.seeds,
-                             scale=args.scale, data_dir=args.data_dir, **overrides)
+                             scale="tiny" if args.scale is None else args.scale, data_dir=args.data_dir, **overrides)
     check_options(args.executor, args.workers, args.runs_per_gpu, args.cpus_per_run, args.address)
-    if args.dry_run:
-        total = 0.0
+    if args.dry_run:  # imports no user model: it lists the runs and estimates what it can
+        total, unknown = 0.0, 0
         print(f"sweep {plan.name}: {len(plan.runs)} run(s)")
         for run in plan.runs:
             seconds = sweep.estimate_seconds(run.config)
-            total += seconds
+            total += seconds or 0.0
+            unknown += seconds is None
+            cost = "cost unknown" if seconds is None else f"~{seconds / 60:7.1f} CPU min"
             try:
                 status = (sweep.run_status(args.out, run.config.run_id()) or {}).get("status", "new")
             except DamagedFile as damaged:
                 warn(f"{damaged}; `sweep --restart` trains the run from the start")
                 status = sweep.UNREADABLE
             print(f"  {run.config.run_id()}  {status:<11} {run.config.model:<21} {run.label:<40} "
-                  f"{run.config.epochs:>4} epochs  ~{seconds / 60:7.1f} CPU min")
-        print(f"estimated: at most {total / 3600:.2f} CPU hours on a 2-core CPU (runs that stop at fit take less)")
+                  f"{run.config.epochs:>4} epochs  {cost}")
+        print(f"estimated: at most {total / 3600:.2f} CPU hours on a 2-core CPU (runs that stop at fit take less)"
+              + (f"; {unknown} run(s) of a user's model not counted (cost unknown)" if unknown else ""))
         return 0
     outcome = sweep.run_sweep(plan, args.out, workers=args.workers, retry_failed=args.retry_failed,
                               progress=not args.quiet, executor=args.executor, address=args.address,
@@ -222,7 +227,6 @@ def cmd_report(args) -> int:
 def cmd_measures(args) -> int:
     import importlib
     import time
-    from pathlib import Path
 
     from tqdm.auto import tqdm
 
@@ -234,7 +238,9 @@ def cmd_measures(args) -> int:
         try:
             importlib.import_module(module)
         except ImportError as error:
-            raise RethinkgenError(f"cannot import {module!r}: {error}") from None
+            raise RethinkgenError(f"cannot import {shown(module)}: {error}") from None
+        except Exception as error:  # the module's own code raised while it was imported
+            raise RethinkgenError(f"importing {shown(module)} raised {raised(error)}") from None
     if args.list:
         for name in measures.measure_names():
             measure = measures.get_measure(name)
@@ -242,6 +248,11 @@ def cmd_measures(args) -> int:
                   f"{measure.description}")
         return 0
     names = measures.resolve(args.only)
+    check_device(args.device)
+    if not args.no_compute:
+        from rethinkgen.train import resolve_device
+
+        resolve_device(args.device)  # a device this machine lacks is said once, before any run is touched
     runs_dir = Path(args.runs_dir)
     rows = stored.finished_runs(runs_dir)
     if not rows:
@@ -274,7 +285,10 @@ def cmd_measures(args) -> int:
 
 def cmd_datasets(args) -> int:
     from rethinkgen.data import source_status
+    from rethinkgen.data.download import check_folder
 
+    if args.data_dir is not None:
+        check_folder("--data-dir", Path(args.data_dir))
     rows = source_status(args.data_dir)
     width = max(len(row["name"]) for row in rows)
     for row in rows:
@@ -284,16 +298,20 @@ def cmd_datasets(args) -> int:
 
 
 def cmd_models(args) -> int:
+    import torch
+
     from rethinkgen import models
 
     try:
         shape = tuple(int(s) for s in args.input_shape.split(","))
     except ValueError:
-        raise RethinkgenError(f"input shape {args.input_shape!r} must be C,H,W, e.g. 3,28,28") from None
+        raise RethinkgenError(f"input shape {shown(args.input_shape)} must be C,H,W, e.g. 3,28,28") from None
+    models.check_input(shape, args.num_classes)
     print(f"{'model':<22}{'parameters':>12}  {'lr':>5}  description (input {'x'.join(map(str, shape))})")
     for name in models.model_names():
-        try:
-            count = f"{models.count_parameters(models.create_model(name, shape, args.num_classes)):,}"
+        try:  # on the meta device: counts parameters without allocating them
+            with torch.device("meta"):
+                count = f"{models.count_parameters(models.create_model(name, shape, args.num_classes)):,}"
         except RethinkgenError as error:  # e.g. inception-v3 without torchvision, or on images below 75x75
             count, why = "-", f" [{error}]"
         else:

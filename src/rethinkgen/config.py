@@ -10,6 +10,7 @@ import dataclasses
 import hashlib
 import json
 import math
+import re
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,16 +19,22 @@ from typing import Optional
 from rethinkgen import models
 from rethinkgen.augment import AUGMENTATIONS
 from rethinkgen.data import SOURCES
-from rethinkgen.errors import RethinkgenError, choice_error
+from rethinkgen.errors import RethinkgenError, choice_error, shown
 from rethinkgen.measures import MEASURE_SETS
 from rethinkgen.randomize import INPUTS
-from rethinkgen.results import read_yaml_mapping
+from rethinkgen.settings_file import read_mapping
 from rethinkgen.speedups import AMP_MODES, SWITCH_MODES, resolve_amp
 
 # settings that change where data is read, which device computes, how many processes load it, only the
 # order of floating-point operations, or what is measured afterwards, but not what a run is
 NOT_HASHED = ("data_dir", "download", "device", "workers", "channels_last", "compile", "measures")
 CUDA_UNMEASURED = "the CUDA choice is unmeasured until benchmarks/gpu.py is run on a GPU"
+DEVICE_PATTERN = re.compile(r"auto|cpu|mps|cuda(:[0-9]{1,4})?")
+DEVICES = "auto, cpu, cuda, cuda:N (N a GPU number) or mps"
+MAX_SEED = 2**63 - 1  # torch seeds its generators with a 64-bit integer
+SEEDS = ("seed", "randomization_seed", "init_seed", "order_seed")
+MAX_WORKERS = 64  # imagefolder decoder processes
+MAX_IMAGE_SIZE = 4096  # imagefolder: the side images are decoded to (Inception V3 takes 299)
 
 
 def _f(default, help: str, **extra):
@@ -99,14 +106,13 @@ class RunConfig:
         unknown = sorted(set(values) - known)
         if unknown:
             raise RethinkgenError(
-                f"{where}unknown config key {unknown[0]!r}; allowed: {', '.join(sorted(known))}")
+                f"{where}unknown config key {shown(unknown[0])}; allowed: {', '.join(sorted(known))}")
         return cls(**values).validated()
 
     @classmethod
     def from_file(cls, path: str | Path, overrides: dict | None = None) -> "RunConfig":
         """Read a YAML or JSON file (JSON is YAML), then apply ``overrides``."""
-        values = read_yaml_mapping(path, "config file")
-        values = {str(k).replace("-", "_"): v for k, v in values.items()}
+        values = setting_names(read_mapping(path, "config file"), f"config file {path}")
         return cls.from_mapping({**values, **(overrides or {})}, where=f"{path}: ")
 
     def replace(self, **changes) -> "RunConfig":
@@ -125,16 +131,17 @@ class RunConfig:
             raise choice_error("dataset", self.dataset, SOURCES)
         if self.inputs not in INPUTS:
             raise choice_error("input randomization", self.inputs, INPUTS)
-        if self.model not in models.model_names() and ":" not in self.model:
-            raise choice_error("model", self.model, models.model_names() + ["package.module:factory"])
+        models.check_name(self.model)
         for f in dataclasses.fields(self):
             if "choices" in f.metadata and getattr(self, f.name) not in f.metadata["choices"]:
                 raise choice_error(f.name, getattr(self, f.name), f.metadata["choices"])
         if self.measures not in MEASURE_SETS:
             raise choice_error("measure set", self.measures, MEASURE_SETS)
-        for name in self.augment:
+        for i, name in enumerate(self.augment):
             if name not in AUGMENTATIONS:
                 raise choice_error("augmentation", name, AUGMENTATIONS)
+            if name in self.augment[:i]:
+                raise RethinkgenError(f"augmentation {shown(name)} is given twice in augment; give it once")
         _in_range("label_noise", self.label_noise, 0, 1)
         _in_range("dropout", self.dropout, 0, 1, high_open=True)
         _in_range("lr_decay", self.lr_decay, 0, 1, low_open=True)
@@ -142,24 +149,27 @@ class RunConfig:
         _in_range("fit_threshold", self.fit_threshold, 0, 1, low_open=True)
         _in_range("rotate_degrees", self.rotate_degrees, 0, 180)
         if self.lr is not None and not (self.lr > 0 and math.isfinite(self.lr)):
-            raise RethinkgenError(f"lr {self.lr!r} must be a positive number")
+            raise RethinkgenError(f"lr {shown(self.lr)} must be a positive number")
         if not (self.weight_decay >= 0 and math.isfinite(self.weight_decay)):
-            raise RethinkgenError(f"weight_decay {self.weight_decay!r} must be >= 0")
+            raise RethinkgenError(f"weight_decay {shown(self.weight_decay)} must be >= 0")
         for name in ("epochs", "batch_size", "log_every", "eval_batch_size", "subset", "test_subset", "image_size"):
             value = getattr(self, name)
             if value is not None and value < 1:
-                raise RethinkgenError(f"{name} {value!r} must be a positive integer")
-        for name in ("seed", "randomization_seed", "init_seed", "order_seed", "pad", "workers"):
+                raise RethinkgenError(f"{name} {shown(value)} must be a positive integer")
+        for name, high, allowed in (*[(seed, MAX_SEED, "0..2**63-1") for seed in SEEDS], ("pad", math.inf, ""),
+                                    ("workers", MAX_WORKERS, f"0..{MAX_WORKERS}")):
             value = getattr(self, name)
-            if value is not None and value < 0:
-                raise RethinkgenError(f"{name} {value!r} must be a non-negative integer")
+            if value is not None and not 0 <= value <= high:
+                raise RethinkgenError(f"{name} {shown(value)} must be an integer in {allowed}" if allowed
+                                      else f"{name} {shown(value)} must be a non-negative integer")
+        if self.image_size is not None and self.image_size > MAX_IMAGE_SIZE:
+            raise RethinkgenError(f"image_size {self.image_size} must be at most {MAX_IMAGE_SIZE}")
         if self.image_size is not None and self.dataset != "imagefolder":
             raise RethinkgenError(f"image_size {self.image_size} applies only to the imagefolder dataset, "
-                                  f"not {self.dataset!r}")
-        if self.crop not in ("auto", "none") and not str(self.crop).isdigit():
-            raise RethinkgenError(f"crop {self.crop!r} must be auto, none, or a positive integer size")
-        if not (self.device in ("auto", "cpu", "cuda", "mps") or self.device.startswith("cuda:")):
-            raise RethinkgenError(f"device {self.device!r}; allowed: auto, cpu, cuda, cuda:N, mps")
+                                  f"not {shown(self.dataset)}")
+        if self.crop not in ("auto", "none") and not (re.fullmatch(r"[0-9]{1,9}", self.crop) and int(self.crop) > 0):
+            raise RethinkgenError(f"crop {shown(self.crop)} must be auto, none, or a positive integer size")
+        check_device(self.device)
         return self
 
     def resolved(self) -> "RunConfig":
@@ -187,6 +197,26 @@ class RunConfig:
         return hashlib.sha256(json.dumps(values, sort_keys=True).encode()).hexdigest()[:12]
 
 
+def check_device(name: str) -> str:
+    """Refuse a device name torch would not parse (``cuda:abc``); return it."""
+    if not isinstance(name, str) or not DEVICE_PATTERN.fullmatch(name):
+        raise RethinkgenError(f"unknown device {shown(name)}; allowed: {DEVICES}")
+    return name
+
+
+def setting_names(values: dict, where: str) -> dict:
+    """``values`` with each key spelled as a RunConfig field (``label-noise`` is ``label_noise``); refuses a
+    mapping that gives one setting under both spellings. ``where`` names the mapping in the error."""
+    named = {}
+    for key, value in values.items():
+        name = str(key).replace("-", "_")
+        if name in named:
+            raise RethinkgenError(f"{where}: {shown(name)} is given twice (as {shown(named[name][0])} and "
+                                  f"{shown(key)}); give it once")
+        named[name] = (key, value)
+    return {name: value for name, (_, value) in named.items()}
+
+
 def field_help() -> dict[str, str]:
     return {f.name: f.metadata["help"] for f in dataclasses.fields(RunConfig)}
 
@@ -195,7 +225,7 @@ def _in_range(name, value, low, high, low_open=False, high_open=False):
     ok = (value > low if low_open else value >= low) and (value < high if high_open else value <= high)
     if not ok or not math.isfinite(value):
         interval = f"{'(' if low_open else '['}{low}, {high}{')' if high_open else ']'}"
-        raise RethinkgenError(f"{name} {value!r} is outside {interval}")
+        raise RethinkgenError(f"{name} {shown(value)} is outside {interval}")
 
 
 def _coerce(name: str, value, annotation):
@@ -209,23 +239,23 @@ def _coerce(name: str, value, annotation):
     if base is bool:
         if isinstance(value, bool):
             return value
-        raise RethinkgenError(f"{name} {value!r} must be true or false")
+        raise RethinkgenError(f"{name} {shown(value)} must be true or false")
     if base is int:
         if isinstance(value, int) and not isinstance(value, bool):
             return value
-        raise RethinkgenError(f"{name} {value!r} must be an integer")
+        raise RethinkgenError(f"{name} {shown(value)} must be an integer")
     if base is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return float(value)
-        raise RethinkgenError(f"{name} {value!r} must be a number")
+        raise RethinkgenError(f"{name} {shown(value)} must be a number")
     if base is list:
         if isinstance(value, str):
             value = [v for v in value.split(",") if v]
         if isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
             return tuple(value)
-        raise RethinkgenError(f"{name} {value!r} must be a list of names")
+        raise RethinkgenError(f"{name} {shown(value)} must be a list of names")
     if base is str:
         if isinstance(value, (str, int)) and not isinstance(value, bool):
             return str(value)
-        raise RethinkgenError(f"{name} {value!r} must be a string")
+        raise RethinkgenError(f"{name} {shown(value)} must be a string")
     return value

@@ -47,11 +47,13 @@ def run_demo(out: str | Path = "runs", progress: bool = True, dataset: str | Non
              subset: int | None = None, test_subset: int | None = None, epochs: int | None = None,
              seed: int | None = None, data_dir: str | None = None) -> tuple[str, Path, Path]:
     """Run the six settings (skipping those already in ``out``); return (table, table path, figure path)."""
-    dataset, model = dataset or "digits", model or "mlp-1x512"
+    dataset = "digits" if dataset is None else dataset
+    model = "mlp-1x512" if model is None else model
     name = safe_name(f"demo-{dataset}-{model.replace(':', '_').replace('.', '_')}", "demo name")
-    sweep = presets.build("figure1a", dataset=dataset, models=[model], seeds=[seed or 0], scale="tiny",
+    seed, epochs = 0 if seed is None else seed, DEMO_EPOCHS if epochs is None else epochs  # 0 is refused, not "all"
+    sweep = presets.build("figure1a", dataset=dataset, models=[model], seeds=[seed], scale="tiny",
                           data_dir=data_dir, name=name, figure1a_settings=presets.DEMO_SETTINGS,
-                          subset=subset, test_subset=test_subset, epochs=epochs or DEMO_EPOCHS, lr_decay=DEMO_LR_DECAY)
+                          subset=subset, test_subset=test_subset, epochs=epochs, lr_decay=DEMO_LR_DECAY)
     outcome = run_sweep(sweep, out, progress=progress)
     if outcome.failed:
         lines = outcome.lines()

@@ -32,8 +32,8 @@ from rethinkgen.engine.summary import summary_base
 from rethinkgen.errors import DamagedFile, RethinkgenError
 from rethinkgen.results import RunBusy, RunStore, run_lock
 from rethinkgen.speedups import Speedups
-from rethinkgen.train import (RESTART_HINT, RunResult, finished_summary, initial_model, load_checkpoint, open_locked,
-                              prepare_data, save_epoch)
+from rethinkgen.train import (RESTART_HINT, RunResult, finished_summary, load_checkpoint, open_locked, prepare_data,
+                              save_epoch, save_initial, seeded_model)
 
 # settings in which the copies of one ensemble may differ
 GROUP_FREE = ("seed", "randomization_seed", "init_seed", "order_seed", "label_noise", "inputs",
@@ -171,7 +171,8 @@ def _prepare(config: RunConfig, store: RunStore, device, log,
     if finished is not None:
         return RunResult(run_id, run_dir, config, finished)
     data = DeviceData(clean, randomized, record, config, device)
-    model = initial_model(config, data, run_dir, device)
+    model = seeded_model(config, data, device)
+    save_initial(model, run_dir)
     state = load_checkpoint(run_dir)
     if state:
         model.load_state_dict(state["model"])

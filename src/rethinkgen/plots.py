@@ -11,6 +11,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 
 LINESTYLES = ["-", "--", "-.", ":"]
+# the texts of the figures (labels, model and sweep names) come from settings files: a "$" is a dollar
+# sign, never the start of matplotlib's mathtext (a bad formula would stop the figure)
+PLAIN_TEXT = {"text.parse_math": False, "text.usetex": False}
 
 
 def step_unit(max_step: int) -> tuple[float, str]:
@@ -24,6 +27,11 @@ def plot_learning_curves(curves: list[dict], path: str | Path, title: str = "") 
     Each curve is ``{"label", "steps": [{"step", "loss"}...], "metrics": [{"step", "train_accuracy",
     "test_accuracy"}...]}``. Writes ``path`` (PNG) and the same figure as SVG beside it.
     """
+    with plt.rc_context(PLAIN_TEXT):
+        return _plot_learning_curves(curves, Path(path), title)
+
+
+def _plot_learning_curves(curves: list[dict], path: Path, title: str) -> Path:
     fig, (loss_ax, train_ax, test_ax) = plt.subplots(1, 3, figsize=(16, 4.6))
     unit, unit_label = step_unit(max((row["step"] for c in curves for row in c["metrics"]), default=0))
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
@@ -47,7 +55,6 @@ def plot_learning_curves(curves: list[dict], path: str | Path, title: str = "") 
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    path = Path(path)
     fig.savefig(path, dpi=120)
     fig.savefig(path.with_suffix(".svg"))
     plt.close(fig)

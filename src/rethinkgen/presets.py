@@ -100,7 +100,8 @@ def build(preset: str, dataset: str | None = None, models: list[str] | None = No
         raise choice_error("preset", preset, EPOCHS)
     if scale not in SCALES:
         raise choice_error("scale", scale, SCALES)
-    dataset = dataset or (TABLE2_DATASET if preset == "table2" else "cifar10" if scale == "paper" else "digits")
+    if dataset is None:  # an empty name is refused as an unknown dataset, not taken for the default
+        dataset = TABLE2_DATASET if preset == "table2" else "cifar10" if scale == "paper" else "digits"
     models = models or DEFAULT_MODELS[preset]
     seeds = seeds or DEFAULT_SEEDS.get(preset, [0])
     train_size, test_size = SCALES[scale]

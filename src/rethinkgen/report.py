@@ -25,7 +25,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from rethinkgen import paper  # noqa: E402
 from rethinkgen.errors import RethinkgenError, warn  # noqa: E402
-from rethinkgen.plots import step_unit  # noqa: E402
+from rethinkgen.plots import PLAIN_TEXT, step_unit  # noqa: E402
 from rethinkgen.results import (INDEX_NAME, StoredRun, atomic_write_text, check_run_id, index_rows,  # noqa: E402
                                 read_json, read_summary, run_path, safe_name)
 
@@ -549,7 +549,8 @@ def write_report(runs_dir: str | Path, out: str | Path | None = None) -> list[Pa
         out.mkdir(parents=True, exist_ok=True)
     except OSError as error:
         raise RethinkgenError(f"report folder {out} cannot be written: {error}") from None
-    sections = build_sections(runs_dir, out)
+    with plt.rc_context(PLAIN_TEXT):
+        sections = build_sections(runs_dir, out)
     atomic_write_text(out / "report.md", _markdown(sections, out))
     atomic_write_text(out / "report.html", _html(sections))
     figures = [f for s in sections for f in s.figures]

@@ -31,7 +31,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
 
-from rethinkgen.errors import DamagedFile, RethinkgenError, warn
+from rethinkgen.errors import DamagedFile, RethinkgenError, shown, warn
 
 INDEX_NAME = "index.sqlite"
 SCHEMA = """CREATE TABLE IF NOT EXISTS runs (
@@ -46,16 +46,11 @@ LOCK_NAME = "lock"
 
 
 # ------------------------------------------------------------------------------------------- names
-def _shown(value, limit: int = 80) -> str:
-    text = repr(value)
-    return text if len(text) <= limit else text[:limit] + "...'"
-
-
 def safe_name(name, what: str = "name") -> str:
     """``name`` if it can be one file name: letters, digits and ``_ . + = , @ -``, not starting with a dot
     or a dash, no ``..``, at most MAX_NAME characters; else one error naming it and what is allowed."""
     if not isinstance(name, str) or not NAME.fullmatch(name) or ".." in name or len(name) > MAX_NAME:
-        raise RethinkgenError(f"{what} {_shown(name)} is not allowed: use at most {MAX_NAME} letters, digits and "
+        raise RethinkgenError(f"{what} {shown(name)} is not allowed: use at most {MAX_NAME} letters, digits and "
                               f"'_.+=,@-', starting with a letter, digit or '_', without '..'")
     return name
 
@@ -63,7 +58,7 @@ def safe_name(name, what: str = "name") -> str:
 def check_run_id(run_id, where: str = "") -> str:
     """``run_id`` if it has the form of a run id (12 lowercase hex digits); else one error."""
     if not isinstance(run_id, str) or not RUN_ID.fullmatch(run_id):
-        raise RethinkgenError(f"{where}run id {_shown(run_id)} is not a run id (12 hexadecimal digits)")
+        raise RethinkgenError(f"{where}run id {shown(run_id)} is not a run id (12 hexadecimal digits)")
     return run_id
 
 
@@ -225,24 +220,6 @@ def read_jsonl(path: Path) -> list[dict]:
         if isinstance(row, dict):
             rows.append(row)
     return rows
-
-
-def read_yaml_mapping(path: str | Path, what: str) -> dict:
-    """A YAML or JSON file (JSON is YAML) that must hold a mapping; one clear error otherwise."""
-    import yaml
-
-    path = Path(path)
-    try:
-        values = yaml.safe_load(path.read_text())
-    except OSError as error:
-        raise RethinkgenError(f"cannot read {what} {path}: {error.strerror}") from None
-    except yaml.YAMLError as error:
-        raise RethinkgenError(f"{what} {path} is not valid YAML/JSON: {str(error).splitlines()[0]}") from None
-    if values is None:
-        return {}
-    if not isinstance(values, dict):
-        raise RethinkgenError(f"{what} {path} must hold a mapping, got {type(values).__name__}")
-    return values
 
 
 class StoredRun:

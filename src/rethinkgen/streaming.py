@@ -17,11 +17,11 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from rethinkgen.augment import AugmentSettings, training_input
+from rethinkgen.augment import settings_for, training_input
 from rethinkgen.data.imagefolder import ImageFiles
 from rethinkgen.engine.evaluate import fraction, predict, top5_correct
 from rethinkgen.errors import RethinkgenError
-from rethinkgen.preprocess import crop_size_for, preprocess
+from rethinkgen.preprocess import preprocess
 from rethinkgen.speedups import Speedups
 
 MAX_DEFAULT_WORKERS = 8  # enough to keep a GPU busy with small images; more only adds processes
@@ -63,9 +63,8 @@ class StreamedData:
 
     def __init__(self, clean: ImageFiles, randomized: ImageFiles, record, config, device):
         self.files, self.device = randomized, device
-        self.crop_size = crop_size_for(randomized.image_size, config.crop)
-        self.augment = AugmentSettings(tuple(config.augment), crop_size=self.crop_size, pad=config.pad,
-                                       rotate_degrees=config.rotate_degrees)
+        self.augment = settings_for(config, randomized.image_size)
+        self.crop_size = self.augment.crop_size
         self.workers = default_workers() if config.workers is None else config.workers
         size = self.crop_size or randomized.image_size
         self.input_shape = (3, size, size)

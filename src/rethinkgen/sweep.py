@@ -16,6 +16,7 @@ runs is saved in the runs folder (``sweeps/NAME.json``) so that reports can find
 from __future__ import annotations
 
 import itertools
+import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,19 +24,15 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from rethinkgen import data, models
-from rethinkgen.config import RunConfig
+from rethinkgen.augment import settings_for
+from rethinkgen.config import RunConfig, setting_names
 from rethinkgen.ensemble import group_configs
-from rethinkgen.errors import DamagedFile, RethinkgenError, warn
+from rethinkgen.errors import DamagedFile, RethinkgenError, shown, warn
 from rethinkgen.executors import check_options, execute, import_ray
 from rethinkgen.preprocess import crop_size_for
-from rethinkgen.results import (
-    RunStore,
-    read_summary,
-    read_yaml_mapping,
-    run_path,
-    safe_name,
-    write_json,
-)
+from rethinkgen.results import RunStore, read_summary, run_path, safe_name, write_json
+from rethinkgen.settings_file import read_mapping
+from rethinkgen.train import record_failure, resolve_device
 
 SPEC_KEYS = ("name", "base", "axes", "zip", "seeds", "preset")
 # rough training speeds (images/s at 3x28x28, batch 128, 2 CPU cores, torch 2.13) for --dry-run estimates
@@ -48,6 +45,8 @@ DATASET_SHAPES = {  # (train size, test size, values per image after the default
     "fashion-mnist": (60000, 10000, 784), "cifar10": (50000, 10000, 2352), "cifar100": (50000, 10000, 2352),
     "imagefolder": (1281167, 50000, 3 * 299 * 299)}  # an image folder is estimated as ILSVRC 2012
 EVAL_COST = 1 / 3  # an evaluation forward pass costs about a third of a training step per image
+MAX_RUNS = 10_000  # runs one spec may expand to (the paper's largest preset has 33 per seed)
+# a sweep's name names its manifest (sweeps/NAME.json) and its report figures: a plain file name
 
 
 @dataclass
@@ -73,7 +72,7 @@ class Sweep:
 def load_spec(path: str | Path, overrides: dict | None = None) -> Sweep:
     """Read a YAML/JSON spec file and expand it into runs (validated, not yet checked against data)."""
     path = Path(path)
-    spec = read_yaml_mapping(path, "sweep spec")
+    spec = read_mapping(path, "sweep spec")
     return expand(spec, default_name=path.stem, overrides=overrides, where=f"{path}: ")
 
 
@@ -81,48 +80,73 @@ def _mapping(spec: dict, key: str, where: str) -> dict:
     value = spec.get(key) or {}
     if not isinstance(value, dict):
         raise RethinkgenError(f"{where}'{key}' must be a mapping of setting names to values")
-    return {str(k).replace("-", "_"): v for k, v in value.items()}
+    return setting_names(value, f"{where}'{key}'")
 
 
 def expand(spec: dict, default_name: str = "sweep", overrides: dict | None = None, where: str = "") -> Sweep:
     unknown = sorted(set(spec) - set(SPEC_KEYS))
     if unknown:
-        raise RethinkgenError(f"{where}unknown sweep key {unknown[0]!r}; allowed: {', '.join(SPEC_KEYS)}")
+        raise RethinkgenError(f"{where}unknown sweep key {shown(unknown[0])}; allowed: {', '.join(SPEC_KEYS)}")
     base = {**_mapping(spec, "base", where), **(overrides or {})}
     axes, zipped = _mapping(spec, "axes", where), _mapping(spec, "zip", where)
     known = set(RunConfig.__dataclass_fields__)
     for kind, values in (("axis", axes), ("zip axis", zipped)):
         for key, options in values.items():
             if key not in known:
-                raise RethinkgenError(f"{where}unknown {kind} {key!r}; allowed: {', '.join(sorted(known))}")
+                raise RethinkgenError(f"{where}unknown {kind} {shown(key)}; allowed: {', '.join(sorted(known))}")
             if not isinstance(options, list) or not options:
-                raise RethinkgenError(f"{where}{kind} {key!r} needs a non-empty list of values, got {options!r}")
+                raise RethinkgenError(f"{where}{kind} {shown(key)} needs a non-empty list of values, "
+                                      f"got {shown(options)}")
+    both = sorted(set(axes) & set(zipped))
+    if both:
+        raise RethinkgenError(f"{where}{shown(both[0])} is both an axis and a zip axis; give it in one of them")
     lengths = {len(v) for v in zipped.values()}
     if len(lengths) > 1:
         raise RethinkgenError(f"{where}zip axes must have equal lengths, got "
                               + ", ".join(f"{k}: {len(v)}" for k, v in zipped.items()))
+    if "seed" in axes or "seed" in zipped:  # each run's seed comes from 'seeds'
+        raise RethinkgenError(f"{where}seed cannot be an axis or a zip axis; list the seeds under 'seeds'")
     seeds = spec.get("seeds", [base.get("seed", 0)])
     if not isinstance(seeds, list) or not seeds or not all(isinstance(s, int) and s >= 0 for s in seeds):
-        raise RethinkgenError(f"{where}seeds must be a non-empty list of non-negative integers, got {seeds!r}")
+        raise RethinkgenError(f"{where}seeds must be a non-empty list of non-negative integers, got {shown(seeds)}")
     zipped_rows = [dict(zip(zipped, values)) for values in zip(*zipped.values())] or [{}]
+    count = math.prod(len(v) for v in axes.values()) * len(zipped_rows) * len(seeds)
+    if count > MAX_RUNS:
+        raise RethinkgenError(f"{where}the sweep expands to {count:,} runs; the limit is {MAX_RUNS:,}")
     runs = []
     for combination in itertools.product(*axes.values()):
         for zipped_row in zipped_rows:
             for seed in seeds:
                 varying = {**dict(zip(axes, combination)), **zipped_row}
-                config = RunConfig.from_mapping({**base, **varying, "seed": seed}, where=where)
                 label = ", ".join(f"{k}={v}" for k, v in varying.items()) or "base"
+                try:
+                    config = RunConfig.from_mapping({**base, **varying, "seed": seed})
+                except RethinkgenError as error:
+                    raise RethinkgenError(f"{where}{error}" + (f" (run {shown(label)})" if varying else "")) from None
                 runs.append(SweepRun(label, config, {"seed": seed}))
     if not runs:
         raise RethinkgenError(f"{where}the sweep expands to zero runs")
     name = safe_name(str(spec.get("name") or default_name), f"{where}sweep name")  # it names sweeps/NAME.json
-    return Sweep(name, runs, preset=spec.get("preset"))
+    return Sweep(name, runs, preset=_report_as(spec.get("preset"), where))
 
 
-def preflight(sweep: Sweep) -> None:
-    """Check that every run can be built (data found, model takes the input shape) before any starts."""
-    datasets = {}
-    for run in sweep.runs:
+def _report_as(preset, where: str) -> str | None:
+    """A spec's ``preset``: which preset's report section shows its runs (None: a plain table)."""
+    from rethinkgen.presets import EPOCHS
+
+    allowed = [*EPOCHS, "demo"]
+    if preset is not None and preset not in allowed:
+        raise RethinkgenError(f"{where}unknown preset {shown(preset)} (the report section to show the runs in); "
+                              f"allowed: {', '.join(allowed)}")
+    return preset
+
+
+def preflight(sweep: Sweep) -> dict[int, str]:
+    """Check that every run can be built (data found, crop and pad fit the images, model takes the input
+    shape) before any starts; raise RethinkgenError for the first that cannot. A user's model whose factory
+    raises fails its own runs only: returns {index in ``sweep.runs``: message} for those."""
+    datasets, built, failures = {}, {}, {}
+    for i, run in enumerate(sweep.runs):
         c = run.config.resolved()
         key = (c.dataset, c.data_dir, c.download, c.image_size)
         if key not in datasets:
@@ -133,16 +157,33 @@ def preflight(sweep: Sweep) -> None:
             if size is not None and size > available:
                 raise RethinkgenError(f"run '{run.label}': {what} {size} exceeds the {available} examples of {c.dataset}")
         channels, height, width = dataset.image_shape
-        crop = crop_size_for(height, c.crop)
-        shape = (channels, crop, crop) if crop else (channels, height, width)
         try:
-            models.create_model(c.model, shape, dataset.num_classes, **({"dropout": c.dropout} if c.dropout else {}))
+            crop = settings_for(c, height).crop_size
+            shape = (channels, crop, crop) if crop else (channels, height, width)
+            model = (c.model, shape, dataset.num_classes, c.dropout)
+            if model not in built:
+                built[model] = _build_problem(c.model, shape, dataset.num_classes, c.dropout)
         except RethinkgenError as error:
             raise RethinkgenError(f"run '{run.label}': {error}") from None
+        if built[model] is not None:
+            failures[i] = built[model]
+    return failures
 
 
-def estimate_seconds(config: RunConfig) -> float:
-    """A rough upper bound of a run's CPU time from the measured speeds above (runs that stop at fit end sooner)."""
+def _build_problem(name: str, shape: tuple, num_classes: int, dropout: float) -> str | None:
+    """Build the model once: None if it builds, the message if a user's factory raised (other refusals raise)."""
+    try:
+        models.create_model(name, shape, num_classes, **({"dropout": dropout} if dropout else {}))
+    except models.ModelFactoryError as error:
+        return str(error)
+    return None
+
+
+def estimate_seconds(config: RunConfig) -> float | None:
+    """A rough upper bound of a run's CPU time from the measured speeds above (runs that stop at fit end
+    sooner); None for a user's model, whose speed is unknown."""
+    if config.model not in models.model_names():
+        return None
     n_train, n_test, values = DATASET_SHAPES.get(config.dataset, (50000, 10000, 2352))
     if config.image_size is not None:
         side = crop_size_for(config.image_size, config.crop) or config.image_size
@@ -210,15 +251,19 @@ def run_sweep(sweep: Sweep, runs_dir: str | Path, workers: int | None = None, re
     ``restart=True`` trains every unfinished run (failed and damaged ones included) from the start,
     discarding its checkpoint and logs; finished runs are never touched."""
     check_options(executor, workers, runs_per_gpu, cpus_per_run, address)
+    safe_name(sweep.name, "sweep name")
     if executor == "ray":
         import_ray()  # before the data are loaded: a missing Ray is said at once
+    elif runs_per_gpu is None:  # the runs train here, on the devices they name: a missing GPU is said once
+        for device in sorted({run.config.device for run in sweep.runs}):
+            resolve_device(device)
+    failures = preflight(sweep)  # before anything is written
     store = RunStore(runs_dir)
-    preflight(sweep)
     manifest = store.manifest_path(sweep.name)
     manifest.parent.mkdir(exist_ok=True)
     write_json(manifest, sweep.manifest())
     outcome, todo, seen = SweepOutcome(), [], set()
-    for run in sweep.runs:
+    for i, run in enumerate(sweep.runs):
         run_id = run.config.run_id()
         try:
             summary = run_status(store.root, run_id)
@@ -234,6 +279,9 @@ def run_sweep(sweep: Sweep, runs_dir: str | Path, workers: int | None = None, re
         if status in ("complete", "diverged") or (status == "failed" and not (retry_failed or restart)) \
                 or run_id in seen:
             outcome.skipped.append((run, status or "duplicate"))
+        elif i in failures:  # its model could not be built: it fails, recorded as any failed run is
+            record_failure(store, run.config, failures[i])
+            outcome.ran.append((run, "failed", failures[i]))
         else:
             todo.append(run)
         seen.add(run_id)

@@ -25,7 +25,7 @@ from rethinkgen.engine.data import DeviceData, resolve_device, training_data
 from rethinkgen.engine.loop import EpochHook, train_epochs
 from rethinkgen.engine.run import RunState
 from rethinkgen.engine.single import SingleStepper
-from rethinkgen.engine.summary import summary_base
+from rethinkgen.engine.summary import summary_base, write_summary
 from rethinkgen.errors import DamagedFile, RethinkgenError
 from rethinkgen.randomize import RandomizationRecord, randomize
 from rethinkgen.results import (LOCK_NAME, RunBusy, RunStore, StoredRun, append_jsonl, load_state,  # noqa: F401
@@ -91,25 +91,32 @@ def train(config: RunConfig, runs_dir: str | Path = "runs", progress: bool = Tru
 
 def _train(config: RunConfig, runs_dir, progress, log, ctx: distributed.Context, index: bool = True,
            on_epoch_end: EpochHook | None = None, restart: bool = False) -> RunResult:
-    store = ctx.on_main(lambda: RunStore(runs_dir, index=index))
     run_id = config.run_id()
-    run_dir = store.run_dir(run_id)
-    previous = ctx.on_main(lambda: finished_summary(run_dir, restart))
+    previous = ctx.on_main(lambda: finished_summary(Path(runs_dir) / run_id, restart))
     if previous is not None:
         log(f"run {run_id} already {previous['status']}; nothing to do")
-        return RunResult(run_id, run_dir, config, previous)
+        return RunResult(run_id, Path(runs_dir) / run_id, config, previous)
 
+    # everything that can refuse the settings (device, data, crop, pad, the model for the data's shape)
+    # is checked before anything is written, so a refused run leaves no folder behind
     device = ctx.device(resolve_device(config.device))
     clean, randomized, record = prepare_data(config)
     ctx.check_same(record.dataset_hash, "hash of the randomized data")
+    device_data = training_data(clean, randomized, record, config, device)
+    if ctx.active and not isinstance(device_data, DeviceData):
+        raise RethinkgenError(f"dataset {config.dataset!r} is streamed from disk, which distributed training does "
+                              "not support yet; train it in one process")
+    model = seeded_model(config, device_data, device)
+    store = ctx.on_main(lambda: RunStore(runs_dir, index=index))
+    run_dir = store.run_dir(run_id)
     with contextlib.ExitStack() as held:
         def lock():
             run_dir.mkdir(exist_ok=True)
             held.enter_context(run_lock(run_dir, run_id))
 
         ctx.on_main(lock)  # rank 0 holds the lock; every rank learns if the run is busy
-        return _train_locked(config, store, run_id, run_dir, device, clean, randomized, record, progress, log, ctx,
-                             on_epoch_end, restart)
+        return _train_locked(config, store, run_id, run_dir, device, randomized, record, device_data, model,
+                             progress, log, ctx, on_epoch_end, restart)
 
 
 def finished_summary(run_dir: Path, restart: bool = False) -> dict | None:
@@ -157,15 +164,19 @@ def open_run_dir(config: RunConfig, run_id: str, run_dir: Path, record: Randomiz
 
 
 
-def initial_model(config: RunConfig, device_data, run_dir: Path, device, save: bool = True) -> torch.nn.Module:
-    """The run's model at its seeded initialization, kept as initial.pt (distance-from-init measures need it)."""
+def seeded_model(config: RunConfig, device_data, device) -> torch.nn.Module:
+    """The run's model at its seeded initialization, on ``device``; writes nothing."""
     torch.manual_seed(config.init_seed)
     model_options = {"dropout": config.dropout} if config.dropout else {}
     model = models.create_model(config.model, device_data.input_shape, device_data.num_classes, **model_options)
-    model.to(device)
-    if save and not (run_dir / "initial.pt").exists():
+    return model.to(device)
+
+
+def save_initial(model: torch.nn.Module, run_dir: Path) -> None:
+    """Keep the initial weights as initial.pt (distance-from-init measures need them), once: a resumed run
+    keeps the first."""
+    if not (run_dir / "initial.pt").exists():
         save_state(run_dir / "initial.pt", {"model": model.state_dict()})
-    return model
 
 
 def load_checkpoint(run_dir: Path) -> dict | None:
@@ -213,22 +224,32 @@ def save_epoch(run_dir: Path, history: list[dict], step_log: list[dict], logged_
     return len(step_log)
 
 
-def _train_locked(config, store, run_id, run_dir, device, clean, randomized, record, progress, log, ctx,
-                  on_epoch_end=None, restart: bool = False) -> RunResult:
+def record_failure(store: RunStore, config: RunConfig, message: str) -> dict:
+    """Record a run that failed before it could start (a user's model factory raised): its folder holds its
+    config and a summary with status "failed" and ``message``, and the index lists it, as for a run that
+    failed while training. Returns the summary."""
+    config = config.validated().resolved()
+    run_id = config.run_id()
+    run_dir = store.run_dir(run_id)
+    run_dir.mkdir(exist_ok=True)
+    write_json(run_dir / "config.json", config.to_dict())
+    return write_summary(store, config, run_dir, {"run_id": run_id}, [], "failed", message)
+
+
+def _train_locked(config, store, run_id, run_dir, device, randomized, record, device_data, model, progress, log,
+                  ctx, on_epoch_end=None, restart: bool = False) -> RunResult:
     """With the run's lock held (by rank 0): train the run from its checkpoint, or from its start.
 
-    ``store`` and ``run_dir`` are the runs folder and the run's folder; ``clean``, ``randomized`` and
-    ``record`` its data (``prepare_data``); ``ctx`` the distributed context; the rest as ``train``'s.
+    ``store`` and ``run_dir`` are the runs folder and the run's folder; ``randomized`` and ``record`` its
+    data (``prepare_data``), ``device_data`` the same on the device, ``model`` at its seeded
+    initialization; ``ctx`` the distributed context; the rest as ``train``'s.
     """
     finished = ctx.on_main(lambda: open_locked(config, run_id, run_dir, randomized, record, restart, log))
     if finished is not None:
         return RunResult(run_id, run_dir, config, finished)
 
-    device_data = training_data(clean, randomized, record, config, device)
-    if ctx.active and not isinstance(device_data, DeviceData):
-        raise RethinkgenError(f"dataset {config.dataset!r} is streamed from disk, which distributed training does "
-                              "not support yet; train it in one process")
-    model = initial_model(config, device_data, run_dir, device, save=ctx.is_main)
+    if ctx.is_main:
+        save_initial(model, run_dir)
     stepper = SingleStepper(config, device_data, model, device, ctx)
     # rank 0 reads the checkpoint and hands it to the others, so they need not see the run folder
     state = ctx.on_main(lambda: load_checkpoint(run_dir))

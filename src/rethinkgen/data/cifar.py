@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from rethinkgen.data.dataset import Dataset
-from rethinkgen.data.download import cache_root, fetch
+from rethinkgen.data.download import cache_root, check_folder, fetch
 from rethinkgen.errors import RethinkgenError
 
 IMAGE_BYTES = 3 * 32 * 32
@@ -147,8 +147,7 @@ def load_cifar(name: str, data_dir=None, download_missing: bool = False) -> Data
         directory = download(name, Path(data_dir) if data_dir is not None else cache_root())
     if directory is None:
         where = Path(data_dir) if data_dir is not None else cache_root()
-        if not where.is_dir():
-            raise RethinkgenError(f"{name}: data directory {where} does not exist")
+        check_folder(name, where)
         raise RethinkgenError(
             f"{name}: no {spec['meta'][0]} in {where} or {where / spec['folder']}; point --data-dir at "
             f"the extracted '{spec['folder']}' folder, or pass --download")

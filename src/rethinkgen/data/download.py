@@ -20,6 +20,16 @@ def cache_root() -> Path:
     return Path(os.environ.get("RETHINKGEN_DATA") or Path.home() / ".cache" / "rethinkgen")
 
 
+def check_folder(name: str, where: Path) -> None:
+    """Refuse a data directory ``where`` of dataset ``name`` that does not exist or is not a folder."""
+    if Path(where).is_dir():
+        return
+    if Path(where).exists():
+        raise RethinkgenError(f"{name}: data directory {where} is a file, not a folder; give the folder that holds "
+                              "the dataset's files")
+    raise RethinkgenError(f"{name}: data directory {where} does not exist")
+
+
 def md5sum(path: Path) -> str:
     digest = hashlib.md5(usedforsecurity=False)
     with open(path, "rb") as handle:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import gzip
+import math
 import os
 import zlib
 from pathlib import Path
@@ -11,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from rethinkgen.data.dataset import Dataset
-from rethinkgen.data.download import cache_root, fetch
+from rethinkgen.data.download import cache_root, check_folder, fetch
 from rethinkgen.errors import RethinkgenError
 
 FILES = {
@@ -21,6 +22,8 @@ FILES = {
     "y_test": "t10k-labels-idx1-ubyte",
 }
 UBYTE = 0x08  # the IDX type code for unsigned bytes, the only one these datasets use
+MAX_IDX_BYTES = 1 << 32  # 4 GiB of data in one file; MNIST's largest holds 47 MB
+READ_CHUNK = 1 << 24
 
 SOURCES = {
     "mnist": {
@@ -61,27 +64,55 @@ def read_idx(path: Path, ndim: int) -> np.ndarray:
 
 @functools.lru_cache(maxsize=8)
 def _read_idx(path: str, size: int, mtime_ns: int, ndim: int) -> np.ndarray:
+    """Read the header, then at most the bytes it promises and one more (to tell a file that is too long):
+    a small .gz that expands to gigabytes costs only what its header says, and a header may not promise
+    more than MAX_IDX_BYTES."""
     path = Path(path)
+    header_size = 4 + 4 * ndim
     try:
         opener = gzip.open if path.suffix == ".gz" else open
         with opener(path, "rb") as handle:
-            raw = handle.read()
+            header = handle.read(header_size)
+            shape = _checked_shape(path, header, ndim)
+            expected = math.prod(shape)
+            body = _read_at_most(handle, expected + 1)
     except (OSError, EOFError, zlib.error) as error:
         raise RethinkgenError(f"{path}: cannot read ({error})") from None
-    if len(raw) < 4 + 4 * ndim:
-        raise RethinkgenError(f"{path}: truncated IDX header ({len(raw)} bytes)")
-    if raw[0] != 0 or raw[1] != 0 or raw[2] != UBYTE or raw[3] != ndim:
-        raise RethinkgenError(
-            f"{path}: wrong magic number 0x{raw[:4].hex()}; expected 0x0000{UBYTE:02x}{ndim:02x} "
-            f"(unsigned bytes, {ndim} dimensions)")
-    shape = tuple(int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
-    expected = int(np.prod(shape))
-    body = raw[4 + 4 * ndim:]
     if len(body) != expected:
+        found = f"more than {expected}" if len(body) > expected else f"{len(body)}"
         raise RethinkgenError(
             f"{path}: {'truncated' if len(body) < expected else 'too long'}: header says {shape} = "
-            f"{expected} bytes of data, file has {len(body)}")
-    return np.frombuffer(body, dtype=np.uint8).reshape(shape)
+            f"{expected} bytes of data, file has {found}")
+    array = np.frombuffer(body, dtype=np.uint8).reshape(shape)
+    array.flags.writeable = False  # kept by the cache: no caller may change what the next one reads
+    return array
+
+
+def _read_at_most(handle, size: int) -> bytearray:
+    """Up to ``size`` bytes, read in chunks: memory grows with what the file holds, not what it promises."""
+    data = bytearray()
+    while len(data) < size:
+        chunk = handle.read(min(size - len(data), READ_CHUNK))
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
+def _checked_shape(path: Path, header: bytes, ndim: int) -> tuple[int, ...]:
+    """The shape an IDX header promises, after checking its magic number and total size."""
+    if len(header) < 4 + 4 * ndim:
+        raise RethinkgenError(f"{path}: truncated IDX header ({len(header)} bytes)")
+    if header[0] != 0 or header[1] != 0 or header[2] != UBYTE or header[3] != ndim:
+        raise RethinkgenError(
+            f"{path}: wrong magic number 0x{header[:4].hex()}; expected 0x0000{UBYTE:02x}{ndim:02x} "
+            f"(unsigned bytes, {ndim} dimensions)")
+    shape = tuple(int.from_bytes(header[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
+    if math.prod(shape) > MAX_IDX_BYTES:
+        raise RethinkgenError(
+            f"{path}: header promises {shape} = {math.prod(shape):,} bytes of data; an IDX file may hold at most "
+            f"{MAX_IDX_BYTES:,} ({MAX_IDX_BYTES >> 30} GiB)")
+    return shape
 
 
 def find_file(directory: Path, stem: str) -> Path | None:
@@ -119,8 +150,8 @@ def load_idx_dataset(name: str, data_dir=None, download_missing: bool = False) -
         directory = download(name, Path(data_dir) if data_dir is not None else cache_root() / name)
     if directory is None:
         searched = candidate_dirs(name, data_dir)
-        if data_dir is not None and not Path(data_dir).is_dir():
-            raise RethinkgenError(f"{name}: data directory {data_dir} does not exist")
+        if data_dir is not None:
+            check_folder(name, Path(data_dir))
         raise RethinkgenError(
             f"{name}: IDX files ({', '.join(FILES.values())}, optionally .gz) not found in "
             f"{', '.join(map(str, searched))}; set --data-dir or RETHINKGEN_DATA, or pass --download")

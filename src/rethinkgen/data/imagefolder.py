@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from rethinkgen.data.dataset import _stratified_indices
-from rethinkgen.data.download import cache_root
+from rethinkgen.data.download import cache_root, check_folder
 from rethinkgen.errors import RethinkgenError
 
 NAME = "imagefolder"
@@ -148,8 +148,7 @@ def load_imagefolder(data_dir=None, download: bool = False, image_size: int = DE
     root = locate(data_dir)
     if root is None:
         where = Path(data_dir) if data_dir is not None else cache_root() / "imagenet"
-        if not where.is_dir():
-            raise RethinkgenError(f"{NAME}: data directory {where} does not exist")
+        check_folder(NAME, where)
         raise RethinkgenError(f"{NAME}: no train/ folder in {where}; expected {where}/train/<class>/*.JPEG "
                               f"and {where}/val/<class>/*.JPEG")
     train = root / "train"

@@ -9,11 +9,11 @@ from __future__ import annotations
 import torch
 
 from rethinkgen import data
-from rethinkgen.augment import AugmentSettings, training_input
-from rethinkgen.config import RunConfig
+from rethinkgen.augment import settings_for, training_input
+from rethinkgen.config import RunConfig, check_device
 from rethinkgen.engine.evaluate import metrics_from_logits, predict
 from rethinkgen.errors import RethinkgenError
-from rethinkgen.preprocess import crop_size_for, preprocess
+from rethinkgen.preprocess import preprocess
 from rethinkgen.randomize import RandomizationRecord
 from rethinkgen.speedups import Speedups
 
@@ -29,9 +29,12 @@ def resolve_device(name: str) -> torch.device:
     """
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
+    device = torch.device(check_device(name))
     if device.type == "cuda" and not torch.cuda.is_available():
         raise RethinkgenError(f"device {name!r} requested but no CUDA GPU is available; use --device cpu")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise RethinkgenError(f"device {name!r} requested but this machine has {torch.cuda.device_count()} CUDA "
+                              f"GPU(s): cuda:0 to cuda:{torch.cuda.device_count() - 1}")
     if device.type == "mps" and not torch.backends.mps.is_available():
         raise RethinkgenError(f"device {name!r} requested but MPS is not available; use --device cpu")
     return device
@@ -49,10 +52,8 @@ class DeviceData:
     """
 
     def __init__(self, clean, randomized, record: RandomizationRecord, config: RunConfig, device):
-        height = randomized.image_shape[1]
-        self.crop_size = crop_size_for(height, config.crop)
-        self.augment = AugmentSettings(tuple(config.augment), crop_size=self.crop_size, pad=config.pad,
-                                       rotate_degrees=config.rotate_degrees)
+        self.augment = settings_for(config, randomized.image_shape[1])
+        self.crop_size = self.augment.crop_size
         self.x_train_u8 = torch.from_numpy(randomized.x_train).to(device)
         self.x_train = preprocess(self.x_train_u8, self.crop_size)
         self.y_train = torch.from_numpy(randomized.y_train).to(device)

@@ -8,15 +8,25 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import math
+import re
 from dataclasses import dataclass
 from typing import Callable
 
 import torch
 from torch import nn
 
-from rethinkgen.errors import RethinkgenError, choice_error
+from rethinkgen.errors import RethinkgenError, choice_error, raised, shown
 
 USER_MODEL_DEFAULT_LR = 0.01  # for user models, which the paper says nothing about
+MAX_INPUT_VALUES = 3 * 4096 * 4096  # values per image: 4096x4096 RGB (ImageNet models take 3x299x299)
+MAX_CLASSES = 1_000_000
+USER_MODEL = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*", re.ASCII)  # package.module:factory
+
+
+class ModelFactoryError(RethinkgenError):
+    """A user's model factory (or its network's forward pass) raised: the run fails, its settings are not
+    at fault in a way rethinkgen could have checked."""
 
 
 @dataclass(frozen=True)
@@ -46,8 +56,16 @@ def default_lr(name: str) -> float:
     """The paper's initial learning rate for the model (App. A)."""
     if name in _REGISTRY:
         return _REGISTRY[name].default_lr
-    _user_factory(name)  # validates the reference
-    return USER_MODEL_DEFAULT_LR
+    check_name(name)
+    return USER_MODEL_DEFAULT_LR  # known without importing the user's module (a dry run imports nothing)
+
+
+def check_name(name: str) -> str:
+    """Refuse a model name that is neither registered nor a ``package.module:factory`` reference; imports
+    nothing."""
+    if name not in _REGISTRY and not (isinstance(name, str) and USER_MODEL.fullmatch(name)):
+        raise choice_error("model", name, model_names() + ["package.module:factory"])
+    return name
 
 
 def describe(name: str) -> str:
@@ -59,17 +77,23 @@ def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
+def get_factory(name: str) -> Callable[..., nn.Module]:
+    """The factory of model ``name``: the registry's, or a user's ``package.module:factory`` (imported now)."""
+    return _REGISTRY[name].factory if name in _REGISTRY else _user_factory(name)
+
+
 def _user_factory(reference: str) -> Callable[..., nn.Module]:
-    module_name, _, attribute = reference.partition(":")
-    if not module_name or not attribute:
-        raise choice_error("model", reference, model_names() + ["package.module:factory"])
+    module_name, _, attribute = check_name(reference).partition(":")
     try:
         module = importlib.import_module(module_name)
     except ImportError as error:
-        raise RethinkgenError(f"model {reference!r}: cannot import {module_name!r} ({error})") from None
+        raise RethinkgenError(f"model {shown(reference)}: cannot import {shown(module_name)} ({error})") from None
+    except Exception as error:  # the module's own code raised while it was imported
+        raise ModelFactoryError(f"model {shown(reference)}: importing {module_name} raised {raised(error)}") \
+            from None
     factory = getattr(module, attribute, None)
     if not callable(factory):
-        raise RethinkgenError(f"model {reference!r}: {module_name} has no callable {attribute!r}")
+        raise RethinkgenError(f"model {shown(reference)}: {module_name} has no callable {shown(attribute)}")
     return factory
 
 
@@ -78,21 +102,41 @@ def create_model(name: str, input_shape: tuple[int, int, int], num_classes: int,
 
     >>> create_model("mlp-1x512", (3, 28, 28), 10)   # 1,209,866 parameters, as in the paper
     """
-    factory = _REGISTRY[name].factory if name in _REGISTRY else _user_factory(name)
-    if len(input_shape) != 3 or any(int(s) < 1 for s in input_shape):
-        raise RethinkgenError(f"input shape {tuple(input_shape)} must be three positive sizes (C, H, W)")
-    if num_classes < 2:
-        raise RethinkgenError(f"num_classes {num_classes} must be at least 2")
+    factory = get_factory(name)
+    check_input(input_shape, num_classes)
     params = inspect.signature(factory).parameters
     takes_any = any(p.kind is p.VAR_KEYWORD for p in params.values())
     allowed = [p for p in params if p not in ("input_shape", "num_classes")]
     unknown = [key for key in options if key not in allowed and not takes_any]
     if unknown:
         raise RethinkgenError(
-            f"model {name!r} does not take option(s) {', '.join(unknown)}; allowed: {', '.join(allowed) or 'none'}")
-    model = factory(input_shape=tuple(int(s) for s in input_shape), num_classes=num_classes, **options)
+            f"model {shown(name)} does not take option(s) {', '.join(unknown)}; allowed: {', '.join(allowed) or 'none'}")
+    try:
+        model = factory(input_shape=tuple(int(s) for s in input_shape), num_classes=num_classes, **options)
+    except RethinkgenError:
+        raise
+    except Exception as error:
+        if name not in _REGISTRY:
+            raise ModelFactoryError(f"model {shown(name)}: its factory raised {raised(error)}") from None
+        raise RethinkgenError(f"model {shown(name)} cannot be built for input shape {tuple(input_shape)} and "
+                              f"{num_classes} classes: {raised(error)}") from None
+    if not isinstance(model, nn.Module):
+        raise ModelFactoryError(f"model {shown(name)}: its factory returned {type(model).__name__}, "
+                                "not a torch.nn.Module")
     _check_shape(model, name, tuple(input_shape), num_classes)
     return model
+
+
+def check_input(input_shape, num_classes: int) -> None:
+    """Refuse an input shape that is not three positive sizes or holds more than MAX_INPUT_VALUES values,
+    and a class count outside 2..MAX_CLASSES."""
+    if len(input_shape) != 3 or any(int(s) < 1 for s in input_shape):
+        raise RethinkgenError(f"input shape {tuple(input_shape)} must be three positive sizes (C, H, W)")
+    if math.prod(input_shape) > MAX_INPUT_VALUES:
+        raise RethinkgenError(f"input shape {tuple(input_shape)} holds {math.prod(input_shape):,} values per image; "
+                              f"the limit is {MAX_INPUT_VALUES:,} (3x4096x4096)")
+    if not 2 <= num_classes <= MAX_CLASSES:
+        raise RethinkgenError(f"num_classes {num_classes} must be in 2..{MAX_CLASSES:,}")
 
 
 def _check_shape(model: nn.Module, name: str, input_shape, num_classes: int) -> None:
@@ -101,15 +145,18 @@ def _check_shape(model: nn.Module, name: str, input_shape, num_classes: int) -> 
     try:
         with torch.no_grad():
             out = model(torch.zeros(2, *input_shape))
-    except RuntimeError as error:
+    except RuntimeError as error:  # what torch raises for a shape a layer cannot take
         first_line = str(error).strip().splitlines()[0]
         raise RethinkgenError(
-            f"model {name!r} cannot take input shape {tuple(input_shape)}: {first_line}") from None
+            f"model {shown(name)} cannot take input shape {tuple(input_shape)}: {first_line}") from None
+    except Exception as error:  # anything else a user's forward pass raises
+        raise ModelFactoryError(f"model {shown(name)}: its forward pass on input shape {tuple(input_shape)} raised "
+                                f"{raised(error)}") from None
     finally:
         model.train(was_training)
     if tuple(out.shape) != (2, num_classes):
         raise RethinkgenError(
-            f"model {name!r} gives output shape {tuple(out.shape[1:])} for input {tuple(input_shape)}; "
+            f"model {shown(name)} gives output shape {tuple(out.shape[1:])} for input {tuple(input_shape)}; "
             f"expected ({num_classes},)")
 
 

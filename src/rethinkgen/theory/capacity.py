@@ -167,7 +167,8 @@ def network_fitter(model: str = "mlp-1x512", epochs: int = DEFAULT_NETWORK_EPOCH
     epochs = _integer("epochs", epochs, 1)
     batch_size = _integer("batch_size", batch_size, 1)
     seed = _integer("seed", seed, 0)
-    lr = models.default_lr(model) if lr is None else _positive("lr", lr)  # default_lr validates the name
+    models.get_factory(model)  # a bad model name (or a user's module that cannot be imported) is said now
+    lr = models.default_lr(model) if lr is None else _positive("lr", lr)
 
     def fit(X: np.ndarray, sigma: np.ndarray) -> Predictor:
         x = _as_images(X)

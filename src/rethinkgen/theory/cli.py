@@ -102,7 +102,7 @@ def cmd_memorize(args) -> int:
         raise choice_error("dataset", args.dataset, data.SOURCES)
     options = {"data_dir": args.data_dir} if data.SOURCES[args.dataset].locate else {}
     dataset = data.load(args.dataset, **options)
-    if args.subset:
+    if args.subset is not None:  # 0 is refused by subset(), never taken for "all"
         dataset = dataset.subset(args.subset, seed=args.seed)
     dataset, _ = randomize(dataset, label_noise=1.0 if args.labels == "random" else 0.0, seed=args.seed)
     started = time.perf_counter()
