@@ -86,7 +86,7 @@ def one(n: int, path: str, cg_iterations: int, n_test: int) -> dict:
     return {"n": len(y), "path": path, "solver": fit.solver, "precision": fit.precision, "seconds": seconds,
             "phases": fit.phases, "factorize_gflops": n ** 3 / 3 / factorize / 1e9 if factorize else None,
             "gemm_float32_gflops": gemm, "relative_residual": fit.relative_residual, "converged": fit.converged,
-            "iterations": fit.iterations, "train_error": float((fit.predict(X) != y).mean()),
+            "iterations": fit.iterations, "train_error": float((fit.fitted.argmax(1).numpy() != y).mean()),
             "test_error": float((fit.predict(X_test) != y_test).mean()), "n_test": len(y_test),
             "peak_memory_gib": peak / 2 ** 30, "estimated_peak_gib": fit.estimated_peak_bytes / 2 ** 30,
             "load_before": before, "load_after": load(), "threads": machine()["torch_threads"]}

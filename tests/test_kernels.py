@@ -276,3 +276,22 @@ def test_every_path_on_cuda_matches_the_cpu(digits):
 def test_bad_solver_settings(kwargs, message):
     with pytest.raises(RethinkgenError, match=message.replace("(", r"\(").replace(")", r"\)")):
         interpolate(np.random.rand(5, 2), np.random.rand(5), **kwargs)
+
+
+def test_recomputed_products_use_symmetry_and_equal_the_full_matrix(digits):
+    from rethinkgen.theory.kernels import recomputed_matvec
+
+    X = _as_tensor(digits[0][:250])
+    V = torch.randn(250, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    for kernel, tolerance in (("rbf", 1e-12), ("laplacian", 1e-6)):  # |x - x'| = sqrt(rounded |x - x'|^2)
+        K = kernel_block(X, X, kernel, 2.0)
+        for block in (32, 250, 1000):  # ragged last block, one block, more than n
+            np.testing.assert_allclose(recomputed_matvec(X, kernel, 2.0, shift=0.5, block=block)(V).numpy(),
+                                       (K @ V + 0.5 * V).numpy(), rtol=tolerance, atol=tolerance)
+
+
+def test_fitted_values_are_k_alpha(digits):
+    X, y = digits[0][:200], digits[1][:200]
+    for solver, tolerance in (("cholesky", 1e-9), ("mixed", 1e-9), ("cg", 1e-3)):  # cg here: float32 K products
+        fit = interpolate(X, one_hot(y, 10), solver=solver, l2=0.01, tol=1e-9, max_iter=3000)
+        np.testing.assert_allclose(fit.fitted.numpy(), fit.decision(X), atol=tolerance)

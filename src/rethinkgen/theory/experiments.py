@@ -80,7 +80,7 @@ def kernel_rows(dataset: str, kernel: str, features: str, noise_levels: list[flo
                      "labels_changed": changed, "n": len(y), "bandwidth": fit.bandwidth, "solver": fit.solver,
                      "precision": fit.precision, "device": fit.device, "iterations": fit.iterations,
                      "norm": fit.norm, "relative_residual": fit.relative_residual, "tol": tol,
-                     "converged": fit.converged, "train_error": float((fit.predict(X) != y).mean()),
+                     "converged": fit.converged, "train_error": float((fit.fitted.argmax(1).cpu().numpy() != y).mean()),
                      "test_error": float((fit.predict(X_test) != y_test).mean()), "solve_seconds": solve_seconds,
                      "phases": fit.phases, "seconds": time.perf_counter() - started,
                      "peak_memory_bytes": peak_memory_bytes(), "estimated_peak_bytes": fit.estimated_peak_bytes})

@@ -162,19 +162,25 @@ def cholesky_solve(L: torch.Tensor, B: torch.Tensor) -> torch.Tensor:
 
 def recomputed_matvec(X: torch.Tensor, kernel: str, bandwidth: float, shift: float = 0.0,
                       block: int | None = None, dtype=torch.float64):
-    """v -> (K + shift I) v with K's rows recomputed in ``dtype`` from X, ``block`` rows at a time (default
-    BLOCK; 2 n^2 d flops per product; memory: one block of rows)."""
+    """V -> (K + shift I) V with K recomputed in ``dtype`` from X, ``block`` rows at a time (default BLOCK).
+
+    K is symmetric, so only its upper block triangle is computed: each block of rows K[i, i:] serves both
+    K[i, i:] V[i:] and, transposed, K[i:, i] V[i]. That is n^2 d flops per product (half of computing all
+    of K) and one block of rows of memory.
+    """
     X, block = X.to(dtype), block or BLOCK
     squares = X.square().sum(1)
-    buffer = torch.empty(min(block, len(X)), len(X), dtype=dtype, device=X.device)
+    buffer = torch.empty(min(block, len(X)) * len(X), dtype=dtype, device=X.device)
 
     def apply(V: torch.Tensor) -> torch.Tensor:
-        out = torch.empty_like(V)
+        out = torch.zeros_like(V)
         for start in range(0, len(X), block):
-            rows = slice(start, start + block)
-            K_rows = kernel_block(X[rows], X, kernel, bandwidth, out=buffer[:len(X[rows])],
-                                  A_squares=squares[rows], B_squares=squares)
-            torch.mm(K_rows, V, out=out[rows])
+            end = min(start + block, len(X))
+            K_rows = kernel_block(X[start:end], X[start:], kernel, bandwidth,
+                                  out=buffer[:(end - start) * (len(X) - start)].view(end - start, len(X) - start),
+                                  A_squares=squares[start:end], B_squares=squares[start:])
+            out[start:end] += K_rows @ V[start:]
+            out[end:] += K_rows[:, end - start:].T @ V[start:end]
         return out + shift * V if shift else out
     return apply
 
@@ -266,6 +272,7 @@ class KernelFit:
     estimated_peak_bytes: int = 0
     shift: float = 0.0                   # diagonal shift of the float32 preconditioner, if its Cholesky failed
     phases: dict = field(default_factory=dict)  # seconds per phase: build, factorize, solve / refine
+    fitted: torch.Tensor | None = None   # K alpha at the training points (= Y - the residual), in float64
 
     def decision(self, X, block: int | None = None) -> np.ndarray:
         """sum_i alpha_i k(x_i, x) for each row of X, ``block`` rows at a time, in float64."""
@@ -357,7 +364,8 @@ def _finish(X, Y, alpha, residual_vector, solver, precision, iterations, converg
     residual = float(interpolation.norm() / Y.norm().clamp_min(1e-300))
     squared_norm = (alpha * (Y - residual_vector)).sum() - l2 * alpha.square().sum()
     return KernelFit(X, alpha, kernel, bandwidth, l2, solver, float(squared_norm.clamp_min(0).sqrt()), residual,
-                     iterations, 0.0, converged=converged, precision=precision, shift=shift, phases=phases)
+                     iterations, 0.0, converged=converged, precision=precision, shift=shift, phases=phases,
+                     fitted=Y - interpolation)
 
 
 def _solve_cholesky(X, Y, kernel, bandwidth, l2, factorization, progress) -> KernelFit:
@@ -460,7 +468,7 @@ def _linear_primal(X: torch.Tensor, Y: torch.Tensor, l2: float) -> KernelFit:
         w = torch.from_numpy(scipy.linalg.lstsq(X.numpy(), Y.numpy(), lapack_driver="gelsd")[0])
     residual = float((X @ w - Y).norm() / Y.norm().clamp_min(1e-300))
     return KernelFit(X, torch.zeros(0), "linear", 1.0, l2, "primal-lstsq", float(w.norm()), residual, 0,
-                     time.perf_counter() - started, weights=w, converged=residual < 1e-6)
+                     time.perf_counter() - started, weights=w, converged=residual < 1e-6, fitted=X @ w)
 
 
 def nystrom_preconditioner(matvec, n: int, rank: int, shift: float, seed: int = 0, device="cpu"):
