@@ -451,8 +451,16 @@ def _solve_nystrom_cg(X, Y, kernel, bandwidth, l2, tol, max_iter, store, rank, s
 
 
 def _cg_with_progress(apply, Y, tol, max_iter, precondition, progress, label):
+    """conjugate_gradients with a progress bar whose total (hence ETA) is re-estimated at every iteration
+    from the residual's rate of decrease so far."""
+    history = [1.0]
     with tqdm(total=max_iter, disable=not progress, desc=f"{label} n={len(Y):,}", unit="it", leave=False) as bar:
         def report(relative_residual: float) -> None:
+            history.append(relative_residual)
+            rate = (relative_residual / history[0]) ** (1 / (len(history) - 1))
+            if 0 < rate < 1 and relative_residual > tol:
+                bar.total = min(max_iter, len(history) - 1 + math.ceil(math.log(tol / relative_residual)
+                                                                         / math.log(rate)))
             bar.set_postfix(residual=f"{relative_residual:.1e}", refresh=False)
             bar.update()
         return conjugate_gradients(apply, Y, tol, max_iter, precondition, report)
