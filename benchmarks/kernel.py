@@ -181,6 +181,38 @@ def child(arguments: list[str], drop: tuple[str, ...] = ()) -> dict | list:
     return json.loads(output.stdout.strip().splitlines()[-1])
 
 
+def markdown(results: dict) -> str:
+    """The results as Markdown tables (machine line, solves, conditioning, BLAS)."""
+    m = results["machine"]
+    lines = [(f"{m['cpu']}, {m['cores']} cores, {m['torch_threads']} torch threads, {m['memory_gib']} GiB, torch "
+              f"{m['torch']}, {m['date']}; `python {m['command']}`"), "",
+             ("| n | path | solver | seconds | phases (s) | factorize GFLOP/s | float32 GEMM GFLOP/s | % of GEMM "
+              "| residual | iterations | test error | peak memory | load (1 min) |"),
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in results["solves"]:
+        if "error" in r:
+            lines.append(f"| | | error: {r['error']} |")
+            continue
+        phases = " / ".join(f"{v:.1f}" for v in r["phases"].values())
+        rate = r["factorize_gflops"]
+        share = f"{rate / r['gemm_float32_gflops']:.0%}" if rate else "-"
+        residual = f"{r['relative_residual']:.1e}" + ("" if r["converged"] else " (not converged)")
+        lines.append(f"| {r['n']:,} | {r['path']} | {r['solver']} | {r['seconds']:.1f} | {phases} | "
+                     f"{rate and f'{rate:.0f}' or '-'} | {r['gemm_float32_gflops']:.0f} | {share} | {residual} | "
+                     f"{r['iterations']} | {r['test_error']:.2%} | {r['peak_memory_gib']:.2f} GiB | "
+                     f"{r['load_before']:.1f}-{r['load_after']:.1f} |")
+    if results.get("conditioning"):
+        lines += ["", "| n | bandwidth rule | s | smallest eigenvalue | largest | condition number | mixed iterations |",
+                  "|---|---|---|---|---|---|---|"]
+        lines += [f"| {r['n']:,} | {r['rule']} | {r['bandwidth']:.3g} | {r['smallest']:.3g} | {r['largest']:.4g} | "
+                  f"{r['condition']:.3g} | {r['mixed_iterations']} |" for r in results["conditioning"]]
+    if results.get("blas"):
+        lines += ["", "| size | dtype | operation | library | GFLOP/s | load |", "|---|---|---|---|---|---|"]
+        lines += [f"| {r['n']:,} | {r['dtype']} | {r['operation']} | {r['library']} | {r['gflops']:.0f} | "
+                  f"{r['load']:.1f} |" for r in sorted(results["blas"], key=lambda r: (r["dtype"], r["operation"]))]
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sizes", type=int, nargs="*", default=[5000, 10000, 20000])
@@ -190,9 +222,14 @@ def main() -> None:
     parser.add_argument("--conditioning", type=int, metavar="N", help="eigenvalues of K at n = N per bandwidth rule")
     parser.add_argument("--blas", type=int, metavar="N", help="torch against scipy BLAS rates at size N")
     parser.add_argument("--out", help="JSON file for the results (default: print only)")
+    parser.add_argument("--markdown", metavar="JSON", help="print the tables of an earlier --out file and exit")
     parser.add_argument("--one", nargs=2, metavar=("N", "PATH"), help=argparse.SUPPRESS)
     parser.add_argument("--section", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.markdown:
+        with open(args.markdown) as handle:
+            print(markdown(json.load(handle)))
+        return
     if args.one:
         print(json.dumps(one(int(args.one[0]), args.one[1], args.cg_iterations, args.n_test)))
         return
