@@ -46,8 +46,9 @@ def add_commands(commands) -> None:
                              "distance; recipe is exp(-0.02 |x - x'|^2), the MNIST recipe)")
     kernel.add_argument("--l2", type=float, default=0.0, help="ridge term (default: 0, pure interpolation)")
     kernel.add_argument("--solver", default="auto", choices=SOLVER_CHOICES,
-                        help="auto (default: the fastest that fits in memory), cholesky (float64), mixed (float32 "
-                             "factor refined to float64 by CG) or cg (Nystrom-preconditioned CG)")
+                        help="auto (default: the first of cholesky, mixed, cg that fits in memory), cholesky "
+                             "(float64), mixed (float32 factor refined to float64 by CG) or cg (Nystrom-preconditioned "
+                             "CG)")
     kernel.add_argument("--tol", type=float, default=1e-6,
                         help="relative residual |K alpha - Y| / |Y| to reach (default: 1e-6)")
     kernel.add_argument("--max-iter", type=int, default=2000, help="conjugate-gradient iterations at most")
