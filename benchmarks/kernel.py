@@ -10,8 +10,8 @@ that its peak memory is its own. Also, on request: the conditioning of K for eac
     PYTHONPATH=src python benchmarks/kernel.py --sizes 60000 --paths auto
     PYTHONPATH=src python benchmarks/kernel.py --sizes --conditioning 5000 --blas 8000
 
-Paths: auto (what `interpolate` picks), cholesky (float64), mixed (float32 factor + float64 CG), lapack
-(mixed with one LAPACK potrf call instead of the blocked factorization), cholesky-lapack, and old-cg: the
+Paths: auto (what `interpolate` picks), cholesky (float64, blocked factorization), mixed (float32 factor
++ float64 CG, blocked factorization), lapack (mixed with one LAPACK potrf call), cholesky-lapack, and old-cg: the
 Nystrom-preconditioned CG on a stored float32 K that the kernel command used before, capped at
 --cg-iterations iterations (it is reported with the residual it reached).
 """
@@ -72,7 +72,8 @@ def one(n: int, path: str, cg_iterations: int, n_test: int) -> dict:
 
     X, y, X_test, y_test, _ = load_features("fashion-mnist", n, n_test, "raw")
     gemm = gemm_rate()
-    options = {"auto": {}, "cholesky": {"solver": "cholesky"}, "mixed": {"solver": "mixed"},
+    options = {"auto": {}, "cholesky": {"solver": "cholesky", "factorization": "blocked"},
+               "mixed": {"solver": "mixed", "factorization": "blocked"},
                "lapack": {"solver": "mixed", "factorization": "lapack"},
                "cholesky-lapack": {"solver": "cholesky", "factorization": "lapack"},
                "old-cg": {"solver": "cg", "max_iter": cg_iterations}}[path]

@@ -15,7 +15,7 @@ from rethinkgen.errors import RethinkgenError, choice_error
 KERNEL_CHOICES = ("linear", "rbf", "laplacian")
 FEATURE_CHOICES = ("raw", "gabor", "random-conv")
 SOLVER_CHOICES = ("auto", "cholesky", "mixed", "cg")
-FACTORIZATION_CHOICES = ("blocked", "lapack")
+FACTORIZATION_CHOICES = ("auto", "blocked", "lapack")
 BANDWIDTH_CHOICES = ("half-median", "median", "recipe")
 
 
@@ -57,8 +57,9 @@ def add_commands(commands) -> None:
     kernel.add_argument("--memory-budget", type=float, metavar="GIB",
                         help="memory the solve may use, in GiB (default: what is available now)")
     kernel.add_argument("--device", default="cpu", help="cpu (default), cuda or cuda:N")
-    kernel.add_argument("--factorization", default="blocked", choices=FACTORIZATION_CHOICES,
-                        help="blocked (default: in panels, with progress) or lapack (one call)")
+    kernel.add_argument("--factorization", default="auto", choices=FACTORIZATION_CHOICES,
+                        help="auto (default: lapack up to n = 16,384, blocked above), blocked (in panels, with a "
+                             "progress bar) or lapack (one call, no progress)")
     kernel.add_argument("--seed", type=int, default=0)
     kernel.add_argument("--table3", action="store_true", help="run Table 3's rows instead")
     kernel.add_argument("--scale", default="tiny", help="Table 3 size: tiny (2,000), small (10,000) or paper (all)")

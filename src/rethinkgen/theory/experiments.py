@@ -64,7 +64,7 @@ def peak_memory_bytes(reset: bool = False) -> int:
 def kernel_rows(dataset: str, kernel: str, features: str, noise_levels: list[float], n: int | None,
                 n_test: int | None, bandwidth: float | str | None, l2: float, solver: str, seed: int, data_dir=None,
                 max_iter: int = 2000, precondition_rank: int = 500, progress: bool = False, tol: float = 1e-6,
-                budget_bytes: int | None = None, device: str = "cpu", factorization: str = "blocked"):
+                budget_bytes: int | None = None, device: str = "cpu", factorization: str = "auto"):
     """One row per label-noise level: the fit's solver, norm, residual, errors, seconds and peak memory."""
     rows = []
     for noise in noise_levels:
