@@ -41,8 +41,19 @@ def test_table3_runs_on_the_data_present(tmp_path, capsys, monkeypatch):
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["kernel", "--kernel", "poly"], "unknown kernel 'poly'"),
-    (["kernel", "--features", "sift"], "unknown feature map 'sift'"),
+    (["kernel", "--seed", "-1"], "--seed -1 must be an integer >= 0"),
+    (["kernel", "--n", "0"], "--n 0 must be an integer >= 1"),
+    (["kernel", "--n-test", "0"], "--n-test 0 must be an integer >= 1"),
+    (["kernel", "--solver", "cg", "--max-iter", "0"], "--max-iter 0 must be an integer >= 1"),
+    (["kernel", "--precondition-rank", "-3"], "--precondition-rank -3 must be an integer >= 0"),
+    (["kernel", "--tol", "0"], "--tol 0.0 must be in (0, 1)"),
+    (["kernel", "--bandwidth", "wide"], "--bandwidth 'wide' must be a number > 0 or one of half-median, median"),
+    (["kernel", "--bandwidth", "-2"], "--bandwidth -2.0 must be a number > 0"),
+    (["kernel", "--memory-budget", "0"], "--memory-budget 0.0 must be a positive number of GiB"),
+    (["kernel", "--memory-budget", "0.01"], "every solver needs at least"),
+    (["kernel", "--device", "gpu0"], "unknown device 'gpu0'"),
+    (["kernel", "--table3", "--labels", "noisy"], "unknown labels 'noisy'"),
+    (["kernel", "--n", "99999"], "99999"),
     (["kernel", "--label-noise", "1.5"], "label noise 1.5 is outside [0, 1]"),
     (["kernel", "--table3", "--scale", "huge"], "unknown scale 'huge'"),
     (["rademacher", "--models", "resnet"], "resnet"),
@@ -51,4 +62,37 @@ def test_table3_runs_on_the_data_present(tmp_path, capsys, monkeypatch):
 ])
 def test_bad_theory_arguments(tmp_path, capsys, argv, message):
     assert main(argv + ["--out", str(tmp_path)] if argv[0] != "memorize" else argv) == 2
-    assert message in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert message in err and err.startswith("rethinkgen: error: ") and err.count("\n") == 1
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["kernel", "--kernel", "poly"], "invalid choice: 'poly'"),
+    (["kernel", "--features", "sift"], "invalid choice: 'sift'"),
+    (["kernel", "--solver", "svd"], "invalid choice: 'svd'"),
+    (["kernel", "--factorization", "qr"], "invalid choice: 'qr'"),
+])
+def test_kernel_enumerations_are_argparse_choices(capsys, argv, message):
+    with pytest.raises(SystemExit) as exit:
+        main(argv)
+    assert exit.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_kernel_choices_match_the_library():
+    from rethinkgen.theory import cli, features, kernels
+
+    assert cli.KERNEL_CHOICES == kernels.KERNELS and cli.SOLVER_CHOICES == kernels.SOLVERS
+    assert cli.FACTORIZATION_CHOICES == kernels.FACTORIZATIONS and cli.BANDWIDTH_CHOICES == kernels.BANDWIDTHS
+    assert cli.FEATURE_CHOICES == tuple(features.FEATURE_MAPS)
+
+
+def test_a_solve_that_stops_short_of_its_tolerance_exits_non_zero_and_says_so(tmp_path, capsys):
+    argv = ["kernel", "--n", "200", "--n-test", "100", "--solver", "cg", "--max-iter", "2", "--precondition-rank",
+            "0", "--out", str(tmp_path)]
+    assert main(argv) == 1
+    captured = capsys.readouterr()
+    assert "(not converged)" in captured.out
+    assert ("rethinkgen: warning: digits raw label noise 0: the cg solve stopped after 2 iterations at relative "
+            "residual") in captured.err and "> tolerance 1e-06; the solution does not interpolate" in captured.err
+    assert main(argv[:5] + ["--solver", "mixed", "--out", str(tmp_path)]) == 0
+    assert "| mixed (" in capsys.readouterr().out

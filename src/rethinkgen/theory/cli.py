@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import time
 from pathlib import Path
 
@@ -9,6 +10,14 @@ import numpy as np
 
 from rethinkgen.errors import RethinkgenError, choice_error
 from rethinkgen.results import safe_name
+
+# the kernel command's enumerations, kept here so that building the parser imports no torch
+# (tests check them against rethinkgen.theory.kernels and rethinkgen.theory.features)
+KERNEL_CHOICES = ("linear", "rbf", "laplacian")
+FEATURE_CHOICES = ("raw", "gabor", "random-conv")
+SOLVER_CHOICES = ("auto", "cholesky", "mixed", "cg")
+FACTORIZATION_CHOICES = ("auto", "blocked", "lapack")
+BANDWIDTH_CHOICES = ("half-median", "median", "recipe")
 
 
 def add_commands(commands) -> None:
@@ -24,23 +33,39 @@ def add_commands(commands) -> None:
     kernel = commands.add_parser("kernel", help="minimum-norm kernel interpolation K alpha = Y (Section 5)",
                                  description="Solve K alpha = Y on one-hot labels and report norm and errors; "
                                              "several --label-noise values also draw the norm against the noise. "
-                                             "--table3 runs the rows of Table 3 on the data present.")
+                                             "--table3 runs the rows of Table 3 on the data present. Exits 1 "
+                                             "when a solve stops short of its tolerance.")
     kernel.add_argument("--dataset", default="digits", help="data source (default: digits)")
     kernel.add_argument("--data-dir", help="directory holding the dataset's files")
-    kernel.add_argument("--kernel", default="rbf", help="linear, rbf or laplacian (default: rbf)")
-    kernel.add_argument("--features", default="raw", help="raw, gabor or random-conv (default: raw)")
+    kernel.add_argument("--kernel", default="rbf", choices=KERNEL_CHOICES, help="kernel (default: rbf)")
+    kernel.add_argument("--features", default="raw", choices=FEATURE_CHOICES, help="feature map (default: raw)")
     kernel.add_argument("--n", type=int, help="training points (default: all)")
     kernel.add_argument("--n-test", type=int, help="test points (default: all)")
     kernel.add_argument("--label-noise", type=float, nargs="+", default=[0.0], metavar="P", help="one or more levels")
-    kernel.add_argument("--bandwidth", type=float, help="kernel bandwidth (default: median distance)")
+    kernel.add_argument("--bandwidth", default="half-median",
+                        help=f"a number, or {', '.join(BANDWIDTH_CHOICES)} (default: half-median, half the median "
+                             "distance; recipe is exp(-0.02 |x - x'|^2), the MNIST recipe)")
     kernel.add_argument("--l2", type=float, default=0.0, help="ridge term (default: 0, pure interpolation)")
-    kernel.add_argument("--solver", default="auto", help="auto, cholesky or cg")
+    kernel.add_argument("--solver", default="auto", choices=SOLVER_CHOICES,
+                        help="auto (default: the first of cholesky, mixed, cg that fits in memory), cholesky "
+                             "(float64), mixed (float32 factor refined to float64 by CG) or cg (Nystrom-preconditioned "
+                             "CG)")
+    kernel.add_argument("--tol", type=float, default=1e-6,
+                        help="relative residual |K alpha - Y| / |Y| to reach (default: 1e-6)")
     kernel.add_argument("--max-iter", type=int, default=2000, help="conjugate-gradient iterations at most")
     kernel.add_argument("--precondition-rank", type=int, default=500,
                         help="rank of CG's Nystrom preconditioner (default: 500; 0 = plain CG)")
+    kernel.add_argument("--memory-budget", type=float, metavar="GIB",
+                        help="memory the solve may use, in GiB (default: what is available now)")
+    kernel.add_argument("--device", default="cpu", help="cpu (default), cuda or cuda:N")
+    kernel.add_argument("--factorization", default="auto", choices=FACTORIZATION_CHOICES,
+                        help="auto (default: lapack up to n = 16,384, blocked above), blocked (in panels, with a "
+                             "progress bar) or lapack (one call, no progress)")
     kernel.add_argument("--seed", type=int, default=0)
     kernel.add_argument("--table3", action="store_true", help="run Table 3's rows instead")
     kernel.add_argument("--scale", default="tiny", help="Table 3 size: tiny (2,000), small (10,000) or paper (all)")
+    kernel.add_argument("--labels", nargs="+", default=["true"], metavar="KIND",
+                        help="Table 3's labels: true and/or random (default: true)")
     kernel.add_argument("--out", default="runs", help="runs folder where results and figures are kept")
 
     rademacher = commands.add_parser("rademacher", help="estimate the empirical Rademacher complexity of model classes",
@@ -120,36 +145,73 @@ def cmd_memorize(args) -> int:
     return 0
 
 
+def _kernel_settings(args) -> dict:
+    """The kernel command's numeric settings checked, and its solver options for ``interpolate``."""
+    for flag, value, low in (("--seed", args.seed, 0), ("--n", args.n, 1), ("--n-test", args.n_test, 1),
+                             ("--max-iter", args.max_iter, 1), ("--precondition-rank", args.precondition_rank, 0)):
+        if value is not None and value < low:
+            raise RethinkgenError(f"{flag} {value} must be an integer >= {low}")
+    if not 0 < args.tol < 1:
+        raise RethinkgenError(f"--tol {args.tol!r} must be in (0, 1)")
+    if not args.l2 >= 0:
+        raise RethinkgenError(f"--l2 {args.l2!r} must be >= 0")
+    budget = None
+    if args.memory_budget is not None:
+        if not 0 < args.memory_budget < 2 ** 20:
+            raise RethinkgenError(f"--memory-budget {args.memory_budget!r} must be a positive number of GiB")
+        budget = int(args.memory_budget * 2 ** 30)
+    bandwidth = args.bandwidth
+    if bandwidth not in BANDWIDTH_CHOICES:
+        try:
+            bandwidth = float(bandwidth)
+        except ValueError:
+            raise RethinkgenError(f"--bandwidth {bandwidth[:40]!r} must be a number > 0 or one of "
+                                  f"{', '.join(BANDWIDTH_CHOICES)}") from None
+        if not bandwidth > 0 or bandwidth == float("inf"):
+            raise RethinkgenError(f"--bandwidth {bandwidth!r} must be a number > 0 or one of {', '.join(BANDWIDTH_CHOICES)}")
+    return {"bandwidth": bandwidth, "solve": {"tol": args.tol, "budget_bytes": budget, "device": args.device,
+                                              "factorization": args.factorization, "max_iter": args.max_iter}}
+
+
+def _report_unconverged(rows) -> int:
+    """A warning line per solve that stopped short of its tolerance; the exit status (1 if any did)."""
+    short = [r for r in rows if not r["converged"]]
+    for row in short:
+        print(f"rethinkgen: warning: {row['dataset']} {row['features']} label noise {row['label_noise']:g}: the "
+              f"{row['solver']} solve stopped after {row['iterations']} iterations at relative residual "
+              f"{row['relative_residual']:.1e} > tolerance {row['tol']:g}; the solution does not interpolate",
+              file=sys.stderr)
+    return 1 if short else 0
+
+
 def cmd_kernel(args) -> int:
     from rethinkgen import data
     from rethinkgen.report import save_section
     from rethinkgen.theory import experiments
-    from rethinkgen.theory.features import FEATURE_MAPS
-    from rethinkgen.theory.kernels import KERNELS, SOLVERS
 
+    settings = _kernel_settings(args)
     folder = _theory_dir(args.out)
     if args.table3:
-        section, _ = experiments.table3(args.scale, args.seed, args.data_dir)
+        section, _, rows = experiments.table3(args.scale, args.seed, args.data_dir, labels=args.labels,
+                                              progress=True, **settings["solve"])
         save_section(args.out, f"table3-{args.scale}", section)
         _print_section(section)
-        return 0
-    for value, allowed, what in ((args.kernel, KERNELS, "kernel"), (args.features, FEATURE_MAPS, "feature map"),
-                                 (args.solver, SOLVERS, "solver"), (args.dataset, data.SOURCES, "dataset")):
-        if value not in allowed:
-            raise choice_error(what, value, allowed)
+        return _report_unconverged(rows)
+    if args.dataset not in data.SOURCES:
+        raise choice_error("dataset", args.dataset, data.SOURCES)
     for noise in args.label_noise:
         if not 0 <= noise <= 1:
             raise RethinkgenError(f"label noise {noise!r} is outside [0, 1]")
     rows = experiments.kernel_rows(args.dataset, args.kernel, args.features, sorted(args.label_noise), args.n,
-                                   args.n_test, args.bandwidth, args.l2, args.solver, args.seed, args.data_dir,
-                                   max_iter=args.max_iter, precondition_rank=args.precondition_rank,
-                                   progress=True)
+                                   args.n_test, settings["bandwidth"], args.l2, args.solver, args.seed,
+                                   args.data_dir, precondition_rank=args.precondition_rank, progress=True,
+                                   **settings["solve"])
     name = safe_name(f"kernel-{args.dataset}-{args.features}-{args.kernel}-n{rows[0]['n']}", "result name")
     figure = experiments.norm_against_noise(rows, folder / f"{name}.png") if len(rows) > 1 else None
     section = experiments.kernel_section(rows, figure)
     save_section(args.out, name, section)
     _print_section(section)
-    return 0
+    return _report_unconverged(rows)
 
 
 def cmd_minnorm(args) -> int:
