@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import json
 from pathlib import Path
+from typing import Callable
 
 import torch
 from tqdm.auto import tqdm
@@ -66,7 +67,7 @@ def group_configs(configs: list[RunConfig], size: int) -> list[list[RunConfig]]:
 
 
 def train_ensemble(configs: list[RunConfig], runs_dir: str | Path = "runs", progress: bool = True,
-                   log=None, index: bool = True, on_epoch_end: EpochHook | None = None,
+                   log: Callable[[str], None] | None = None, index: bool = True, on_epoch_end: EpochHook | None = None,
                    restart: bool = False) -> list[RunResult]:
     """Train ``configs`` (compatible runs, see ``group_key``) as one batched model; resume or skip as ``train`` does.
 
