@@ -210,9 +210,9 @@ def _written(path: Path, text: str) -> Path:
     ({"axes": {"seed": [1, 2]}}, "seed cannot be an axis"),
     ({"base": {"augment": ["crop", "crop"]}}, "augmentation 'crop' is given twice"),
     ({"preset": ["figure1a"]}, "unknown preset ['figure1a']"),
-    ({"name": "../outside"}, "sweep name '../outside' must be"),
-    ({"name": "a/b"}, "sweep name 'a/b' must be"),
-    ({"name": "$\\bogus$"}, "sweep name '$\\\\bogus$' must be"),
+    ({"name": "../outside"}, "sweep name '../outside' is not allowed: use at most 120 letters"),
+    ({"name": "a/b"}, "sweep name 'a/b' is not allowed: use at most 120 letters"),
+    ({"name": "$\\bogus$"}, "sweep name '$\\\\bogus$' is not allowed: use at most 120 letters"),
     ({"axes": {"lr": [0.001 * (i + 1) for i in range(101)], "label_noise": [i / 100 for i in range(100)]}},
      "the sweep expands to 10,100 runs; the limit is 10,000"),
 ])
