@@ -10,10 +10,9 @@ from pathlib import Path
 
 from rethinkgen.config import RunConfig, check_device
 from rethinkgen.errors import DamagedFile, RethinkgenError, raised, shown, warn
-from rethinkgen.presets import EPOCHS
+from rethinkgen.choices import PRESETS as PRESET_NAMES
 
 RUN_FLAG_TYPES = {int: int, float: float, str: str}
-PRESET_NAMES = tuple(EPOCHS)  # the presets, in the order of the paper
 
 
 def _add_config_flags(parser: argparse.ArgumentParser) -> None:

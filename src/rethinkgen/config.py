@@ -17,13 +17,10 @@ from pathlib import Path
 from typing import Optional
 
 from rethinkgen import models
-from rethinkgen.augment import AUGMENTATIONS
-from rethinkgen.data import SOURCES
+from rethinkgen.choices import AMP_MODES, AUGMENTATIONS, DATASETS, INPUTS, MEASURE_SETS, SWITCH_MODES
 from rethinkgen.errors import RethinkgenError, choice_error, shown
-from rethinkgen.measures import MEASURE_SETS
-from rethinkgen.randomize import INPUTS
 from rethinkgen.settings_file import read_mapping
-from rethinkgen.speedups import AMP_MODES, SWITCH_MODES, resolve_amp
+from rethinkgen.speedups import resolve_amp
 
 # settings that change where data is read, which device computes, how many processes load it, only the
 # order of floating-point operations, or what is measured afterwards, but not what a run is
@@ -127,8 +124,8 @@ class RunConfig:
             if "choices" in f.metadata and isinstance(value, bool):
                 value = "on" if value else "off"  # YAML reads an unquoted on/off as a boolean
             setattr(self, f.name, _coerce(f.name, value, hints[f.name]))
-        if self.dataset not in SOURCES:
-            raise choice_error("dataset", self.dataset, SOURCES)
+        if self.dataset not in DATASETS:
+            raise choice_error("dataset", self.dataset, DATASETS)
         if self.inputs not in INPUTS:
             raise choice_error("input randomization", self.inputs, INPUTS)
         models.check_name(self.model)

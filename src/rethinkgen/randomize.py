@@ -33,10 +33,10 @@ import numpy as np
 
 from rethinkgen.data.dataset import Dataset
 from rethinkgen.data.imagefolder import ImageFiles
+from rethinkgen.choices import INPUTS
 from rethinkgen.errors import DamagedFile, RethinkgenError, choice_error
 from rethinkgen.results import atomic_write, read_json
 
-INPUTS = ("original", "shuffled-pixels", "random-pixels", "gaussian")
 # independent random streams, so that turning one knob never changes what the other draws
 STREAM_TRAIN_LABELS, STREAM_TEST_LABELS, STREAM_PERMUTATION, STREAM_TRAIN_INPUTS, STREAM_TEST_INPUTS, \
     STREAM_MOMENT_SAMPLE = range(1, 7)

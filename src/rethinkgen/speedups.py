@@ -19,10 +19,9 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from rethinkgen.choices import AMP_MODES, SWITCH_MODES
 from rethinkgen.errors import RethinkgenError
 
-AMP_MODES = ("off", "bf16", "auto")
-SWITCH_MODES = ("off", "on", "auto")
 
 
 def device_type(device: str) -> str:

@@ -43,10 +43,11 @@ import numpy as np
 import torch
 from torch import nn
 
+from rethinkgen.choices import MEASURE_KINDS as KINDS
+from rethinkgen.choices import MEASURE_SETS
 from rethinkgen.engine.evaluate import predict
 from rethinkgen.errors import RethinkgenError, choice_error
 
-KINDS = ("size", "norm", "margin", "flatness", "optimization", "user")
 MARGIN_PERCENTILE = 10  # Jiang et al.: the 10th percentile of the training margins, robust to a few outliers
 
 
@@ -100,7 +101,6 @@ def resolve(names: list[str] | None = None, which: str = "all") -> list[str]:
     return [get_measure(name).name for name in names]
 
 
-MEASURE_SETS = ("none", "cheap", "all")
 
 
 @dataclass

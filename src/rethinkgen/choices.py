@@ -1,0 +1,16 @@
+"""The names a user can choose from, as plain tuples that import nothing heavy.
+
+The command line builds its ``choices`` and ``rethinkgen list`` from these without importing torch; the
+registries they name (datasets, models, presets, ...) are checked against them in ``tests/test_choices.py``.
+"""
+
+DATASETS = ("digits", "fashion-mnist", "mnist", "cifar10", "cifar100", "synthetic", "imagefolder")
+MODELS = ("mlp-1x512", "mlp-3x512", "alexnet-small", "inception-small", "inception-small-nobn", "inception-v3")
+PRESETS = ("figure1a", "figure1bc", "table1", "table4", "figure2b", "measures", "table2")  # the paper's order
+INPUTS = ("original", "shuffled-pixels", "random-pixels", "gaussian")  # input randomizations
+AUGMENTATIONS = ("crop", "flip", "rotate", "jitter")
+MEASURE_SETS = ("none", "cheap", "all")
+MEASURE_KINDS = ("size", "norm", "margin", "flatness", "optimization", "user")
+AMP_MODES = ("off", "bf16", "auto")
+SWITCH_MODES = ("off", "on", "auto")
+SCALES = ("paper", "small", "tiny")
