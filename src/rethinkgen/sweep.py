@@ -33,6 +33,7 @@ from rethinkgen.preprocess import crop_size_for
 from rethinkgen.results import RunStore, read_summary, run_path, safe_name, write_json
 from rethinkgen.settings_file import read_mapping
 from rethinkgen.train import record_failure, resolve_device
+from rethinkgen.outcome import did_not_fit, fit_words
 
 SPEC_KEYS = ("name", "base", "axes", "zip", "seeds", "preset")
 # rough training speeds (images/s at 3x28x28, batch 128, 2 CPU cores, torch 2.13) for --dry-run estimates
@@ -203,6 +204,7 @@ def run_status(runs_dir: Path, run_id: str) -> dict | None:
 class SweepOutcome:
     ran: list[tuple[SweepRun, str, str]] = field(default_factory=list)       # (run, status, message)
     skipped: list[tuple[SweepRun, str]] = field(default_factory=list)        # (run, existing status)
+    not_fitted: list[tuple[SweepRun, str]] = field(default_factory=list)     # (run, why): complete, did not fit
 
     def lines(self) -> list[str]:
         statuses = [status for _, status, _ in self.ran]
@@ -211,10 +213,14 @@ class SweepOutcome:
                  f"{statuses.count('diverged')} diverged, {statuses.count('failed')} failed; "
                  f"{len(self.skipped) - unreadable} skipped (already finished)"
                  + (f"; {unreadable} skipped (summary.json damaged, see the warnings)" if unreadable else "")
-                 + (f"; {statuses.count('busy')} left to another process training them" if 'busy' in statuses else "")]
+                 + (f"; {statuses.count('busy')} left to another process training them" if 'busy' in statuses else "")
+                 + (f"; {len(self.not_fitted)} complete run(s) did not fit their training labels within their epochs"
+                    if self.not_fitted else "")]
         for run, status, message in self.ran:
             if status != "complete":
                 lines.append(f"  {status}: {run.label} [{run.config.run_id()}]: {message}")
+        for run, words in self.not_fitted:
+            lines.append(f"  complete, {words}: {run.label} [{run.config.run_id()}]")
         return lines
 
     @property
@@ -301,4 +307,18 @@ def run_sweep(sweep: Sweep, runs_dir: str | Path, workers: int | None = None, re
         bar.close()
     order = {id(run): i for i, run in enumerate(sweep.runs)}
     outcome.ran.sort(key=lambda item: order[id(item[0])])
+    outcome.not_fitted = unfitted(store.root, [run for run, status, _ in outcome.ran if status == "complete"])
     return outcome
+
+
+def unfitted(runs_dir: Path, runs: list[SweepRun]) -> list[tuple[SweepRun, str]]:
+    """The complete runs among ``runs`` that did not fit their training labels, each with why (in words)."""
+    found = []
+    for run in runs:
+        try:
+            summary = run_status(runs_dir, run.config.run_id()) or {}
+        except DamagedFile:
+            continue
+        if did_not_fit("complete", summary):
+            found.append((run, fit_words(summary, run.config.fit_threshold)))
+    return found
