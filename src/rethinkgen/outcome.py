@@ -30,7 +30,8 @@ def fit_words(summary: dict, fit_threshold: float) -> str:
         return f"fitted at step {summary['steps_to_fit']} (epoch {summary['epochs_to_fit']})"
     accuracy = summary.get("train_accuracy")
     reached = "no epoch" if accuracy is None else f"train accuracy {accuracy:.4f}"
-    return f"{DID_NOT_FIT}: {reached} < fit threshold {fit_threshold:g} after {summary.get('epochs_completed', 0)} epochs"
+    epochs = summary.get("epochs_completed", 0)
+    return f"{DID_NOT_FIT}: {reached} < fit threshold {fit_threshold:g} after {epochs} epoch{'' if epochs == 1 else 's'}"
 
 
 def label_words(summary: dict, label_noise: float) -> str:
