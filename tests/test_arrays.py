@@ -180,3 +180,23 @@ def test_new_settings_at_their_defaults_leave_existing_run_ids_unchanged():
     assert RunConfig(label_noise=0.5).run_id() == "fd2b0dd9223f"
     assert RunConfig(label_noise=0.5, label_noise_mode="uniform").run_id() == "fd2b0dd9223f"
     assert RunConfig(label_noise=0.5, label_noise_mode="other").run_id() != "fd2b0dd9223f"
+
+
+# ----------------------------------------------------------------------------------- sweeps and measures
+def test_a_sweep_and_the_measures_take_arrays(tmp_path):
+    from rethinkgen.measures.runs import measure_stored_run
+    from rethinkgen.sweep import Sweep, SweepRun, run_sweep
+
+    data = from_arrays(*toy_arrays(), name="toy")
+    sweep = Sweep("toy", [SweepRun(f"p={p}", RunConfig(**SMALL, label_noise=p)) for p in (0.0, 0.5)])
+    outcome = run_sweep(sweep, tmp_path, progress=False, dataset=data, ensemble=2)
+    assert [status for _, status, _ in outcome.ran] == ["complete", "complete"]
+    run_id = outcome.ran[0][0].config.run_id()
+    assert json.loads((tmp_path / run_id / "config.json").read_text())["dataset"] == "arrays:toy"
+    assert run_sweep(sweep, tmp_path, progress=False, dataset=data).ran == []  # finished: skipped
+    assert measure_stored_run(tmp_path, run_id, ["num_parameters"], "cpu", recompute=True, dataset=data) == ["num_parameters"]
+    other = from_arrays(*toy_arrays(seed=1), name="toy")
+    with pytest.raises(RethinkgenError, match="did not train on these arrays"):
+        measure_stored_run(tmp_path, run_id, ["num_parameters"], "cpu", recompute=True, dataset=other)
+    with pytest.raises(RethinkgenError, match="train in this process only"):
+        run_sweep(sweep, tmp_path / "other", progress=False, dataset=data, workers=2)

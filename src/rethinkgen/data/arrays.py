@@ -147,7 +147,7 @@ def read_npz(path: str | Path) -> tuple[Dataset, str]:
             members = archive.infolist()
     except zipfile.BadZipFile:
         raise RethinkgenError(f"{where}not an .npz file (not a zip archive of .npy arrays)") from None
-    keys = [member.filename[:-4] if member.filename.endswith(".npy") else member.filename for member in members]
+    keys = [member.filename.removesuffix(".npy") for member in members]
     unknown = sorted(set(keys) - set(REQUIRED_KEYS) - set(OPTIONAL_KEYS))
     missing = [key for key in REQUIRED_KEYS if key not in keys]
     if unknown or missing or len(keys) != len(set(keys)):
