@@ -126,8 +126,9 @@ def test_a_run_that_ran_out_of_epochs_says_it_did_not_fit(tmp_path, capsys):
     out = capsys.readouterr().out
     summary = json.loads(next(tmp_path.glob("*/summary.json")).read_text())
     assert code == 0 and summary["fitted"] is False
-    assert (f"[complete] in {next(tmp_path.glob('*/summary.json')).parent}: did not fit: train accuracy "
-            f"{summary['train_accuracy']:.4f} < fit threshold 1 after 1 epoch") in out
+    assert f"[complete] in {next(tmp_path.glob('*/summary.json')).parent}: did not fit its training labels\n" in out
+    assert (f"did not fit: train accuracy {summary['train_accuracy']:.4f} < fit threshold 1 after 1 epoch  "
+            "best test") in out
 
 
 def stored_run(label, status, fitted, steps_to_fit=None):

@@ -26,6 +26,7 @@ from tqdm.auto import tqdm
 from rethinkgen import distributed
 from rethinkgen.config import RunConfig
 from rethinkgen.data.arrays import arrays_sha256
+from rethinkgen.data.dataset import Dataset
 from rethinkgen.engine.data import DeviceData, resolve_device
 from rethinkgen.engine.loop import EpochHook, train_epochs
 from rethinkgen.engine.run import RunState
@@ -69,7 +70,7 @@ def group_configs(configs: list[RunConfig], size: int) -> list[list[RunConfig]]:
 
 def train_ensemble(configs: list[RunConfig], runs_dir: str | Path = "runs", progress: bool = True,
                    log: Callable[[str], None] | None = None, index: bool = True, on_epoch_end: EpochHook | None = None,
-                   restart: bool = False, dataset=None) -> list[RunResult]:
+                   restart: bool = False, dataset: Dataset | None = None) -> list[RunResult]:
     """Train ``configs`` (compatible runs, see ``group_key``) as one batched model; resume or skip as ``train`` does.
 
     Returns one RunResult per config, in order. A run another process is training comes back with

@@ -18,8 +18,10 @@ import os
 import re
 import zipfile
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from rethinkgen.data.dataset import Dataset
 from rethinkgen.errors import RethinkgenError, shown
@@ -104,8 +106,8 @@ def arrays_sha256(dataset: Dataset) -> str:
     return digest.hexdigest()
 
 
-def from_arrays(x_train, y_train, x_test, y_test, name: str = "arrays", classes=None,
-                channels_last: bool | None = None) -> Dataset:
+def from_arrays(x_train: ArrayLike, y_train: ArrayLike, x_test: ArrayLike, y_test: ArrayLike, name: str = "arrays",
+                classes: Sequence[str] | None = None, channels_last: bool | None = None) -> Dataset:
     """A ``Dataset`` from your arrays, checked and converted to the toolkit's uint8 ``[N, C, H, W]``.
 
     Train on it with ``train(config, dataset=...)`` (also ``train_ensemble``, ``run_sweep``).
