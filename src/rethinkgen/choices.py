@@ -8,6 +8,7 @@ DATASETS = ("digits", "fashion-mnist", "mnist", "cifar10", "cifar100", "syntheti
 MODELS = ("mlp-1x512", "mlp-3x512", "alexnet-small", "inception-small", "inception-small-nobn", "inception-v3")
 PRESETS = ("figure1a", "figure1bc", "table1", "table4", "figure2b", "measures", "table2")  # the paper's order
 INPUTS = ("original", "shuffled-pixels", "random-pixels", "gaussian")  # input randomizations
+LABEL_NOISE_MODES = ("uniform", "other")  # a corrupted label: uniform over all classes, or over the others
 AUGMENTATIONS = ("crop", "flip", "rotate", "jitter")
 MEASURE_SETS = ("none", "cheap", "all")
 MEASURE_KINDS = ("size", "norm", "margin", "flatness", "optimization", "user")

@@ -149,13 +149,18 @@ def cmd_run(args) -> int:
     result = train(config, args.out, progress=not args.quiet, log=print if args.quiet else None, restart=args.restart)
     if not distributed.from_environment().is_main:
         return 0  # under torchrun, rank 0 reports for all
+    from rethinkgen.outcome import DID_NOT_FIT, did_not_fit, fit_words, label_words
+
     s = result.summary
-    fit = f"fitted at step {s['steps_to_fit']} (epoch {s['epochs_to_fit']})" if s["fitted"] else "not fitted"
-    print(f"run {result.run_id} [{s['status']}] in {result.run_dir}")
+    fit = fit_words(s, result.config.fit_threshold)
+    print(f"run {result.run_id} [{s['status']}] in {result.run_dir}"
+          + (f": {DID_NOT_FIT} its training labels" if did_not_fit(s["status"], s) else ""))
     if s["train_accuracy"] is not None:
         print(f"  train accuracy {s['train_accuracy']:.4f}  test accuracy {s['test_accuracy']:.4f}  "
               f"gap {s['generalization_gap']:+.4f}  {fit}  best test {s['best_test_accuracy']:.4f} "
               f"(epoch {s['best_test_epoch']})  {s['wall_seconds']:.1f}s on {s['device']}")
+    if "fraction_labels_changed" in s:
+        print(f"  {label_words(s, result.config.label_noise)}")
     if s["message"]:
         print(f"  {s['message']}")
     return 0

@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Optional
 
 from rethinkgen import models
-from rethinkgen.choices import AMP_MODES, AUGMENTATIONS, DATASETS, INPUTS, MEASURE_SETS, SWITCH_MODES
+from rethinkgen.choices import AMP_MODES, AUGMENTATIONS, DATASETS, INPUTS, LABEL_NOISE_MODES, MEASURE_SETS, SWITCH_MODES
+from rethinkgen.data import arrays as own_data
 from rethinkgen.errors import RethinkgenError, choice_error, shown
 from rethinkgen.settings_file import read_mapping
 from rethinkgen.speedups import resolve_amp
@@ -45,7 +46,10 @@ def _f(default, help: str, **extra):
 @dataclass
 class RunConfig:
     # data
-    dataset: str = _f("digits", "data source (see `rethinkgen datasets`)")
+    dataset: str = _f("digits", "data source (see `rethinkgen datasets`), or the path of an .npz file of your own")
+    data_hash: Optional[str] = _f(None, "SHA-256 of your own data (an .npz file's bytes, or the arrays given to "
+                                        "train(config, dataset=...)); filled in when the run is set up, and part of "
+                                        "the run id", hashed_at_default=False)
     data_dir: Optional[str] = _f(None, "directory holding the dataset's files")
     download: bool = _f(False, "download the dataset's canonical files when they are missing")
     subset: Optional[int] = _f(None, "train on a stratified subset of this many training examples")
@@ -57,6 +61,9 @@ class RunConfig:
                                 hashed_at_default=False)
     # randomization
     label_noise: float = _f(0.0, "probability p in [0, 1] that a training label is replaced by a uniform class")
+    label_noise_mode: str = _f("uniform", "how a replaced label is drawn: uniform (over all K classes, as the paper: "
+                               "about p/K of them stay right) or other (always a different class)",
+                               hashed_at_default=False, choices=LABEL_NOISE_MODES)
     inputs: str = _f("original", "input randomization: " + ", ".join(INPUTS))
     corrupt_test_labels: bool = _f(False, "apply the label noise to the test labels too (the paper does not)")
     # model
@@ -124,8 +131,9 @@ class RunConfig:
             if "choices" in f.metadata and isinstance(value, bool):
                 value = "on" if value else "off"  # YAML reads an unquoted on/off as a boolean
             setattr(self, f.name, _coerce(f.name, value, hints[f.name]))
-        if self.dataset not in DATASETS:
-            raise choice_error("dataset", self.dataset, DATASETS)
+        if self.dataset not in DATASETS and not own_data.is_own(self.dataset):
+            raise choice_error("dataset", self.dataset, (*DATASETS, "PATH.npz"))
+        own_data.check_data_hash(self.dataset, self.data_hash)
         if self.inputs not in INPUTS:
             raise choice_error("input randomization", self.inputs, INPUTS)
         models.check_name(self.model)
@@ -173,7 +181,7 @@ class RunConfig:
         """Fill in the defaults that depend on other settings (seeds, the model's learning rate, amp on
         this machine's device: bf16 changes the numbers, so ``auto`` is decided before the run id is taken)."""
         return dataclasses.replace(
-            self, amp=resolve_amp(self.amp, self.device),
+            self, amp=resolve_amp(self.amp, self.device), data_hash=own_data.resolved_hash(self.dataset, self.data_hash),
             randomization_seed=self.seed if self.randomization_seed is None else self.randomization_seed,
             init_seed=self.seed if self.init_seed is None else self.init_seed,
             order_seed=self.seed if self.order_seed is None else self.order_seed,

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from rethinkgen import presets
 from rethinkgen.errors import RethinkgenError
+from rethinkgen.outcome import DID_NOT_FIT, status_words
 from rethinkgen.plots import plot_learning_curves
 from rethinkgen.report import Run, load_run
 from rethinkgen.results import atomic_write_text, safe_name
@@ -34,13 +35,29 @@ def results_table(runs: list[Run]) -> str:
         fit = s.get("steps_to_fit")
         relative = f"{fit / baseline:.2f}" if fit and baseline else "-"
         if s.get("train_accuracy") is None:
-            lines.append(f"| {run.label} | {c['label_noise']:g} | {c['inputs']} | - | - | - | - | - | - | {run.status} |")
+            lines.append(f"| {run.label} | {c['label_noise']:g} | {c['inputs']} | - | - | - | - | - | - "
+                         f"| {status_words(run.status, s)} |")
             continue
         lines.append(
             f"| {run.label} | {c['label_noise']:g} | {c['inputs']} | {s['fraction_labels_changed']:.1%} "
             f"| {s['train_accuracy']:.4f} | {s['test_accuracy']:.4f} | {s['generalization_gap']:+.4f} "
-            f"| {fit if fit is not None else 'not fitted'} | {relative} | {run.status} |")
-    return "\n".join(lines) + "\n"
+            f"| {fit if fit is not None else DID_NOT_FIT} | {relative} | {status_words(run.status, s)} |")
+    return "\n".join(lines) + "\n" + chance_line(runs)
+
+
+def chance_line(runs: list[Run]) -> str:
+    """A line under the table: the chance accuracy on the test labels the runs were tested on."""
+    chances = {run.label: run.summary.get("chance_test_accuracy") for run in runs
+               if run.summary.get("chance_test_accuracy") is not None}
+    if not chances:
+        return ""
+    classes = next(run.summary["num_classes"] for run in runs if run.summary.get("num_classes"))
+    if len(set(chances.values())) == 1:
+        return (f"\nChance accuracy on the test labels: {next(iter(chances.values())):.4f} "
+                f"(1/K with K = {classes} classes, for clean test labels).\n")
+    each = "; ".join(f"{label} {chance:.4f}" for label, chance in chances.items())
+    return (f"\nChance accuracy on the test labels in use (1/K for clean labels, (1-p')^2 + p'^2/(K-1) for labels "
+            f"corrupted at the realized rate p'): {each}.\n")
 
 
 def run_demo(out: str | Path = "runs", progress: bool = True, dataset: str | None = None, model: str | None = None,

@@ -25,6 +25,8 @@ from tqdm.auto import tqdm
 
 from rethinkgen import distributed
 from rethinkgen.config import RunConfig
+from rethinkgen.data.arrays import arrays_sha256
+from rethinkgen.data.dataset import Dataset
 from rethinkgen.engine.data import DeviceData, resolve_device
 from rethinkgen.engine.loop import EpochHook, train_epochs
 from rethinkgen.engine.run import RunState
@@ -34,10 +36,10 @@ from rethinkgen.errors import DamagedFile, RethinkgenError
 from rethinkgen.results import RunBusy, RunStore, run_lock
 from rethinkgen.speedups import Speedups
 from rethinkgen.train import (RESTART_HINT, RunResult, finished_summary, load_checkpoint, open_locked, prepare_data,
-                              save_epoch, save_initial, seeded_model)
+                              save_epoch, save_initial, seeded_model, with_arrays)
 
 # settings in which the copies of one ensemble may differ
-GROUP_FREE = ("seed", "randomization_seed", "init_seed", "order_seed", "label_noise", "inputs",
+GROUP_FREE = ("seed", "randomization_seed", "init_seed", "order_seed", "label_noise", "label_noise_mode", "inputs",
               "corrupt_test_labels", "fit_threshold", "stop_at_fit", "data_dir", "download", "measures")
 
 
@@ -68,7 +70,7 @@ def group_configs(configs: list[RunConfig], size: int) -> list[list[RunConfig]]:
 
 def train_ensemble(configs: list[RunConfig], runs_dir: str | Path = "runs", progress: bool = True,
                    log: Callable[[str], None] | None = None, index: bool = True, on_epoch_end: EpochHook | None = None,
-                   restart: bool = False) -> list[RunResult]:
+                   restart: bool = False, dataset: Dataset | None = None) -> list[RunResult]:
     """Train ``configs`` (compatible runs, see ``group_key``) as one batched model; resume or skip as ``train`` does.
 
     Returns one RunResult per config, in order. A run another process is training comes back with
@@ -86,8 +88,10 @@ def train_ensemble(configs: list[RunConfig], runs_dir: str | Path = "runs", prog
             ``engine.loop.train_epochs``); it may raise ``KeyboardInterrupt`` to stop training as Ctrl-C does.
         restart: discard the files of the runs that have not finished and train them from the start (as
             ``train`` does).
+        dataset: your own data (``rethinkgen.data.from_arrays``) for every run, as ``train`` takes it.
     """
-    configs = [config.validated().resolved() for config in configs]
+    data_hash = None if dataset is None else arrays_sha256(dataset)
+    configs = [with_arrays(config, dataset, data_hash).validated().resolved() for config in configs]
     keys = {group_key(config) for config in configs}
     if None in keys or len(keys) != 1:
         raise RethinkgenError("an ensemble needs runs without dropout that differ only in "
@@ -112,7 +116,7 @@ def train_ensemble(configs: list[RunConfig], runs_dir: str | Path = "runs", prog
         copies = []
         for config in trainable:
             try:
-                copy = _prepare(config, store, device, log, restart)
+                copy = _prepare(config, store, device, log, restart, dataset)
             except DamagedFile as error:
                 results[config.run_id()] = _damaged(config, store, error, restart)
                 continue
@@ -161,13 +165,13 @@ def _speedups(config: RunConfig, device, model) -> Speedups:
     return Speedups.resolve(config.amp, "off", "off", device, model)
 
 
-def _prepare(config: RunConfig, store: RunStore, device, log,
-             restart: bool) -> tuple[RunState, dict | None] | RunResult:
+def _prepare(config: RunConfig, store: RunStore, device, log, restart: bool,
+             dataset=None) -> tuple[RunState, dict | None] | RunResult:
     """With its lock held: a copy's data, model (at its checkpoint's weights) and RunState, and its
     checkpoint (None for a fresh run); or the run's result if another process finished it meanwhile."""
     run_id = config.run_id()
     run_dir = store.run_dir(run_id)
-    clean, randomized, record = prepare_data(config)
+    clean, randomized, record = prepare_data(config, dataset)
     finished = open_locked(config, run_id, run_dir, randomized, record, restart, log)
     if finished is not None:
         return RunResult(run_id, run_dir, config, finished)

@@ -24,13 +24,14 @@ RAY_INSTALL = "pip install 'rethinkgen[ray]'"
 
 
 def train_group(group: list[dict], runs_dir: str, threads: int | None, device: str | None = None,
-                index: bool = True, restart: bool = False) -> list[tuple[str, str]]:
+                index: bool = True, restart: bool = False, dataset=None) -> list[tuple[str, str]]:
     """Run one config, or several compatible ones as one ensemble (see ensemble.py), in this process;
     return (status, message) for each. Never raises for a failing run.
 
     ``device``, when given, replaces the runs' device unless they ask for the CPU (the device is not
     part of the run id). ``index=False`` leaves the SQLite index to the caller (see ``_ray_task``).
-    ``restart=True`` trains unfinished runs from the start (see ``train.train``)."""
+    ``restart=True`` trains unfinished runs from the start (see ``train.train``). ``dataset``: your arrays
+    (``rethinkgen.data.from_arrays``), for runs trained in this process."""
     import torch
 
     from rethinkgen.ensemble import train_ensemble
@@ -44,9 +45,9 @@ def train_group(group: list[dict], runs_dir: str, threads: int | None, device: s
     try:
         configs = [RunConfig(**values).validated() for values in group]
         if len(configs) == 1:
-            results = [train(configs[0], runs_dir, progress=False, index=index, restart=restart)]
+            results = [train(configs[0], runs_dir, progress=False, index=index, restart=restart, dataset=dataset)]
         else:
-            results = train_ensemble(configs, runs_dir, progress=False, index=index, restart=restart)
+            results = train_ensemble(configs, runs_dir, progress=False, index=index, restart=restart, dataset=dataset)
         return [(result.summary["status"], result.summary.get("message", "")) for result in results]
     except RunBusy as busy:
         return [("busy", str(busy))] * len(group)
@@ -75,14 +76,20 @@ def check_options(executor: str, workers: int | None, runs_per_gpu: int | None, 
 
 def execute(configs: list[dict], runs_dir: str, executor: str = "local", workers: int | None = None,
             runs_per_gpu: int | None = None, cpus_per_run: int | None = None, address: str | None = None,
-            groups: list[list[int]] | None = None, restart: bool = False) -> Iterator[tuple[int, str, str]]:
+            groups: list[list[int]] | None = None, restart: bool = False,
+            dataset=None) -> Iterator[tuple[int, str, str]]:
     """Train ``configs`` (run config dicts) into ``runs_dir``, one job per group of indices in ``groups``
-    (default: each run alone); yield (index, status, message) as runs end. ``restart``: see ``train_group``."""
+    (default: each run alone); yield (index, status, message) as runs end. ``restart``: see ``train_group``.
+    ``dataset`` (your arrays) trains in this process only: one local worker."""
     check_options(executor, workers, runs_per_gpu, cpus_per_run, address)
     jobs = groups if groups is not None else [[i] for i in range(len(configs))]
     if executor == "ray":
         return _ray(configs, jobs, runs_dir, runs_per_gpu, cpus_per_run, address, restart)
-    return _local(configs, jobs, runs_dir, *local_plan(workers, runs_per_gpu, cpus_per_run, gpu_count()), restart)
+    plan = local_plan(workers, runs_per_gpu, cpus_per_run, gpu_count())
+    if dataset is not None and plan[0] > 1:
+        raise RethinkgenError("arrays given in Python train in this process only: run the sweep with one worker, "
+                              "or save them as an .npz file (numpy.savez) for several workers or Ray")
+    return _local(configs, jobs, runs_dir, *plan, restart, dataset)
 
 
 # ------------------------------------------------------------------------------------------------- local
@@ -119,11 +126,12 @@ def _train_in_slot(group: list[dict], runs_dir: str, threads: int | None, restar
     return train_group(group, runs_dir, threads, device=_SLOT, restart=restart)
 
 
-def _local(configs, jobs, runs_dir, workers, slots, threads, restart=False) -> Iterator[tuple[int, str, str]]:
+def _local(configs, jobs, runs_dir, workers, slots, threads, restart=False,
+           dataset=None) -> Iterator[tuple[int, str, str]]:
     if workers == 1:
         for job in jobs:
             results = train_group([configs[i] for i in job], runs_dir, threads, device=slots[0] if slots else None,
-                                  restart=restart)
+                                  restart=restart, dataset=dataset)
             yield from ((i, *result) for i, result in zip(job, results))
         return
     import multiprocessing

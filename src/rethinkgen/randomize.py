@@ -33,6 +33,7 @@ import numpy as np
 
 from rethinkgen.data.dataset import Dataset
 from rethinkgen.data.imagefolder import ImageFiles
+from rethinkgen.data.label_noise import check_mode, corrupt_labels, expected_fraction_changed
 from rethinkgen.choices import INPUTS
 from rethinkgen.errors import DamagedFile, RethinkgenError, choice_error
 from rethinkgen.results import atomic_write, read_json
@@ -62,6 +63,8 @@ class RandomizationRecord:
     permutation: np.ndarray | None = None
     gaussian_mean: list[float] | None = None
     gaussian_std: list[float] | None = None
+    label_noise_mode: str = "uniform"
+    n_test: int = 0
 
     ARRAYS = ("replaced", "changed", "test_replaced", "test_changed", "permutation")
 
@@ -75,8 +78,10 @@ class RandomizationRecord:
             "n_train": n_train, "n_replaced": len(self.replaced), "n_changed": len(self.changed),
             "fraction_replaced": len(self.replaced) / n_train if n_train else 0.0,
             "fraction_changed": len(self.changed) / n_train if n_train else 0.0,
-            "expected_fraction_changed": self.label_noise * (1 - 1 / k),
+            "expected_fraction_changed": expected_fraction_changed(self.label_noise, k, self.label_noise_mode),
             "n_test_changed": len(self.test_changed),
+            "label_noise_mode": self.label_noise_mode, "n_test": self.n_test,
+            "fraction_test_changed": len(self.test_changed) / self.n_test if self.n_test else 0.0,
             "gaussian_mean": self.gaussian_mean, "gaussian_std": self.gaussian_std,
         }
 
@@ -98,6 +103,8 @@ class RandomizationRecord:
                                             "source_hash", "dataset_hash", "gaussian_mean", "gaussian_std")}
         except KeyError as missing:
             raise DamagedFile(f"{directory / 'randomization.json'} is damaged: it lacks {missing}") from None
+        # records older than the modes lack these two
+        fields.update(label_noise_mode=facts.get("label_noise_mode", "uniform"), n_test=facts.get("n_test", 0))
         path = directory / "randomization.npz"
         try:  # numpy refuses pickled (object) arrays here: allow_pickle is False by default
             with np.load(path) as arrays:
@@ -107,7 +114,7 @@ class RandomizationRecord:
         return cls(**fields, **loaded)
 
 
-def validate(label_noise: float, inputs: str, seed: int) -> None:
+def validate(label_noise: float, inputs: str, seed: int, label_noise_mode: str = "uniform") -> None:
     if isinstance(label_noise, bool) or not isinstance(label_noise, (int, float)) \
             or not math.isfinite(label_noise) or not 0.0 <= label_noise <= 1.0:
         raise RethinkgenError(f"label noise {label_noise!r} is outside [0, 1]")
@@ -115,24 +122,30 @@ def validate(label_noise: float, inputs: str, seed: int) -> None:
         raise choice_error("input randomization", inputs, INPUTS)
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise RethinkgenError(f"seed {seed!r} must be a non-negative integer")
+    check_mode(label_noise_mode)
 
 
 def randomize(dataset: Dataset | ImageFiles, label_noise: float = 0.0, inputs: str = "original", seed: int = 0,
-              corrupt_test_labels: bool = False) -> tuple[Dataset | ImageFiles, RandomizationRecord]:
+              corrupt_test_labels: bool = False,
+              label_noise_mode: str = "uniform") -> tuple[Dataset | ImageFiles, RandomizationRecord]:
     """Return the randomized dataset and the record of what was drawn. Pure: ``dataset`` is untouched.
+
+    ``label_noise_mode``: ``uniform`` draws a corrupted label over all classes (the paper's), ``other``
+    over the other classes only (see ``rethinkgen.data.label_noise``).
 
     >>> noisy, record = randomize(load("digits"), label_noise=1.0, seed=3)   # random labels
     """
-    validate(label_noise, inputs, seed)
+    validate(label_noise, inputs, seed, label_noise_mode)
     k = dataset.num_classes
     record = RandomizationRecord(int(seed), float(label_noise), inputs, bool(corrupt_test_labels), k,
-                                 source_hash=dataset.content_hash())
-    y_train, record.replaced, record.changed = _corrupt_labels(
-        dataset.y_train, label_noise, k, _rng(seed, STREAM_TRAIN_LABELS))
+                                 source_hash=dataset.content_hash(), label_noise_mode=label_noise_mode,
+                                 n_test=len(dataset.y_test))
+    y_train, record.replaced, record.changed = corrupt_labels(
+        dataset.y_train, label_noise, k, _rng(seed, STREAM_TRAIN_LABELS), label_noise_mode)
     y_test = dataset.y_test
     if corrupt_test_labels:
-        y_test, record.test_replaced, record.test_changed = _corrupt_labels(
-            dataset.y_test, label_noise, k, _rng(seed, STREAM_TEST_LABELS))
+        y_test, record.test_replaced, record.test_changed = corrupt_labels(
+            dataset.y_test, label_noise, k, _rng(seed, STREAM_TEST_LABELS), label_noise_mode)
 
     if inputs == "shuffled-pixels":
         height, width = dataset.image_shape[1:]
@@ -204,14 +217,6 @@ def _moments(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def _rng(seed: int, stream: int) -> np.random.Generator:
     return np.random.default_rng([int(seed), stream])
-
-
-def _corrupt_labels(labels: np.ndarray, p: float, k: int, rng: np.random.Generator):
-    """Each label, independently with probability p, becomes a uniform class (possibly the same one)."""
-    replace_mask = rng.random(len(labels)) < p
-    draws = rng.integers(0, k, size=len(labels))
-    new = np.where(replace_mask, draws, labels).astype(np.int64)
-    return new, np.flatnonzero(replace_mask), np.flatnonzero(new != labels)
 
 
 def _permute_pixels(x: np.ndarray, permutation: np.ndarray) -> np.ndarray:

@@ -26,6 +26,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 from rethinkgen import paper  # noqa: E402
 from rethinkgen.errors import RethinkgenError, warn  # noqa: E402
 from rethinkgen.plots import PLAIN_TEXT, step_unit  # noqa: E402
+from rethinkgen.outcome import DID_NOT_FIT, did_not_fit, status_words  # noqa: E402
 from rethinkgen.results import (INDEX_NAME, StoredRun, atomic_write_text, check_run_id, index_rows,  # noqa: E402
                                 read_json, read_summary, run_path, safe_name)
 
@@ -78,10 +79,13 @@ def mean_sd(values, digits: int = 3, scale: float = 1.0) -> str:
 
 
 def status_of(runs: list[Run]) -> str:
+    """The runs' statuses counted (``3 complete (1 did not fit), 1 failed``)."""
     counts = {}
     for run in runs:
         counts[run.status] = counts.get(run.status, 0) + 1
-    return ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
+    unfitted = sum(did_not_fit(run.status, run.summary) for run in runs)
+    return ", ".join(f"{n} {status}" + (f" ({unfitted} {DID_NOT_FIT})" if status == "complete" and unfitted else "")
+                     for status, n in sorted(counts.items()))
 
 
 def by_label(runs: list[Run]) -> dict[str, list[Run]]:
@@ -403,15 +407,19 @@ def section_all_runs(runs_dir: Path) -> Section:
     if not (runs_dir / INDEX_NAME).exists():
         return Section("All runs", "No training runs in this folder.")
     headers = ["run", "dataset", "model", "label noise", "inputs", "status", "train acc", "test acc", "steps to fit",
-               "message"]
+               "chance (test)", "message"]
     rows = []
     for row in index_rows(runs_dir):
         c, s = row["config"], row["summary"]
         fmt = lambda v: "-" if v is None else f"{v:.4f}"  # noqa: E731
         rows.append([row["run_id"], c.get("dataset"), c.get("model"), f"{c.get('label_noise'):g}", c.get("inputs"),
-                     row["status"], fmt(s.get("train_accuracy")), fmt(s.get("test_accuracy")),
-                     str(s.get("steps_to_fit") if s.get("steps_to_fit") is not None else "-"), s.get("message", "")])
-    return Section("All runs", f"{len(rows)} run(s) in the index.", [(headers, rows)])
+                     status_words(row["status"], s), fmt(s.get("train_accuracy")), fmt(s.get("test_accuracy")),
+                     str(s.get("steps_to_fit") if s.get("steps_to_fit") is not None else "-"),
+                     fmt(s.get("chance_test_accuracy")), s.get("message", "")])
+    return Section("All runs", f"{len(rows)} run(s) in the index. chance (test): the accuracy of a guess on the test "
+                   "labels the run was tested on, 1/K for clean labels and (1-p')^2 + p'^2/(K-1) for labels corrupted "
+                   "at the realized rate p'. A run that ran all its epochs without reaching its fit threshold is "
+                   f"'complete, {DID_NOT_FIT}'.", [(headers, rows)])
 
 
 # ---------------------------------------------------------------------------------------------- output

@@ -15,6 +15,7 @@ runs is saved in the runs folder (``sweeps/NAME.json``) so that reports can find
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 import time
@@ -32,7 +33,8 @@ from rethinkgen.executors import check_options, execute, import_ray
 from rethinkgen.preprocess import crop_size_for
 from rethinkgen.results import RunStore, read_summary, run_path, safe_name, write_json
 from rethinkgen.settings_file import read_mapping
-from rethinkgen.train import record_failure, resolve_device
+from rethinkgen.train import record_failure, resolve_device, with_arrays
+from rethinkgen.outcome import did_not_fit, fit_words
 
 SPEC_KEYS = ("name", "base", "axes", "zip", "seeds", "preset")
 # rough training speeds (images/s at 3x28x28, batch 128, 2 CPU cores, torch 2.13) for --dry-run estimates
@@ -141,15 +143,18 @@ def _report_as(preset, where: str) -> str | None:
     return preset
 
 
-def preflight(sweep: Sweep) -> dict[int, str]:
+def preflight(sweep: Sweep, dataset=None) -> dict[int, str]:
     """Check that every run can be built (data found, crop and pad fit the images, model takes the input
     shape) before any starts; raise RethinkgenError for the first that cannot. A user's model whose factory
-    raises fails its own runs only: returns {index in ``sweep.runs``: message} for those."""
+    raises fails its own runs only: returns {index in ``sweep.runs``: message} for those. ``dataset``: the
+    arrays that runs on ``arrays:NAME`` train on."""
     datasets, built, failures = {}, {}, {}
     for i, run in enumerate(sweep.runs):
         c = run.config.resolved()
         key = (c.dataset, c.data_dir, c.download, c.image_size)
-        if key not in datasets:
+        if key not in datasets and dataset is not None and data.arrays.is_in_memory(c.dataset):
+            datasets[key] = dataset
+        elif key not in datasets:
             datasets[key] = data.load_for_run(c.dataset, c.data_dir, c.download, c.image_size)
         dataset = datasets[key]
         for size, available, what in ((c.subset, len(dataset.y_train), "subset"),
@@ -203,6 +208,7 @@ def run_status(runs_dir: Path, run_id: str) -> dict | None:
 class SweepOutcome:
     ran: list[tuple[SweepRun, str, str]] = field(default_factory=list)       # (run, status, message)
     skipped: list[tuple[SweepRun, str]] = field(default_factory=list)        # (run, existing status)
+    not_fitted: list[tuple[SweepRun, str]] = field(default_factory=list)     # (run, why): complete, did not fit
 
     def lines(self) -> list[str]:
         statuses = [status for _, status, _ in self.ran]
@@ -211,10 +217,14 @@ class SweepOutcome:
                  f"{statuses.count('diverged')} diverged, {statuses.count('failed')} failed; "
                  f"{len(self.skipped) - unreadable} skipped (already finished)"
                  + (f"; {unreadable} skipped (summary.json damaged, see the warnings)" if unreadable else "")
-                 + (f"; {statuses.count('busy')} left to another process training them" if 'busy' in statuses else "")]
+                 + (f"; {statuses.count('busy')} left to another process training them" if 'busy' in statuses else "")
+                 + (f"; {len(self.not_fitted)} complete run(s) did not fit their training labels within their epochs"
+                    if self.not_fitted else "")]
         for run, status, message in self.ran:
             if status != "complete":
                 lines.append(f"  {status}: {run.label} [{run.config.run_id()}]: {message}")
+        for run, words in self.not_fitted:
+            lines.append(f"  complete, {words}: {run.label} [{run.config.run_id()}]")
         return lines
 
     @property
@@ -242,22 +252,30 @@ def ensemble_size(value: str | int, runs: int, workers: int) -> int:
 def run_sweep(sweep: Sweep, runs_dir: str | Path, workers: int | None = None, retry_failed: bool = False,
               progress: bool = True, executor: str = "local", runs_per_gpu: int | None = None,
               cpus_per_run: int | None = None, address: str | None = None, ensemble: str | int = 1,
-              restart: bool = False) -> SweepOutcome:
+              restart: bool = False, dataset=None) -> SweepOutcome:
     """Run every run of ``sweep`` not yet finished: here or in ``workers`` local processes, or on Ray
     (``executor="ray"``, ``address`` of the cluster); see executors.py for ``runs_per_gpu``, ``cpus_per_run``.
     Compatible runs train ``ensemble`` at a time as one batched model (see ensemble.py).
 
     A run whose summary.json cannot be read is named in a warning and left alone; the others go on.
     ``restart=True`` trains every unfinished run (failed and damaged ones included) from the start,
-    discarding its checkpoint and logs; finished runs are never touched."""
+    discarding its checkpoint and logs; finished runs are never touched. ``dataset``: your arrays
+    (``rethinkgen.data.from_arrays``) for every run, trained in this process (one local worker)."""
     check_options(executor, workers, runs_per_gpu, cpus_per_run, address)
+    if dataset is not None:
+        if executor != "local":
+            raise RethinkgenError("arrays given in Python train in this process only, not on Ray; save them as an "
+                                  ".npz file (numpy.savez) and give its path as the runs' dataset")
+        data_hash = data.arrays.arrays_sha256(dataset)
+        sweep = dataclasses.replace(sweep, runs=[dataclasses.replace(run, config=with_arrays(run.config, dataset, data_hash))
+                                                 for run in sweep.runs])
     safe_name(sweep.name, "sweep name")
     if executor == "ray":
         import_ray()  # before the data are loaded: a missing Ray is said at once
     elif runs_per_gpu is None:  # the runs train here, on the devices they name: a missing GPU is said once
         for device in sorted({run.config.device for run in sweep.runs}):
             resolve_device(device)
-    failures = preflight(sweep)  # before anything is written
+    failures = preflight(sweep, dataset)  # before anything is written
     store = RunStore(runs_dir)
     manifest = store.manifest_path(sweep.name)
     manifest.parent.mkdir(exist_ok=True)
@@ -290,7 +308,7 @@ def run_sweep(sweep: Sweep, runs_dir: str | Path, workers: int | None = None, re
     groups = [[index_of[id(config)] for config in group] for group in group_configs([run.config for run in todo], size)]
     results = execute([run.config.to_dict() for run in todo], str(store.root), executor, workers=workers,
                       runs_per_gpu=runs_per_gpu, cpus_per_run=cpus_per_run, address=address, groups=groups,
-                      restart=restart)
+                      restart=restart, dataset=dataset)
     bar = tqdm(total=len(todo), disable=not progress, desc=f"sweep {sweep.name}", unit="run", dynamic_ncols=True)
     try:
         for i, status, message in results:
@@ -301,4 +319,18 @@ def run_sweep(sweep: Sweep, runs_dir: str | Path, workers: int | None = None, re
         bar.close()
     order = {id(run): i for i, run in enumerate(sweep.runs)}
     outcome.ran.sort(key=lambda item: order[id(item[0])])
+    outcome.not_fitted = unfitted(store.root, [run for run, status, _ in outcome.ran if status == "complete"])
     return outcome
+
+
+def unfitted(runs_dir: Path, runs: list[SweepRun]) -> list[tuple[SweepRun, str]]:
+    """The complete runs among ``runs`` that did not fit their training labels, each with why (in words)."""
+    found = []
+    for run in runs:
+        try:
+            summary = run_status(runs_dir, run.config.run_id()) or {}
+        except DamagedFile:
+            continue
+        if did_not_fit("complete", summary):
+            found.append((run, fit_words(summary, run.config.fit_threshold)))
+    return found

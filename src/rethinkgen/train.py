@@ -43,13 +43,16 @@ class RunResult(StoredRun):
     summary: dict
 
 
-def prepare_data(config: RunConfig):
-    """Load, subset and randomize the dataset; return (clean, randomized, record)."""
-    dataset = data.load_for_run(config.dataset, config.data_dir, config.download, config.image_size)
+def prepare_data(config: RunConfig, dataset: data.Dataset | None = None):
+    """Load (unless ``dataset``, your arrays, is given), subset and randomize the dataset; return (clean,
+    randomized, record)."""
+    if dataset is None:
+        dataset = data.load_for_run(config.dataset, config.data_dir, config.download, config.image_size,
+                                    config.data_hash)
     if config.subset is not None or config.test_subset is not None:
         dataset = dataset.subset(config.subset, seed=config.randomization_seed, n_test=config.test_subset)
     randomized, record = randomize(dataset, config.label_noise, config.inputs, config.randomization_seed,
-                                   config.corrupt_test_labels)
+                                   config.corrupt_test_labels, config.label_noise_mode)
     return dataset, randomized, record
 
 
@@ -58,7 +61,8 @@ RESTART_HINT = "; to discard this run's files and train it from the start, run a
 
 def train(config: RunConfig, runs_dir: str | Path = "runs", progress: bool = True,
           log: Callable[[str], None] | None = None, index: bool = True,
-          on_epoch_end: EpochHook | None = None, restart: bool = False) -> RunResult:
+          on_epoch_end: EpochHook | None = None, restart: bool = False,
+          dataset: data.Dataset | None = None) -> RunResult:
     """Train one run, or resume it from its checkpoint, or return it if it already finished.
     ``index=False`` writes the run folder only, leaving the runs folder's index to the caller.
 
@@ -76,21 +80,36 @@ def train(config: RunConfig, runs_dir: str | Path = "runs", progress: bool = Tru
             does. Under torchrun it runs on rank 0 only, and every process must pass one (or none).
         restart: discard the files of a run that has not finished (a damaged checkpoint, say) and train it
             from the start; a finished run is never touched.
+        dataset: your own data (``rethinkgen.data.from_arrays``) instead of ``config.dataset``; the run
+            records it as ``arrays:NAME`` with the SHA-256 of the arrays in ``data_hash`` (and its run id).
     """
-    config = config.validated().resolved()
+    config = with_arrays(config, dataset).validated().resolved()
     ctx = distributed.from_environment()
     if not ctx.is_main:
         progress, log = False, (lambda message: None)
     log = log or (lambda message: tqdm.write(message) if progress else None)
     ctx.join(device_type(config.device))
     try:
-        return _train(config, runs_dir, progress, log, ctx, index, on_epoch_end, restart)
+        return _train(config, runs_dir, progress, log, ctx, index, on_epoch_end, restart, dataset)
     except DamagedFile as damaged:
         raise DamagedFile(str(damaged) + ("" if restart else RESTART_HINT)) from None
 
 
+def with_arrays(config: RunConfig, dataset: data.Dataset | None, data_hash: str | None = None) -> RunConfig:
+    """``config`` on ``dataset`` (your arrays): ``arrays:NAME`` with the arrays' SHA-256 (``data_hash``, when
+    already computed); ``config`` as it is for None."""
+    if dataset is None:
+        return config
+    if not isinstance(dataset, data.Dataset):
+        raise RethinkgenError(f"dataset must be a Dataset (rethinkgen.data.from_arrays), not {type(dataset).__name__}")
+    name = dataset.name if data.arrays.NAME_PATTERN.fullmatch(dataset.name) else "arrays"
+    return config.replace(dataset=data.arrays.ARRAYS_PREFIX + name,
+                          data_hash=data_hash or data.arrays.arrays_sha256(dataset))
+
+
 def _train(config: RunConfig, runs_dir, progress, log, ctx: distributed.Context, index: bool = True,
-           on_epoch_end: EpochHook | None = None, restart: bool = False) -> RunResult:
+           on_epoch_end: EpochHook | None = None, restart: bool = False,
+           dataset: data.Dataset | None = None) -> RunResult:
     run_id = config.run_id()
     previous = ctx.on_main(lambda: finished_summary(Path(runs_dir) / run_id, restart))
     if previous is not None:
@@ -100,7 +119,7 @@ def _train(config: RunConfig, runs_dir, progress, log, ctx: distributed.Context,
     # everything that can refuse the settings (device, data, crop, pad, the model for the data's shape)
     # is checked before anything is written, so a refused run leaves no folder behind
     device = ctx.device(resolve_device(config.device))
-    clean, randomized, record = prepare_data(config)
+    clean, randomized, record = prepare_data(config, dataset)
     ctx.check_same(record.dataset_hash, "hash of the randomized data")
     device_data = training_data(clean, randomized, record, config, device)
     if ctx.active and not isinstance(device_data, DeviceData):

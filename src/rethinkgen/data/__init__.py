@@ -8,12 +8,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from rethinkgen.data import builtin, cifar, idx, imagefolder
+from rethinkgen.data import arrays, builtin, cifar, idx, imagefolder
+from rethinkgen.data.arrays import from_arrays, load_npz
 from rethinkgen.data.dataset import Dataset
 from rethinkgen.data.imagefolder import ImageFiles
 from rethinkgen.errors import RethinkgenError, choice_error
 
-__all__ = ["Dataset", "ImageFiles", "load", "load_for_run", "SOURCES", "source_status"]
+__all__ = ["Dataset", "ImageFiles", "load", "load_for_run", "SOURCES", "source_status", "from_arrays", "load_npz"]
 
 
 @dataclass(frozen=True)
@@ -81,9 +82,14 @@ def source_status(data_dir=None) -> list[dict]:
     return rows
 
 
-def load_for_run(name: str, data_dir=None, download: bool = False, image_size: int | None = None):
+def load_for_run(name: str, data_dir=None, download: bool = False, image_size: int | None = None,
+                 data_hash: str | None = None):
     """Load ``name`` with a run's data settings: only file-based sources take a folder and ``download``,
-    only ``imagefolder`` takes an image size (any other source refuses it, naming the option)."""
+    only ``imagefolder`` takes an image size (any other source refuses it, naming the option). An ``.npz``
+    path is read with ``load_npz``, refused if its bytes no longer hash to ``data_hash``."""
+    if arrays.is_own(name):
+        arrays.check_data_hash(name, data_hash)  # arrays:NAME cannot be loaded: it says how to pass them
+        return load_npz(name, data_hash)
     if name not in SOURCES:
         raise choice_error("dataset", name, SOURCES)
     options = {"data_dir": data_dir, "download": download} if SOURCES[name].locate is not None else {}

@@ -8,6 +8,7 @@ from rethinkgen import models
 from rethinkgen.config import RunConfig
 from rethinkgen.engine.data import DeviceData
 from rethinkgen.engine.provenance import provenance
+from rethinkgen.data.label_noise import chance_accuracy
 from rethinkgen.randomize import RandomizationRecord
 from rethinkgen.results import RunStore, write_json
 from rethinkgen.speedups import Speedups
@@ -26,9 +27,12 @@ def summary_base(run_id: str, device, model, data, record: RandomizationRecord, 
         speedups: its GPU switches.
         world_size: how many processes train it (torchrun), 1 otherwise.
     """
+    facts = record.summary(data.num_train)
+    test_changed = facts["fraction_test_changed"] if record.corrupt_test_labels else None
     return {"run_id": run_id, "device": str(device), "parameters": models.count_parameters(model),
             "num_classes": data.num_classes, "fraction_labels_changed": len(record.changed) / data.num_train,
-            "message": "", **speedups.describe(), "world_size": world_size, **provenance(device)}
+            "label_noise_mode": record.label_noise_mode, "fraction_test_labels_changed": test_changed,
+            "chance_test_accuracy": chance_accuracy(data.num_classes, test_changed), "message": "", **speedups.describe(), "world_size": world_size, **provenance(device)}
 
 
 def summarize(history: list[dict], fit_threshold: float) -> dict:

@@ -88,11 +88,13 @@ def measure_trained(model, device_data, run_dir: Path, summary: dict, config: Ru
     return summary_fields(measure_model(context, run_dir, measures.resolve(which=config.measures)))
 
 
-def load_context(run_dir: Path, device: str = "auto") -> measures.MeasureContext:
-    """Rebuild a finished run's trained model and training data from its folder."""
+def load_context(run_dir: Path, device: str = "auto", dataset=None) -> measures.MeasureContext:
+    """Rebuild a finished run's trained model and training data from its folder (``dataset``: the arrays a
+    run on ``arrays:NAME`` trained on; refused if they are not the same data)."""
     from rethinkgen import models
     from rethinkgen.randomize import RandomizationRecord
     from rethinkgen.engine.data import DeviceData, resolve_device
+    from rethinkgen.data import arrays as data_arrays
     from rethinkgen.train import prepare_data
 
     run_dir = Path(run_dir)
@@ -103,7 +105,10 @@ def load_context(run_dir: Path, device: str = "auto") -> measures.MeasureContext
     config = RunConfig.from_mapping({**read_json(run_dir / "config.json"), "device": device},
                                     where=f"{run_dir / 'config.json'}: ")
     device = resolve_device(config.device)
-    clean, randomized, record = prepare_data(config)
+    if dataset is not None and data_arrays.arrays_sha256(dataset) != config.data_hash:
+        raise RethinkgenError(f"run {run_dir.name} did not train on these arrays (their SHA-256 differs from its "
+                              f"data_hash); refusing to measure it on different data")
+    clean, randomized, record = prepare_data(config, dataset)
     if (run_dir / "randomization.json").exists():
         saved = RandomizationRecord.load(run_dir)
         if saved.dataset_hash != record.dataset_hash:
@@ -138,15 +143,16 @@ def finished_runs(runs_dir: Path) -> list[dict]:
 
 
 def measure_stored_run(runs_dir: Path, run_id: str, names: list[str], device: str = "auto",
-                       recompute: bool = False) -> list[str]:
-    """Compute the measures a finished run lacks (all of ``names`` with ``recompute``); return their names."""
+                       recompute: bool = False, dataset=None) -> list[str]:
+    """Compute the measures a finished run lacks (all of ``names`` with ``recompute``); return their names.
+    ``dataset``: the arrays a run on ``arrays:NAME`` trained on (see ``load_context``)."""
     store = RunStore(runs_dir)
     run_dir = store.run_dir(run_id)
     todo = list(names) if recompute else missing(run_dir, names)
     if not todo:
         return []
     with run_lock(run_dir, run_id):
-        stored = measure_model(load_context(run_dir, device), run_dir, todo)
+        stored = measure_model(load_context(run_dir, device, dataset), run_dir, todo)
         summary_path = run_dir / "summary.json"
         summary = {k: v for k, v in read_json(summary_path).items() if not k.startswith(SUMMARY_PREFIX)}
         summary.update(summary_fields(stored))
