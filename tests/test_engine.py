@@ -68,6 +68,8 @@ def test_metrics_from_logits():
     metrics = metrics_from_logits(logits, torch.eye(3)[[2, 0]] * 5, Labels)
     assert metrics["train_accuracy"] == 0.5 and metrics["test_accuracy"] == 0.5
     assert metrics["changed_original_accuracy"] == 1.0  # guesses 1 and 0 are the original labels
+    # guesses [0, 1, 1, 0]: example 0 (unchanged) and 1 (changed) are right, 2 (unchanged) and 3 (changed) wrong
+    assert metrics["unchanged_accuracy"] == 0.5 and metrics["changed_accuracy"] == 0.5
     assert metrics["train_top5_accuracy"] is None  # 3 classes: top-5 is always right
     assert metrics["train_loss"] == pytest.approx(torch.nn.functional.cross_entropy(logits, Labels.y_train).item())
 

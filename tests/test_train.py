@@ -58,6 +58,10 @@ def test_summary_and_store_files(tmp_path):
     lrs = [row["lr"] for row in result.metrics]
     np.testing.assert_allclose(lrs, [0.01 * 0.95 ** e for e in range(4)])
     assert 0 <= summary["changed_original_accuracy"] <= 1
+    changed = json.loads((run_dir / "randomization.json").read_text())["fraction_changed"]
+    for row in result.metrics:  # the accuracy on unchanged and on changed examples, weighted, is the accuracy
+        split = (1 - changed) * row["unchanged_accuracy"] + changed * row["changed_accuracy"]
+        assert split == pytest.approx(row["train_accuracy"], abs=1e-6)
     assert summary["best_test_accuracy"] == max(row["test_accuracy"] for row in result.metrics)
     config = json.loads((run_dir / "config.json").read_text())
     assert config["lr"] == 0.01 and config["init_seed"] == 0
@@ -79,6 +83,7 @@ def test_top5_accuracy_is_recorded_with_more_than_five_classes(tmp_path):
 def test_true_labels_have_no_changed_examples(tmp_path):
     result = train(tiny(), tmp_path, progress=False)
     assert result.summary["changed_original_accuracy"] is None
+    assert result.summary["unchanged_accuracy"] is None and result.summary["changed_accuracy"] is None
     assert result.summary["fraction_labels_changed"] == 0.0
 
 

@@ -59,3 +59,45 @@ def _plot_learning_curves(curves: list[dict], path: Path, title: str) -> Path:
     fig.savefig(path.with_suffix(".svg"))
     plt.close(fig)
     return path
+
+
+MEMORIZATION_PANELS = (
+    ("unchanged_accuracy", "(a) examples whose label was kept", "accuracy on their (true) labels"),
+    ("changed_accuracy", "(b) examples whose label was changed", "accuracy on their new labels"),
+    ("changed_original_accuracy", "(c) the changed examples", "accuracy on their original labels"),
+)
+
+
+def plot_memorization(curves: list[dict], path: str | Path, title: str = "") -> Path:
+    """Memorization dynamics against steps (Arpit et al. 2017): the training accuracy on the examples
+    whose label was kept, on the changed examples against their new labels, and on the changed examples
+    against their original labels. With label noise the first rises early, the second late.
+
+    Args:
+        curves: one per run, ``{"label", "metrics": [history rows with "step" and the three keys]}``;
+            rows without the keys (runs with no changed label, or recorded before they existed) are left out.
+        path: the PNG to write; the same figure is written as SVG beside it.
+        title: the figure's title (none when empty).
+    """
+    with plt.rc_context(PLAIN_TEXT):
+        path = Path(path)
+        fig, axes = plt.subplots(1, len(MEMORIZATION_PANELS), figsize=(16, 4.6))
+        rows = [row for c in curves for row in c["metrics"]]
+        unit, unit_label = step_unit(max((row["step"] for row in rows), default=0))
+        colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+        for i, curve in enumerate(curves):
+            style = dict(color=colors[i % len(colors)], linestyle=LINESTYLES[i % len(LINESTYLES)], linewidth=1.6)
+            for ax, (key, _, _) in zip(axes, MEMORIZATION_PANELS):
+                points = [(row["step"] / unit, row[key]) for row in curve["metrics"] if row.get(key) is not None]
+                ax.plot([x for x, _ in points], [y for _, y in points], label=curve["label"], **style)
+        for ax, (_, panel_title, ylabel) in zip(axes, MEMORIZATION_PANELS):
+            ax.set(xlabel=unit_label, ylabel=ylabel, title=panel_title, ylim=(0, 1.02))
+            ax.grid(alpha=0.3)
+        axes[0].legend(frameon=False)
+        if title:
+            fig.suptitle(title)
+        fig.tight_layout()
+        fig.savefig(path, dpi=120)
+        fig.savefig(path.with_suffix(".svg"))
+        plt.close(fig)
+        return path

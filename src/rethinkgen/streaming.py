@@ -19,7 +19,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from rethinkgen.augment import settings_for, training_input
 from rethinkgen.data.imagefolder import ImageFiles
-from rethinkgen.engine.evaluate import fraction, predict, top5_correct
+from rethinkgen.engine.evaluate import fraction, memorization, predict, top5_correct
 from rethinkgen.errors import RethinkgenError
 from rethinkgen.preprocess import preprocess
 from rethinkgen.speedups import Speedups
@@ -120,11 +120,8 @@ class StreamedData:
                 top5 = None if correct5 is None else top5 + correct5
                 count += len(labels)
                 if split == "train":
-                    train_guesses.append(guesses.cpu())
+                    train_guesses.append((guesses.cpu(), labels.cpu()))
             result.update({f"{split}_loss": (loss / max(count, 1)).item(), f"{split}_accuracy": fraction(top1, count),
                            f"{split}_top5_accuracy": fraction(top5, count)})
-        result["changed_original_accuracy"] = None
-        if len(self.changed):
-            guesses = torch.cat(train_guesses)[self.changed]
-            result["changed_original_accuracy"] = (guesses == self.y_changed_original).float().mean().item()
-        return result
+        guesses, labels = (torch.cat(column) for column in zip(*train_guesses))
+        return {**result, **memorization(guesses, labels, self.changed, self.y_changed_original)}

@@ -81,8 +81,8 @@ def metrics_from_logits(logits: torch.Tensor, test_logits: torch.Tensor, data) -
 
     Returns:
         ``train_loss``, ``train_accuracy``, ``test_loss``, ``test_accuracy``, ``train_top5_accuracy``,
-        ``test_top5_accuracy`` (None with 5 classes or fewer) and ``changed_original_accuracy`` (None
-        when no label changed).
+        ``test_top5_accuracy`` (None with 5 classes or fewer), and the training accuracy split by changed
+        labels (:func:`memorization`'s keys).
     """
     result = {
         "train_loss": F.cross_entropy(logits, data.y_train).item(),
@@ -91,12 +91,35 @@ def metrics_from_logits(logits: torch.Tensor, test_logits: torch.Tensor, data) -
         "test_accuracy": (test_logits.argmax(1) == data.y_test).float().mean().item(),
         "train_top5_accuracy": fraction(top5_correct(logits, data.y_train), len(data.y_train)),
         "test_top5_accuracy": fraction(top5_correct(test_logits, data.y_test), len(data.y_test)),
-        "changed_original_accuracy": None,
     }
-    if len(data.changed):
-        guesses = logits[data.changed].argmax(1)
-        result["changed_original_accuracy"] = (guesses == data.y_changed_original).float().mean().item()
-    return result
+    return {**result, **memorization(logits.argmax(1), data.y_train, data.changed, data.y_changed_original)}
+
+
+def memorization(guesses: torch.Tensor, labels: torch.Tensor, changed: torch.Tensor,
+                 original: torch.Tensor) -> dict:
+    """The training accuracy split by whether an example's label was changed (Arpit et al. 2017: with
+    label noise a network first fits the unchanged examples, then memorizes the changed ones).
+
+    Args:
+        guesses: the predicted class of every training example, ``[n_train]``.
+        labels: the labels trained on, ``[n_train]`` (the changed ones included).
+        changed: the indices of the training examples whose label was changed.
+        original: the original labels of the ``changed`` examples, in the same order.
+
+    Returns:
+        ``unchanged_accuracy`` (on the examples whose label was not changed), ``changed_accuracy`` (the
+        changed examples against their new labels: what the network memorized) and
+        ``changed_original_accuracy`` (the changed examples against their original labels), all None when
+        no label changed. The first two, weighted by their counts, add up to the training accuracy.
+    """
+    if not len(changed):
+        return {"unchanged_accuracy": None, "changed_accuracy": None, "changed_original_accuracy": None}
+    right = guesses == labels
+    unchanged = torch.ones_like(right)
+    unchanged[changed] = False
+    return {"unchanged_accuracy": fraction(right[unchanged].sum().item(), int(unchanged.sum().item())),
+            "changed_accuracy": right[changed].float().mean().item(),
+            "changed_original_accuracy": (guesses[changed] == original).float().mean().item()}
 
 
 def top5_correct(logits: torch.Tensor, labels: torch.Tensor) -> int | None:

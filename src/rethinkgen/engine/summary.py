@@ -43,7 +43,8 @@ def summarize(history: list[dict], fit_threshold: float) -> dict:
         fit_threshold: the training accuracy at which the run counts as having fit its labels.
     """
     summary = {key: None for key in ("train_loss", "train_accuracy", "test_loss", "test_accuracy",
-                                     "changed_original_accuracy", "online_accuracy", "generalization_gap", "steps_to_fit",
+                                     "changed_original_accuracy", "unchanged_accuracy", "changed_accuracy", "online_accuracy",
+                                     "generalization_gap", "steps_to_fit",
                                      "epochs_to_fit", "loss_at_fit", "best_test_accuracy", "best_test_epoch",
                                      "train_top5_accuracy", "test_top5_accuracy", "best_test_top5_accuracy")}
     summary.update(epochs_completed=len(history), steps=history[-1]["step"] if history else 0,
@@ -52,8 +53,9 @@ def summarize(history: list[dict], fit_threshold: float) -> dict:
         return summary
     last = history[-1]
     for key in ("train_loss", "train_accuracy", "test_loss", "test_accuracy", "changed_original_accuracy",
-                "online_accuracy", "train_top5_accuracy", "test_top5_accuracy"):
-        summary[key] = last.get(key)  # runs recorded before top-5 existed lack it
+                "unchanged_accuracy", "changed_accuracy", "online_accuracy", "train_top5_accuracy",
+                "test_top5_accuracy"):
+        summary[key] = last.get(key)  # older runs lack top-5 and the split by changed labels
     summary["generalization_gap"] = last["train_accuracy"] - last["test_accuracy"]
     fit = next((row for row in history if row["train_accuracy"] >= fit_threshold), None)
     if fit is not None:
