@@ -180,3 +180,24 @@ def test_alexnet_lrn_is_pytorchs_lrn_to_rounding():
     torch.testing.assert_close(LocalResponseNorm(**other_beta)(x), nn.LocalResponseNorm(**other_beta)(x))
     x32 = x.detach().float()
     torch.testing.assert_close(LocalResponseNorm(**LRN)(x32), nn.LocalResponseNorm(**LRN)(x32), rtol=1e-6, atol=1e-6)
+
+
+def test_model_families_build_every_size_in_their_name():
+    from rethinkgen.models import count_parameters, create_model, default_lr
+    # mlp-DxW: D hidden layers of W units; mlp-1x512 is the paper's network, by either route
+    assert count_parameters(create_model("mlp-1x512", (3, 28, 28), 10)) == 1_209_866
+    assert count_parameters(create_model("mlp-2x16", (1, 8, 8), 10)) == 64 * 16 + 16 + 16 * 16 + 16 + 16 * 10 + 10
+    # cnn5-K: convolutions of K, 2K, 4K, 8K channels with batch norm, then a linear layer on 8K features
+    k = 4
+    convs = sum(9 * c_in * c_out + c_out + 2 * c_out for c_in, c_out in [(3, k), (k, 2 * k), (2 * k, 4 * k), (4 * k, 8 * k)])
+    assert count_parameters(create_model("cnn5-4", (3, 32, 32), 10)) == convs + 8 * k * 10 + 10
+    for shape in [(1, 8, 8), (3, 28, 28), (3, 32, 32)]:  # the global pool takes every side
+        create_model("cnn5-2", shape, 10)
+    assert default_lr("cnn5-8") == default_lr("mlp-4x100") == 0.01
+
+
+@pytest.mark.parametrize("name", ["mlp-0x5", "mlp-1x", "mlp-10x5", "cnn5-0", "cnn5-1000", "cnn5-8x"])
+def test_a_family_name_outside_its_pattern_is_refused(name):
+    from rethinkgen.models import check_name
+    with pytest.raises(RethinkgenError, match="mlp-DxW, .*package.module:factory"):
+        check_name(name)

@@ -6,6 +6,9 @@ registries they name (datasets, models, presets, ...) are checked against them i
 
 DATASETS = ("digits", "fashion-mnist", "mnist", "cifar10", "cifar100", "synthetic", "imagefolder")
 MODELS = ("mlp-1x512", "mlp-3x512", "alexnet-small", "inception-small", "inception-small-nobn", "inception-v3")
+# model families whose size is in the name (D hidden layers of W units; a 5-layer CNN of base width K):
+# what a model-size sweep needs, as patterns that import nothing
+MODEL_FAMILIES = {"mlp-DxW": r"mlp-([1-9])x([1-9][0-9]{0,4})", "cnn5-K": r"cnn5-([1-9][0-9]{0,2})"}
 PRESETS = ("figure1a", "figure1bc", "table1", "table4", "figure2b", "measures", "table2")  # the paper's order
 INPUTS = ("original", "shuffled-pixels", "random-pixels", "gaussian")  # input randomizations
 LABEL_NOISE_MODES = ("uniform", "other")  # a corrupted label: uniform over all classes, or over the others

@@ -16,6 +16,7 @@ from typing import Callable
 import torch
 from torch import nn
 
+from rethinkgen.choices import MODEL_FAMILIES
 from rethinkgen.errors import RethinkgenError, choice_error, raised, shown
 
 USER_MODEL_DEFAULT_LR = 0.01  # for user models, which the paper says nothing about
@@ -38,6 +39,7 @@ class ModelEntry:
 
 
 _REGISTRY: dict[str, ModelEntry] = {}
+_FAMILIES: dict[str, tuple[re.Pattern, Callable[..., ModelEntry]]] = {}
 
 
 def register_model(name: str, default_lr: float, description: str):
@@ -48,28 +50,59 @@ def register_model(name: str, default_lr: float, description: str):
     return decorate
 
 
+def register_family(family: str):
+    """Decorator that adds a family of models whose size is in the name (``mlp-DxW``, ``cnn5-K``).
+
+    Args:
+        family: the family's key in ``choices.MODEL_FAMILIES``, whose pattern's groups are the sizes.
+    The decorated function takes the sizes (as ints) and returns the ``ModelEntry`` of that member.
+    """
+    def decorate(entry_of):
+        _FAMILIES[family] = (re.compile(MODEL_FAMILIES[family]), entry_of)
+        return entry_of
+    return decorate
+
+
 def model_names() -> list[str]:
+    """The registered models' names (the families' members are not listed: see ``family_names``)."""
     return list(_REGISTRY)
+
+
+def family_names() -> list[str]:
+    """The model families, as their name patterns (``mlp-DxW``, ``cnn5-K``)."""
+    return list(_FAMILIES)
+
+
+def entry(name: str) -> ModelEntry | None:
+    """The registry's entry for ``name``: a registered model or a member of a family; None for others."""
+    if name in _REGISTRY:
+        return _REGISTRY[name]
+    for pattern, entry_of in _FAMILIES.values():
+        match = pattern.fullmatch(name) if isinstance(name, str) else None
+        if match:
+            return entry_of(*(int(size) for size in match.groups()))
+    return None
 
 
 def default_lr(name: str) -> float:
     """The paper's initial learning rate for the model (App. A)."""
-    if name in _REGISTRY:
-        return _REGISTRY[name].default_lr
+    known = entry(name)
+    if known:
+        return known.default_lr
     check_name(name)
     return USER_MODEL_DEFAULT_LR  # known without importing the user's module (a dry run imports nothing)
 
 
 def check_name(name: str) -> str:
-    """Refuse a model name that is neither registered nor a ``package.module:factory`` reference; imports
-    nothing."""
-    if name not in _REGISTRY and not (isinstance(name, str) and USER_MODEL.fullmatch(name)):
-        raise choice_error("model", name, model_names() + ["package.module:factory"])
+    """Refuse a model name that is neither registered, nor a family's member, nor a ``package.module:factory``
+    reference; imports nothing."""
+    if entry(name) is None and not (isinstance(name, str) and USER_MODEL.fullmatch(name)):
+        raise choice_error("model", name, model_names() + family_names() + ["package.module:factory"])
     return name
 
 
 def describe(name: str) -> str:
-    return _REGISTRY[name].description
+    return entry(name).description
 
 
 def count_parameters(model: nn.Module) -> int:
@@ -79,7 +112,8 @@ def count_parameters(model: nn.Module) -> int:
 
 def get_factory(name: str) -> Callable[..., nn.Module]:
     """The factory of model ``name``: the registry's, or a user's ``package.module:factory`` (imported now)."""
-    return _REGISTRY[name].factory if name in _REGISTRY else _user_factory(name)
+    known = entry(name)
+    return known.factory if known else _user_factory(name)
 
 
 def _user_factory(reference: str) -> Callable[..., nn.Module]:
@@ -116,7 +150,7 @@ def create_model(name: str, input_shape: tuple[int, int, int], num_classes: int,
     except RethinkgenError:
         raise
     except Exception as error:
-        if name not in _REGISTRY:
+        if entry(name) is None:
             raise ModelFactoryError(f"model {shown(name)}: its factory raised {raised(error)}") from None
         raise RethinkgenError(f"model {shown(name)} cannot be built for input shape {tuple(input_shape)} and "
                               f"{num_classes} classes: {raised(error)}") from None
@@ -161,4 +195,4 @@ def _check_shape(model: nn.Module, name: str, input_shape, num_classes: int) -> 
 
 
 # the built-in models register themselves on import
-from rethinkgen.models import alexnet, inception, inception_v3, mlp  # noqa: E402,F401
+from rethinkgen.models import alexnet, cnn5, inception, inception_v3, mlp  # noqa: E402,F401

@@ -6,13 +6,15 @@ import math
 
 from torch import nn
 
-from rethinkgen.models import register_model
+from rethinkgen.models import ModelEntry, register_family, register_model
 
 MLP_LR = 0.01  # App. A
 HIDDEN = 512
 
 
 def mlp(input_shape, num_classes: int, depth: int, width: int = HIDDEN, dropout: float = 0.0) -> nn.Sequential:
+    """``depth`` hidden layers of ``width`` ReLU units (with biases) on the flattened image of ``input_shape``,
+    then a linear layer to ``num_classes`` logits; ``dropout`` after each hidden layer (0 = off)."""
     layers: list[nn.Module] = [nn.Flatten()]
     fan_in = math.prod(input_shape)
     for _ in range(depth):
@@ -32,3 +34,12 @@ def mlp_1x512(input_shape, num_classes: int, dropout: float = 0.0) -> nn.Sequent
 @register_model("mlp-3x512", MLP_LR, "three hidden layers of 512 ReLU units (1,735,178 params at 3x28x28)")
 def mlp_3x512(input_shape, num_classes: int, dropout: float = 0.0) -> nn.Sequential:
     return mlp(input_shape, num_classes, depth=3, dropout=dropout)
+
+
+@register_family("mlp-DxW")
+def mlp_entry(depth: int, width: int) -> ModelEntry:
+    """The family member ``mlp-<depth>x<width>``: ``depth`` hidden layers of ``width`` ReLU units (what a
+    model-size sweep varies; mlp-1x512 and mlp-3x512 are its members the paper uses)."""
+    def factory(input_shape, num_classes: int, dropout: float = 0.0) -> nn.Sequential:
+        return mlp(input_shape, num_classes, depth=depth, width=width, dropout=dropout)
+    return ModelEntry(f"mlp-{depth}x{width}", factory, MLP_LR, f"{depth} hidden layer(s) of {width} ReLU units")

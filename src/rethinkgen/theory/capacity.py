@@ -201,7 +201,7 @@ def make_fitter(name: str, epochs: int = DEFAULT_NETWORK_EPOCHS, lr: float | Non
 
     The training options only apply to networks; the closed-form fitters ignore them.
     """
-    if name == "network" or name in models.model_names() or (isinstance(name, str) and ":" in name):
+    if name == "network" or models.entry(name) or (isinstance(name, str) and ":" in name):
         model = "mlp-1x512" if name == "network" else name
         return network_fitter(model=model, epochs=epochs, lr=lr, batch_size=batch_size, seed=seed,
                               stop_at_fit=stop_at_fit)
