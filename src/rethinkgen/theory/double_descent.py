@@ -251,8 +251,9 @@ class DoubleDescent:
         return asdict(self)
 
 
-def double_descent(dataset: str = "digits", n: int = 200, n_test: int | None = None, widths=None,
-                   features: str = "relu", label_noise: float = 0.0, ridge: float = 0.0, seeds=(0, 1, 2),
+def double_descent(dataset: str = "digits", n: int = 200, n_test: int | None = None,
+                   widths: list[int] | None = None, features: str = "relu", label_noise: float = 0.0,
+                   ridge: float = 0.0, seeds: tuple[int, ...] | list[int] = (0, 1, 2),
                    bandwidth: float | str | None = "half-median", data_dir: str | None = None) -> DoubleDescent:
     """Test and training error of least squares on N random features, for each width N.
 
@@ -285,8 +286,8 @@ def double_descent(dataset: str = "digits", n: int = 200, n_test: int | None = N
 
 # ------------------------------------------------------------------------------------- figure, storage
 def plot_double_descent(result: DoubleDescent, path: str | Path) -> Path:
-    """Zero-one error, squared loss and norm against N / n (log scale), the threshold N = n dashed; the
-    shaded bands are +- one standard deviation over seeds. Writes ``path`` (PNG) and its SVG twin."""
+    """Zero-one error (band: +- one standard deviation over seeds), test squared loss and norm against
+    N / n (log scale), means over seeds, the threshold N = n dashed. Writes ``path`` (PNG) and its SVG twin."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -296,17 +297,17 @@ def plot_double_descent(result: DoubleDescent, path: str | Path) -> Path:
     ratio = np.array([r["ratio"] for r in result.rows])
     fig, axes = plt.subplots(1, 3, figsize=(14, 4.2))
     panels = [(axes[0], ("test_error", "train_error"), "zero-one error"),
-              (axes[1], ("test_loss", "train_loss"), "squared loss"), (axes[2], ("norm",), "norm of the solution")]
+              (axes[1], ("test_loss",), "test squared loss"), (axes[2], ("norm",), "norm of the solution")]
     for ax, metrics, label in panels:
         for metric in metrics:
             mean = np.array([r[f"{metric}_mean"] for r in result.rows])
-            std = np.array([r[f"{metric}_std"] for r in result.rows])
             ax.plot(ratio, mean, marker="o", markersize=3, label=metric.replace("_", " "))
-            ax.fill_between(ratio, mean - std, mean + std, alpha=0.2)
+            if ax is axes[0]:  # the other two are on a log scale, where mean - std may be negative
+                std = np.array([r[f"{metric}_std"] for r in result.rows])
+                ax.fill_between(ratio, mean - std, mean + std, alpha=0.2)
         ax.axvline(1.0, color="black", linestyle="--", linewidth=1, label="N = n")
-        ax.set(xscale="log", xlabel="features / training points (N / n)", ylabel=label)
-        if metric != "train_error" and label != "zero-one error":
-            ax.set_yscale("log")
+        ax.set(xscale="log", yscale="linear" if ax is axes[0] else "log", xlabel="features / training points (N / n)",
+               ylabel=label)
         ax.grid(alpha=0.3)
         ax.legend(frameon=False)
     fig.suptitle(f"{result.features} random features, minimum-norm least squares"
