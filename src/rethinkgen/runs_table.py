@@ -9,8 +9,8 @@ from __future__ import annotations
 import io
 import json
 import math
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from rethinkgen.errors import RethinkgenError, choice_error, shown
 

@@ -238,7 +238,8 @@ def _label_column(features, image_column: str, name: str) -> str:
     kinds = {column: type(feature).__name__ for column, feature in features.items() if column != image_column}
     labelled = [column for column, kind in kinds.items() if kind == "ClassLabel"]
     named = [column for column in LABEL_NAMES if column in kinds]
-    found = labelled if len(labelled) == 1 else [c for c in named if not labelled or c in labelled][:1]
+    found = labelled if len(labelled) == 1 else list(kinds) if len(kinds) == 1 else \
+        [c for c in named if not labelled or c in labelled][:1]
     if not found:
         raise RethinkgenError(f"{name}: cannot tell which column holds the labels (columns: {', '.join(kinds)}); "
                               f"set label_column")

@@ -14,9 +14,9 @@ from typing import Callable
 import torch
 
 from rethinkgen.config import RunConfig
+from rethinkgen.engine import tensorboard
 from rethinkgen.engine.provenance import SCHEMA_VERSION
 from rethinkgen.engine.seeds import epoch_order
-from rethinkgen.engine import tensorboard
 from rethinkgen.engine.summary import measure_completed, write_summary
 from rethinkgen.results import RunStore, append_jsonl
 
