@@ -132,6 +132,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     theory_cli.add_commands(commands)
 
+    table = commands.add_parser("results", help="the runs table (one row per run) as text, CSV, JSON or parquet")
+    table.add_argument("runs_dir", nargs="?", default="runs", help="runs folder (default: runs)")
+    table.add_argument("--format", default="table", help="table, csv, json or parquet (needs pyarrow) (default: table)")
+    table.add_argument("--where", nargs="+", default=[], metavar="KEY=VALUE", help="keep the runs whose column KEY is VALUE")
+    table.add_argument("--columns", help="the columns to show, as a,b,c (default: all)")
+    table.add_argument("--output", help="write to this file (default: standard output; parquet needs a file)")
+
     datasets = commands.add_parser("datasets", help="list the data sources, where they were found, and their shapes")
     datasets.add_argument("--data-dir", help="also look in this directory")
 
@@ -287,6 +294,17 @@ def cmd_measures(args) -> int:
     return 1 if problems else 0
 
 
+def cmd_results(args) -> int:
+    from rethinkgen import runs_table
+
+    if args.format not in runs_table.FORMATS:  # before reading the runs
+        raise RethinkgenError(f"unknown format {shown(args.format)}; allowed: {', '.join(runs_table.FORMATS)}")
+    frame = runs_table.runs_table(args.runs_dir, args.where, runs_table.parse_columns(args.columns))
+    text = runs_table.write(frame, args.format, args.output)
+    sys.stdout.write(text or f"{len(frame)} run(s) written to {args.output}\n")
+    return 0
+
+
 def cmd_datasets(args) -> int:
     from rethinkgen.data import source_status
     from rethinkgen.data.download import check_folder
@@ -325,7 +343,7 @@ def cmd_models(args) -> int:
 
 
 COMMANDS = {"run": cmd_run, "demo": cmd_demo, "sweep": cmd_sweep, "report": cmd_report, "measures": cmd_measures,
-            "datasets": cmd_datasets, "models": cmd_models}
+            "results": cmd_results, "datasets": cmd_datasets, "models": cmd_models}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -19,13 +19,14 @@ from typing import Optional
 from rethinkgen import models
 from rethinkgen.choices import AMP_MODES, AUGMENTATIONS, DATASETS, INPUTS, LABEL_NOISE_MODES, MEASURE_SETS, SWITCH_MODES
 from rethinkgen.data import arrays as own_data
+from rethinkgen.data import huggingface
 from rethinkgen.errors import RethinkgenError, choice_error, shown
 from rethinkgen.settings_file import read_mapping
 from rethinkgen.speedups import resolve_amp
 
 # settings that change where data is read, which device computes, how many processes load it, only the
 # order of floating-point operations, or what is measured afterwards, but not what a run is
-NOT_HASHED = ("data_dir", "download", "device", "workers", "channels_last", "compile", "measures")
+NOT_HASHED = ("data_dir", "download", "device", "workers", "channels_last", "compile", "measures", "tensorboard")
 CUDA_UNMEASURED = "the CUDA choice is unmeasured until benchmarks/gpu.py is run on a GPU"
 DEVICE_PATTERN = re.compile(r"auto|cpu|mps|cuda(:[0-9]{1,4})?")
 DEVICES = "auto, cpu, cuda, cuda:N (N a GPU number) or mps"
@@ -46,7 +47,8 @@ def _f(default, help: str, **extra):
 @dataclass
 class RunConfig:
     # data
-    dataset: str = _f("digits", "data source (see `rethinkgen datasets`), or the path of an .npz file of your own")
+    dataset: str = _f("digits", "data source (see `rethinkgen datasets`), the path of an .npz file of your own, or a "
+                                "Hugging Face dataset: hf:OWNER/NAME or hf:PATH (pip install 'rethinkgen[hf]')")
     data_hash: Optional[str] = _f(None, "SHA-256 of your own data (an .npz file's bytes, or the arrays given to "
                                         "train(config, dataset=...)); filled in when the run is set up, and part of "
                                         "the run id", hashed_at_default=False)
@@ -59,6 +61,14 @@ class RunConfig:
     workers: Optional[int] = _f(None, "imagefolder only: DataLoader worker processes that decode images "
                                       "(default: the CPU count, at most 8; 0 decodes in the training process)",
                                 hashed_at_default=False)
+    image_column: Optional[str] = _f(None, "Hugging Face datasets only: the column of images (default: the one "
+                                           "column of images)", hashed_at_default=False)
+    label_column: Optional[str] = _f(None, "Hugging Face datasets only: the column of labels (default: the one "
+                                           "ClassLabel column, or 'label')", hashed_at_default=False)
+    train_split: Optional[str] = _f(None, "Hugging Face datasets only: the training split (default: train)",
+                                    hashed_at_default=False)
+    test_split: Optional[str] = _f(None, "Hugging Face datasets only: the test split (default: test, else "
+                                         "validation)", hashed_at_default=False)
     # randomization
     label_noise: float = _f(0.0, "probability p in [0, 1] that a training label is replaced by a uniform class")
     label_noise_mode: str = _f("uniform", "how a replaced label is drawn: uniform (over all K classes, as the paper: "
@@ -83,6 +93,8 @@ class RunConfig:
     # fitting and logging
     fit_threshold: float = _f(1.0, "training accuracy at which a run counts as fitted")
     stop_at_fit: bool = _f(False, "stop as soon as the run is fitted instead of running all epochs")
+    tensorboard: bool = _f(False, "write TensorBoard event files in the run's folder (pip install "
+                                  "'rethinkgen[tensorboard]'); not part of the run id")
     log_every: int = _f(20, "steps between records of the running mean training loss")
     eval_batch_size: int = _f(1024, "batch size for evaluation (does not change results)")
     measures: str = _f("cheap", "complexity measures computed when the run completes: cheap (norms, margin, "
@@ -132,8 +144,9 @@ class RunConfig:
                 value = "on" if value else "off"  # YAML reads an unquoted on/off as a boolean
             setattr(self, f.name, _coerce(f.name, value, hints[f.name]))
         if self.dataset not in DATASETS and not own_data.is_own(self.dataset):
-            raise choice_error("dataset", self.dataset, (*DATASETS, "PATH.npz"))
+            raise choice_error("dataset", self.dataset, (*DATASETS, "PATH.npz", "hf:OWNER/NAME", "hf:PATH"))
         own_data.check_data_hash(self.dataset, self.data_hash)
+        huggingface.check(self.dataset, huggingface.options_of(self))
         if self.inputs not in INPUTS:
             raise choice_error("input randomization", self.inputs, INPUTS)
         models.check_name(self.model)
@@ -181,11 +194,16 @@ class RunConfig:
         """Fill in the defaults that depend on other settings (seeds, the model's learning rate, amp on
         this machine's device: bf16 changes the numbers, so ``auto`` is decided before the run id is taken)."""
         return dataclasses.replace(
-            self, amp=resolve_amp(self.amp, self.device), data_hash=own_data.resolved_hash(self.dataset, self.data_hash),
+            self, amp=resolve_amp(self.amp, self.device), data_hash=self._resolved_hash(),
             randomization_seed=self.seed if self.randomization_seed is None else self.randomization_seed,
             init_seed=self.seed if self.init_seed is None else self.init_seed,
             order_seed=self.seed if self.order_seed is None else self.order_seed,
             lr=models.default_lr(self.model) if self.lr is None else self.lr)
+
+    def _resolved_hash(self) -> str | None:
+        if huggingface.is_hf(self.dataset):
+            return huggingface.resolved_hash(self.dataset, huggingface.options_of(self), self.data_hash)
+        return own_data.resolved_hash(self.dataset, self.data_hash)
 
     # ------------------------------------------------------------------ identity
     def to_dict(self) -> dict:

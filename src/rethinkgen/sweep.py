@@ -151,11 +151,12 @@ def preflight(sweep: Sweep, dataset=None) -> dict[int, str]:
     datasets, built, failures = {}, {}, {}
     for i, run in enumerate(sweep.runs):
         c = run.config.resolved()
-        key = (c.dataset, c.data_dir, c.download, c.image_size)
+        key = (c.dataset, c.data_dir, c.download, c.image_size, c.data_hash, *data.huggingface.options_of(c).items())
         if key not in datasets and dataset is not None and data.arrays.is_in_memory(c.dataset):
             datasets[key] = dataset
         elif key not in datasets:
-            datasets[key] = data.load_for_run(c.dataset, c.data_dir, c.download, c.image_size)
+            datasets[key] = data.load_for_run(c.dataset, c.data_dir, c.download, c.image_size,
+                                              hf_options=data.huggingface.options_of(c))
         dataset = datasets[key]
         for size, available, what in ((c.subset, len(dataset.y_train), "subset"),
                                       (c.test_subset, len(dataset.y_test), "test_subset")):

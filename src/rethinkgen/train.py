@@ -48,7 +48,7 @@ def prepare_data(config: RunConfig, dataset: data.Dataset | None = None):
     randomized, record)."""
     if dataset is None:
         dataset = data.load_for_run(config.dataset, config.data_dir, config.download, config.image_size,
-                                    config.data_hash)
+                                    config.data_hash, data.huggingface.options_of(config))
     if config.subset is not None or config.test_subset is not None:
         dataset = dataset.subset(config.subset, seed=config.randomization_seed, n_test=config.test_subset)
     randomized, record = randomize(dataset, config.label_noise, config.inputs, config.randomization_seed,

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from rethinkgen.data import arrays, builtin, cifar, idx, imagefolder
+from rethinkgen.data import arrays, builtin, cifar, huggingface, idx, imagefolder
 from rethinkgen.data.arrays import from_arrays, load_npz
 from rethinkgen.data.dataset import Dataset
 from rethinkgen.data.imagefolder import ImageFiles
@@ -83,10 +83,13 @@ def source_status(data_dir=None) -> list[dict]:
 
 
 def load_for_run(name: str, data_dir=None, download: bool = False, image_size: int | None = None,
-                 data_hash: str | None = None):
+                 data_hash: str | None = None, hf_options: dict | None = None):
     """Load ``name`` with a run's data settings: only file-based sources take a folder and ``download``,
     only ``imagefolder`` takes an image size (any other source refuses it, naming the option). An ``.npz``
-    path is read with ``load_npz``, refused if its bytes no longer hash to ``data_hash``."""
+    path is read with ``load_npz``, refused if its bytes no longer hash to ``data_hash``; a Hugging Face
+    dataset (``hf:...``) with ``huggingface.load_hf`` and its ``hf_options`` (columns and splits)."""
+    if huggingface.is_hf(name):
+        return huggingface.load_hf(name, hf_options, data_hash)[0]
     if arrays.is_own(name):
         arrays.check_data_hash(name, data_hash)  # arrays:NAME cannot be loaded: it says how to pass them
         return load_npz(name, data_hash)

@@ -48,8 +48,9 @@ def is_in_memory(dataset: str) -> bool:
 
 
 def is_own(dataset: str) -> bool:
-    """Whether ``dataset`` is the user's own data (an ``.npz`` path or ``arrays:NAME``) rather than a source."""
-    return is_npz(dataset) or is_in_memory(dataset)
+    """Whether ``dataset`` is the user's own data (an ``.npz`` path, ``arrays:NAME`` or a Hugging Face
+    dataset ``hf:...``) rather than a source."""
+    return is_npz(dataset) or is_in_memory(dataset) or (isinstance(dataset, str) and dataset.startswith("hf:"))
 
 
 def check_data_hash(dataset: str, data_hash: str | None) -> None:
@@ -57,7 +58,8 @@ def check_data_hash(dataset: str, data_hash: str | None) -> None:
     if data_hash is not None and not (isinstance(data_hash, str) and HASH_PATTERN.fullmatch(data_hash)):
         raise RethinkgenError(f"data_hash {shown(data_hash)} must be a SHA-256: 64 lowercase hex digits")
     if data_hash is not None and not is_own(dataset):
-        raise RethinkgenError(f"data_hash applies to an .npz file or in-memory arrays, not to dataset {shown(dataset)}")
+        raise RethinkgenError(f"data_hash applies to an .npz file or in-memory arrays or a Hugging Face dataset, "
+                              f"not to dataset {shown(dataset)}")
     if is_in_memory(dataset):
         name = dataset[len(ARRAYS_PREFIX):]
         if not NAME_PATTERN.fullmatch(name):

@@ -14,6 +14,7 @@ from typing import Callable
 import torch
 
 from rethinkgen.config import RunConfig
+from rethinkgen.engine import tensorboard
 from rethinkgen.engine.provenance import SCHEMA_VERSION
 from rethinkgen.engine.seeds import epoch_order
 from rethinkgen.engine.summary import measure_completed, write_summary
@@ -55,6 +56,9 @@ class RunState:
         self.history, self.step_log, self.logged_steps, self.step = [], [], 0, 0
         self.wall_seconds = 0.0
         self.status, self.message, self.measured, self.summary = "running", "", {}, {}
+        self.board = None  # the TensorBoard writer (config.tensorboard), opened at the first epoch recorded
+        if config.tensorboard and write:
+            tensorboard.check_available()
 
     def resume(self, state: dict | None) -> bool:
         """Take the history, step log and step count of a checkpoint (``train.load_checkpoint``'s
@@ -116,6 +120,11 @@ class RunState:
         if self.write:
             self.save_epoch(self.run_dir, self.history, self.step_log, self.logged_steps,
                             {**checkpoint(), "step": self.step, "schema_version": SCHEMA_VERSION})
+        if self.write and self.config.tensorboard:
+            if self.board is None:
+                fitted = any(row["train_accuracy"] >= self.config.fit_threshold for row in self.history[:-1])
+                self.board = tensorboard.BoardWriter(self.run_dir, self.config.fit_threshold, fitted)
+            self.board.epoch(self.history[-1], self.step_log[self.logged_steps:])
         self.logged_steps = len(self.step_log)
         self.finish("running")
         if metrics["train_accuracy"] >= self.config.fit_threshold and self.config.stop_at_fit:
@@ -131,6 +140,8 @@ class RunState:
     def finish(self, status: str, message: str = "") -> dict:
         """Set the status and write the summary; a completed run first gets its complexity measures."""
         self.status, self.message = status, message
+        if status != "running" and self.board is not None:
+            self.board.close()
         if status == "complete" and self.config.measures != "none" and self.write:
             self.measured = measure_completed(self.model, self.data, self.run_dir, self.history, self.config)
         self.summary = write_summary(self.store, self.config, self.run_dir, self.base, self.history, status,
