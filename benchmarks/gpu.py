@@ -45,8 +45,8 @@ from rethinkgen.config import RunConfig
 from rethinkgen.data.builtin import load_synthetic
 from rethinkgen.data.cifar import write_batch
 from rethinkgen.models import create_model
-from rethinkgen.speedups import Speedups, has_convolutions
-from rethinkgen.train import train
+from rethinkgen.engine.speedups import Speedups, has_convolutions
+from rethinkgen.engine.trainer import train
 
 BUDGET_S = 420         # check and benchmark; with start-up the script ends well inside 8 minutes
 COMPILE_SHARE = 0.45   # of the benchmark's time kept for the compile runs, which run last

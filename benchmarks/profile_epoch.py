@@ -28,8 +28,8 @@ from rethinkgen.config import RunConfig  # noqa: E402
 from rethinkgen.data.dataset import Dataset  # noqa: E402
 from rethinkgen.engine.data import DeviceData  # noqa: E402
 from rethinkgen.models import create_model, default_lr  # noqa: E402
-from rethinkgen.randomize import randomize  # noqa: E402
-from rethinkgen.train import save_epoch  # noqa: E402
+from rethinkgen.data.randomize import randomize  # noqa: E402
+from rethinkgen.engine.trainer import save_epoch  # noqa: E402
 
 EVAL_SHARE_LIMIT = 0.25
 # engine.evaluate.evaluation_plan evaluates conv nets on the CPU in chunks of at most 128 images with

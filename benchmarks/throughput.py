@@ -3,7 +3,7 @@
 Three ways to train the same network (``create_model(name, (3, 28, 28), 10)``, SGD with momentum 0.9,
 batch size 128) on random 3x32x32 uint8 images with 10 classes:
 
-* trainer   - ``rethinkgen.train.train``: the dataset lives on the device as one tensor, and preprocessing
+* trainer   - ``rethinkgen.engine.trainer.train``: the dataset lives on the device as one tensor, and preprocessing
               and augmentation (random 28x28 crop + flip) run as a few batched tensor ops per batch. Its
               ``images_per_second`` counts training time only, not the per-epoch evaluation.
 * reference - the loop of typical public reproductions: a ``torch.utils.data.Dataset`` whose
@@ -39,7 +39,7 @@ import torch.nn.functional as F
 from rethinkgen.config import RunConfig
 from rethinkgen.data.cifar import write_batch
 from rethinkgen.models import create_model, default_lr
-from rethinkgen.train import train
+from rethinkgen.engine.trainer import train
 
 BATCH = 128
 CROP = 28

@@ -11,7 +11,7 @@ import json
 import os
 import sys
 
-from rethinkgen import train as train_module
+from rethinkgen.engine import trainer as train_module
 from rethinkgen.cli import main
 
 

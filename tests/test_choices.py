@@ -1,6 +1,7 @@
 """The torch-free name lists in rethinkgen.choices name exactly what the registries hold."""
 
-from rethinkgen import choices, models, presets
+from rethinkgen import choices, models
+from rethinkgen.experiments import presets
 from rethinkgen.data import SOURCES
 
 

@@ -10,7 +10,7 @@ import pytest
 from rethinkgen.cli import main
 from rethinkgen.config import RunConfig
 from rethinkgen.errors import RethinkgenError
-from rethinkgen.results import load
+from rethinkgen.store import load
 
 TINY = ["--subset", "150", "--test-subset", "60", "--epochs", "2", "--quiet"]
 
@@ -207,7 +207,7 @@ def test_run_ids_of_stored_runs_stay_stable():
 
 
 def test_demo_exits_non_zero_when_its_runs_fail(tmp_path, capsys, monkeypatch):
-    from rethinkgen import train as train_module
+    from rethinkgen.engine import trainer as train_module
 
     def broken(*args, **kwargs):
         raise RuntimeError("disk on fire")

@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 import torch
 
-from rethinkgen.augment import AugmentSettings, augment, color_jitter, random_crop, random_flip, random_rotate
+from rethinkgen.data.augment import AugmentSettings, augment, color_jitter, random_crop, random_flip, random_rotate
 from rethinkgen.errors import RethinkgenError
-from rethinkgen.preprocess import center_crop, crop_size_for, preprocess, standardize
+from rethinkgen.data.preprocess import center_crop, crop_size_for, preprocess, standardize
 
 
 def gen(seed=0):

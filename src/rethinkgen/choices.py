@@ -5,7 +5,11 @@ registries they name (datasets, models, presets, ...) are checked against them i
 """
 
 DATASETS = ("digits", "fashion-mnist", "mnist", "cifar10", "cifar100", "synthetic", "imagefolder")
-MODELS = ("mlp-1x512", "mlp-3x512", "alexnet-small", "inception-small", "inception-small-nobn", "inception-v3")
+MODEL_LRS = {  # the paper's networks and their initial learning rates (App. A; Inception V3: this project's)
+    "mlp-1x512": 0.01, "mlp-3x512": 0.01, "alexnet-small": 0.01, "inception-small": 0.1, "inception-small-nobn": 0.1,
+    "inception-v3": 0.01,
+}
+MODELS = tuple(MODEL_LRS)
 PRESETS = ("figure1a", "figure1bc", "table1", "table4", "figure2b", "measures", "table2")  # the paper's order
 INPUTS = ("original", "shuffled-pixels", "random-pixels", "gaussian")  # input randomizations
 LABEL_NOISE_MODES = ("uniform", "other")  # a corrupted label: uniform over all classes, or over the others

@@ -142,8 +142,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_run(args) -> int:
-    from rethinkgen import distributed
-    from rethinkgen.train import train
+    from rethinkgen.engine import distributed
+    from rethinkgen.engine.trainer import train
 
     config = _config_from_args(args)
     result = train(config, args.out, progress=not args.quiet, log=print if args.quiet else None, restart=args.restart)
@@ -167,7 +167,7 @@ def cmd_run(args) -> int:
 
 
 def cmd_demo(args) -> int:
-    from rethinkgen.demo import run_demo
+    from rethinkgen.experiments.demo import run_demo
 
     overrides = {k: getattr(args, k) for k in ("dataset", "data_dir", "model", "subset", "test_subset", "epochs", "seed")}
     table, table_path, figure_path = run_demo(args.out, progress=not args.quiet, **overrides)
@@ -177,8 +177,10 @@ def cmd_demo(args) -> int:
 
 
 def cmd_sweep(args) -> int:
-    from rethinkgen import distributed, presets, sweep
-    from rethinkgen.executors import check_options
+    from rethinkgen.engine import distributed
+    from rethinkgen.experiments import presets
+    from rethinkgen.experiments import sweep
+    from rethinkgen.experiments.executors import check_options
 
     if distributed.from_environment().active:
         raise RethinkgenError("a sweep does not run under torchrun (every process would run every run); "
@@ -254,7 +256,7 @@ def cmd_measures(args) -> int:
     names = measures.resolve(args.only)
     check_device(args.device)
     if not args.no_compute:
-        from rethinkgen.train import resolve_device
+        from rethinkgen.engine.trainer import resolve_device
 
         resolve_device(args.device)  # a device this machine lacks is said once, before any run is touched
     runs_dir = Path(args.runs_dir)

@@ -17,55 +17,17 @@ import torch
 from torch import nn
 
 from rethinkgen.errors import RethinkgenError, choice_error, raised, shown
+from rethinkgen.registry import (  # noqa: F401  (the registry is part of this package's interface)
+    MODELS as _REGISTRY, USER_MODEL, USER_MODEL_DEFAULT_LR, ModelEntry, check_name, default_lr, model_names,
+    register_model)
 
-USER_MODEL_DEFAULT_LR = 0.01  # for user models, which the paper says nothing about
 MAX_INPUT_VALUES = 3 * 4096 * 4096  # values per image: 4096x4096 RGB (ImageNet models take 3x299x299)
 MAX_CLASSES = 1_000_000
-USER_MODEL = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*", re.ASCII)  # package.module:factory
 
 
 class ModelFactoryError(RethinkgenError):
     """A user's model factory (or its network's forward pass) raised: the run fails, its settings are not
     at fault in a way rethinkgen could have checked."""
-
-
-@dataclass(frozen=True)
-class ModelEntry:
-    name: str
-    factory: Callable[..., nn.Module]
-    default_lr: float
-    description: str
-
-
-_REGISTRY: dict[str, ModelEntry] = {}
-
-
-def register_model(name: str, default_lr: float, description: str):
-    """Decorator that adds a factory to the registry under ``name``."""
-    def decorate(factory):
-        _REGISTRY[name] = ModelEntry(name, factory, default_lr, description)
-        return factory
-    return decorate
-
-
-def model_names() -> list[str]:
-    return list(_REGISTRY)
-
-
-def default_lr(name: str) -> float:
-    """The paper's initial learning rate for the model (App. A)."""
-    if name in _REGISTRY:
-        return _REGISTRY[name].default_lr
-    check_name(name)
-    return USER_MODEL_DEFAULT_LR  # known without importing the user's module (a dry run imports nothing)
-
-
-def check_name(name: str) -> str:
-    """Refuse a model name that is neither registered nor a ``package.module:factory`` reference; imports
-    nothing."""
-    if name not in _REGISTRY and not (isinstance(name, str) and USER_MODEL.fullmatch(name)):
-        raise choice_error("model", name, model_names() + ["package.module:factory"])
-    return name
 
 
 def describe(name: str) -> str:
