@@ -38,8 +38,8 @@ import torch.nn.functional as F
 
 from rethinkgen.config import RunConfig
 from rethinkgen.data.cifar import write_batch
-from rethinkgen.models import create_model, default_lr
 from rethinkgen.engine.trainer import train
+from rethinkgen.models import create_model, default_lr
 
 BATCH = 128
 CROP = 28
@@ -51,7 +51,7 @@ TARGET_VS_BARE = 0.9       # trainer / bare, without augmentation
 def machine() -> str:
     cpu = platform.processor() or platform.machine()
     try:
-        names = [l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")]
+        names = [line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")]
         cpu = names[0] if names else cpu
     except OSError:
         pass

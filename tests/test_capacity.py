@@ -7,9 +7,19 @@ import torch
 from rethinkgen import data
 from rethinkgen.errors import RethinkgenError
 from rethinkgen.theory import capacity
-from rethinkgen.theory.capacity import (FITTERS, RademacherResult, StabilityResult, make_fitter, network_fitter,
-                                        plot_rademacher, plot_stability, rademacher, rademacher_suite,
-                                        sample_inputs, stability_probe)
+from rethinkgen.theory.capacity import (
+    FITTERS,
+    RademacherResult,
+    StabilityResult,
+    make_fitter,
+    network_fitter,
+    plot_rademacher,
+    plot_stability,
+    rademacher,
+    rademacher_suite,
+    sample_inputs,
+    stability_probe,
+)
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

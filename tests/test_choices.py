@@ -1,8 +1,8 @@
 """The torch-free name lists in rethinkgen.choices name exactly what the registries hold."""
 
 from rethinkgen import choices, models
-from rethinkgen.experiments import presets
 from rethinkgen.data import SOURCES
+from rethinkgen.experiments import presets
 
 
 def test_lists_match_the_registries():

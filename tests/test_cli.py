@@ -51,8 +51,9 @@ def test_json_config_gives_the_same_run_as_flags(tmp_path):
 
 
 def test_every_setting_is_a_flag():
-    from rethinkgen.cli import build_parser
     from dataclasses import fields
+
+    from rethinkgen.cli import build_parser
 
     help_text = build_parser()._subparsers._group_actions[0].choices["run"].format_help()
     for f in fields(RunConfig):
@@ -92,8 +93,9 @@ def test_datasets_and_models_listings(capsys):
 
 @pytest.fixture
 def corrupt_idx_dir(tmp_path):
-    from rethinkgen.data.idx import write_idx
     import numpy as np
+
+    from rethinkgen.data.idx import write_idx
 
     directory = tmp_path / "fmnist"
     directory.mkdir()

@@ -9,12 +9,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from rethinkgen.engine import distributed
 from rethinkgen.cli import main
 from rethinkgen.config import RunConfig
+from rethinkgen.engine import distributed
+from rethinkgen.engine.trainer import train
 from rethinkgen.errors import RethinkgenError
 from rethinkgen.store import load
-from rethinkgen.engine.trainer import train
 
 ROOT = Path(__file__).resolve().parents[1]
 TIMING = {"train_seconds", "wall_seconds", "images_per_second"}

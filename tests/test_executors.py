@@ -6,12 +6,12 @@ import textwrap
 
 import pytest
 
-from rethinkgen.experiments import executors
-from rethinkgen.engine import trainer as train_module
 from rethinkgen.cli import main
 from rethinkgen.config import RunConfig
-from rethinkgen.store import RunStore, load
+from rethinkgen.engine import trainer as train_module
+from rethinkgen.experiments import executors
 from rethinkgen.experiments.sweep import expand, run_sweep
+from rethinkgen.store import RunStore, load
 
 TINY_BASE = {"dataset": "digits", "subset": 100, "test_subset": 50, "epochs": 1}
 

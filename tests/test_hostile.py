@@ -12,12 +12,14 @@ import stat
 import numpy as np
 import pytest
 import torch
-from helpers import interrupt_after
 
+from helpers import interrupt_after
 from rethinkgen import store as results
 from rethinkgen.cli import main
 from rethinkgen.config import RunConfig
 from rethinkgen.data.cifar import write_batch
+from rethinkgen.engine.checkpoints import save_state
+from rethinkgen.engine.trainer import train
 from rethinkgen.errors import RethinkgenError
 from rethinkgen.store import (
     INDEX_NAME,
@@ -26,8 +28,6 @@ from rethinkgen.store import (
     load,
     safe_name,
 )
-from rethinkgen.engine.checkpoints import save_state
-from rethinkgen.engine.trainer import train
 
 TINY = {"dataset": "digits", "subset": 150, "test_subset": 60, "epochs": 3, "log_every": 2}
 TINY_FLAGS = ["--subset", "150", "--test-subset", "60", "--epochs", "3", "--log-every", "2", "--quiet"]

@@ -1,7 +1,7 @@
 """The package's layers import one way: each module imports only from its own layer and the layers below.
 
-The flow, lowest first: names and errors -> the run store -> data (sources, randomization, preprocessing,
-augmentation) -> models -> a run's settings (config) -> the engine -> complexity measures -> the trainers (which take a completed run's
+The flow, lowest first: names and errors -> the run store -> data (sources, randomization,
+preprocessing, augmentation) -> models -> a run's settings (config) -> the engine -> complexity measures -> the trainers (which take a completed run's
 measures) -> report building blocks -> experiments (sweeps, executors, presets, the demo) -> theory -> the
 command line.
 """
@@ -80,7 +80,7 @@ MODULES = {module_name(path): path for path in sorted(PACKAGE.rglob("*.py"))}
 @pytest.mark.parametrize("module", sorted(MODULES))
 def test_no_module_imports_a_higher_layer(module):
     mine = layer_of(module)
-    higher = sorted(other for other in imports(MODULES[module], top_level_only=False) 
+    higher = sorted(other for other in imports(MODULES[module], top_level_only=False)
                     if layer_of(other) > mine and (module, other) not in UPWARD)
     assert not higher, f"{module} ({LAYERS[mine][0]}) imports a higher layer: {higher}"
 

@@ -10,10 +10,11 @@ from scipy.stats import kendalltau
 from torch import nn
 
 from rethinkgen import measures, models
-from rethinkgen.experiments import presets
 from rethinkgen.cli import main
 from rethinkgen.config import RunConfig
+from rethinkgen.engine.trainer import train
 from rethinkgen.errors import RethinkgenError
+from rethinkgen.experiments import presets
 from rethinkgen.measures import MeasureContext, compute
 from rethinkgen.measures.analysis import analyse, granulated_tau, hyperparameter_axes, kendall_tau
 from rethinkgen.measures.flatness import bisect_scale
@@ -21,7 +22,6 @@ from rethinkgen.measures.network import fold_batch_norm
 from rethinkgen.measures.runs import measure_stored_run, read_measures
 from rethinkgen.report import write_report
 from rethinkgen.store import load
-from rethinkgen.engine.trainer import train
 
 SMALL_BUDGET = {"sharpness_draws": 2, "scale_draws": 1, "bisection_steps": 3}
 

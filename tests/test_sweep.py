@@ -7,13 +7,13 @@ import textwrap
 import pytest
 
 from helpers import FAILING_MODEL_SOURCE, interrupt_after
-from rethinkgen.experiments import presets
-from rethinkgen.engine import trainer as train_module
 from rethinkgen.cli import main
 from rethinkgen.config import RunConfig
+from rethinkgen.engine import trainer as train_module
 from rethinkgen.errors import RethinkgenError
-from rethinkgen.store import RunStore, load
+from rethinkgen.experiments import presets
 from rethinkgen.experiments.sweep import expand, load_spec, run_sweep
+from rethinkgen.store import RunStore, load
 
 TINY_BASE = {"dataset": "digits", "subset": 100, "test_subset": 50, "epochs": 2, "log_every": 1}
 
@@ -255,8 +255,8 @@ def test_preset_overrides_reach_every_run():
 
 
 def test_two_sweeps_sharing_runs_never_train_one_run_twice_at_once(tmp_path):
-    from rethinkgen.experiments.executors import train_group
     from rethinkgen.engine.trainer import run_lock
+    from rethinkgen.experiments.executors import train_group
 
     config = expand(spec()).runs[0].config
     run_dir = tmp_path / config.run_id()

@@ -8,12 +8,11 @@ import pytest
 import torch
 
 from helpers import interrupt_after
-
-from rethinkgen.engine import trainer as train_module
 from rethinkgen.config import RunConfig
+from rethinkgen.engine import trainer as train_module
+from rethinkgen.engine.trainer import train
 from rethinkgen.errors import RethinkgenError
 from rethinkgen.store import INDEX_NAME, load
-from rethinkgen.engine.trainer import train
 
 TIMING = {"train_seconds", "wall_seconds", "images_per_second"}
 

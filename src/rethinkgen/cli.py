@@ -8,9 +8,9 @@ import sys
 import typing
 from pathlib import Path
 
+from rethinkgen.choices import PRESETS as PRESET_NAMES
 from rethinkgen.config import RunConfig, check_device
 from rethinkgen.errors import DamagedFile, RethinkgenError, raised, shown, warn
-from rethinkgen.choices import PRESETS as PRESET_NAMES
 
 RUN_FLAG_TYPES = {int: int, float: float, str: str}
 
@@ -178,8 +178,7 @@ def cmd_demo(args) -> int:
 
 def cmd_sweep(args) -> int:
     from rethinkgen.engine import distributed
-    from rethinkgen.experiments import presets
-    from rethinkgen.experiments import sweep
+    from rethinkgen.experiments import presets, sweep
     from rethinkgen.experiments.executors import check_options
 
     if distributed.from_environment().active:

@@ -59,7 +59,8 @@ class RunConfig:
                                       "(default: the CPU count, at most 8; 0 decodes in the training process)",
                                 hashed_at_default=False)
     # randomization
-    label_noise: float = _f(0.0, "probability p in [0, 1] that a training label is replaced by a uniform class", within=(0, 1, False, False))
+    label_noise: float = _f(0.0, "probability p in [0, 1] that a training label is replaced by a uniform class",
+        within=(0, 1, False, False))
     label_noise_mode: str = _f("uniform", "how a replaced label is drawn: uniform (over all K classes, as the paper: "
                                "about p/K of them stay right) or other (always a different class)",
                                hashed_at_default=False, choices=LABEL_NOISE_MODES)
@@ -67,20 +68,25 @@ class RunConfig:
     corrupt_test_labels: bool = _f(False, "apply the label noise to the test labels too (the paper does not)")
     # model
     model: str = _f("mlp-1x512", "model name (see `rethinkgen models`) or package.module:factory")
-    dropout: float = _f(0.0, "dropout probability in the model's head (0 = off, as in the paper's CIFAR runs)", within=(0, 1, False, True))
+    dropout: float = _f(0.0, "dropout probability in the model's head (0 = off, as in the paper's CIFAR runs)",
+        within=(0, 1, False, True))
     crop: str = _f("auto", "centre crop: auto (32x32 to 28x28, as the paper), none, or a size")
     # optimization
     epochs: int = _f(20, "number of epochs (the paper gives none)")
     batch_size: int = _f(128, "minibatch size (the paper gives none; 128 is the usual choice)")
     lr: Optional[float] = _f(None, "initial learning rate (default: the paper's, 0.1 Inception, 0.01 others)")
-    lr_decay: float = _f(0.95, "learning rate factor applied after every epoch (App. A: 0.95)", within=(0, 1, True, False))
-    momentum: float = _f(0.9, "SGD momentum (App. A: 0.9)", within=(0, 1, False, True))
+    lr_decay: float = _f(0.95, "learning rate factor applied after every epoch (App. A: 0.95)",
+        within=(0, 1, True, False))
+    momentum: float = _f(0.9, "SGD momentum (App. A: 0.9)",
+        within=(0, 1, False, True))
     weight_decay: float = _f(0.0, "L2 weight decay coefficient (0 = off, as in the randomization runs)")
     augment: list = _f((), "augmentations applied per batch: " + ", ".join(AUGMENTATIONS))
-    rotate_degrees: float = _f(25.0, "maximum rotation of the 'rotate' augmentation (App. E: 25)", within=(0, 180, False, False))
+    rotate_degrees: float = _f(25.0, "maximum rotation of the 'rotate' augmentation (App. E: 25)",
+        within=(0, 180, False, False))
     pad: int = _f(4, "padding of the 'crop' augmentation when there is no centre crop to randomize")
     # fitting and logging
-    fit_threshold: float = _f(1.0, "training accuracy at which a run counts as fitted", within=(0, 1, True, False))
+    fit_threshold: float = _f(1.0, "training accuracy at which a run counts as fitted",
+        within=(0, 1, True, False))
     stop_at_fit: bool = _f(False, "stop as soon as the run is fitted instead of running all epochs")
     log_every: int = _f(20, "steps between records of the running mean training loss")
     eval_batch_size: int = _f(1024, "batch size for evaluation (does not change results)")

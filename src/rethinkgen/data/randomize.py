@@ -31,10 +31,10 @@ from pathlib import Path
 
 import numpy as np
 
+from rethinkgen.choices import INPUTS
 from rethinkgen.data.dataset import Dataset
 from rethinkgen.data.imagefolder import ImageFiles
 from rethinkgen.data.label_noise import check_mode, corrupt_labels, expected_fraction_changed
-from rethinkgen.choices import INPUTS
 from rethinkgen.errors import DamagedFile, RethinkgenError, choice_error
 from rethinkgen.store import atomic_write, read_json
 

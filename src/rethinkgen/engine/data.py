@@ -9,14 +9,14 @@ from __future__ import annotations
 import torch
 
 from rethinkgen import data
-from rethinkgen.data.augment import settings_for, training_input
 from rethinkgen.config import RunConfig, check_device
-from rethinkgen.engine.evaluate import metrics_from_logits, predict
-from rethinkgen.errors import RethinkgenError
+from rethinkgen.data.augment import settings_for, training_input
 from rethinkgen.data.preprocess import preprocess
 from rethinkgen.data.randomize import RandomizationRecord, randomize
+from rethinkgen.engine.evaluate import metrics_from_logits, predict
 from rethinkgen.engine.speedups import Speedups
 from rethinkgen.engine.streaming import StreamedData
+from rethinkgen.errors import RethinkgenError
 
 
 def resolve_device(name: str) -> torch.device:

@@ -23,21 +23,31 @@ from typing import Callable
 import torch
 from tqdm.auto import tqdm
 
-from rethinkgen.engine import distributed
 from rethinkgen.config import RunConfig
 from rethinkgen.data.arrays import arrays_sha256
 from rethinkgen.data.dataset import Dataset
+from rethinkgen.engine import distributed
 from rethinkgen.engine.data import DeviceData, resolve_device
 from rethinkgen.engine.loop import EpochHook, train_epochs
 from rethinkgen.engine.run import RunState
+from rethinkgen.engine.speedups import Speedups
 from rethinkgen.engine.stacked import StackedStepper
 from rethinkgen.engine.summary import summary_base
-from rethinkgen.measures.runs import measure_completed
+from rethinkgen.engine.trainer import (
+    RESTART_HINT,
+    RunResult,
+    finished_summary,
+    load_checkpoint,
+    open_locked,
+    prepare_data,
+    save_epoch,
+    save_initial,
+    seeded_model,
+    with_arrays,
+)
 from rethinkgen.errors import DamagedFile, RethinkgenError
+from rethinkgen.measures.runs import measure_completed
 from rethinkgen.store import RunBusy, RunStore, run_lock
-from rethinkgen.engine.speedups import Speedups
-from rethinkgen.engine.trainer import (RESTART_HINT, RunResult, finished_summary, load_checkpoint, open_locked, prepare_data,
-                              save_epoch, save_initial, seeded_model, with_arrays)
 
 # settings in which the copies of one ensemble may differ
 GROUP_FREE = ("seed", "randomization_seed", "init_seed", "order_seed", "label_noise", "label_noise_mode", "inputs",

@@ -6,11 +6,11 @@ from pathlib import Path
 
 from rethinkgen import models
 from rethinkgen.config import RunConfig
-from rethinkgen.engine.provenance import provenance
 from rethinkgen.data.label_noise import chance_accuracy
 from rethinkgen.data.randomize import RandomizationRecord
-from rethinkgen.store import RunStore, write_json
+from rethinkgen.engine.provenance import provenance
 from rethinkgen.engine.speedups import Speedups
+from rethinkgen.store import RunStore, write_json
 
 
 def summary_base(run_id: str, device, model, data, record: RandomizationRecord, speedups: Speedups,

@@ -20,20 +20,29 @@ import torch
 from tqdm.auto import tqdm
 
 from rethinkgen import data, models
-from rethinkgen.engine import distributed
 from rethinkgen.config import RunConfig
+from rethinkgen.data.randomize import RandomizationRecord
+from rethinkgen.engine import distributed
+from rethinkgen.engine.checkpoints import load_state, save_state
 from rethinkgen.engine.data import DeviceData, prepare_data, resolve_device, training_data  # noqa: F401
 from rethinkgen.engine.loop import EpochHook, train_epochs
 from rethinkgen.engine.run import RunState
 from rethinkgen.engine.single import SingleStepper
-from rethinkgen.engine.summary import summary_base, write_summary
-from rethinkgen.measures.runs import measure_completed
-from rethinkgen.errors import DamagedFile, RethinkgenError
-from rethinkgen.data.randomize import RandomizationRecord, randomize
-from rethinkgen.engine.checkpoints import load_state, save_state
-from rethinkgen.store import (LOCK_NAME, RunBusy, RunStore, StoredRun, append_jsonl,  # noqa: F401
-                              read_summary, run_lock, write_json, write_jsonl)
 from rethinkgen.engine.speedups import device_type
+from rethinkgen.engine.summary import summary_base, write_summary
+from rethinkgen.errors import DamagedFile, RethinkgenError
+from rethinkgen.measures.runs import measure_completed
+from rethinkgen.store import (  # noqa: F401
+    LOCK_NAME,
+    RunBusy,
+    RunStore,
+    StoredRun,
+    append_jsonl,
+    read_summary,
+    run_lock,
+    write_json,
+    write_jsonl,
+)
 
 FINISHED = ("complete", "diverged")  # statuses a re-run leaves alone
 

@@ -25,17 +25,17 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from rethinkgen import data, models
-from rethinkgen.data.augment import settings_for
 from rethinkgen.choices import PRESETS
 from rethinkgen.config import RunConfig, setting_names
+from rethinkgen.data.augment import settings_for
+from rethinkgen.data.preprocess import crop_size_for
 from rethinkgen.engine.ensemble import group_configs
+from rethinkgen.engine.trainer import record_failure, resolve_device, with_arrays
 from rethinkgen.errors import DamagedFile, RethinkgenError, shown, warn
 from rethinkgen.experiments.executors import check_options, execute, import_ray
-from rethinkgen.data.preprocess import crop_size_for
-from rethinkgen.store import RunStore, read_summary, run_path, safe_name, write_json
-from rethinkgen.settings_file import read_mapping
-from rethinkgen.engine.trainer import record_failure, resolve_device, with_arrays
 from rethinkgen.outcome import did_not_fit, fit_words
+from rethinkgen.settings_file import read_mapping
+from rethinkgen.store import RunStore, read_summary, run_path, safe_name, write_json
 
 SPEC_KEYS = ("name", "base", "axes", "zip", "seeds", "preset")
 # rough training speeds (images/s at 3x28x28, batch 128, 2 CPU cores, torch 2.13) for --dry-run estimates

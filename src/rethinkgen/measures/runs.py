@@ -16,8 +16,8 @@ from rethinkgen.data.randomize import RandomizationRecord
 from rethinkgen.engine.checkpoints import load_state
 from rethinkgen.engine.data import DeviceData, prepare_data, resolve_device
 from rethinkgen.engine.summary import summarize
-from rethinkgen.measures.flatness import DEFAULTS
 from rethinkgen.errors import DamagedFile, RethinkgenError, warn
+from rethinkgen.measures.flatness import DEFAULTS
 from rethinkgen.store import (
     INDEX_NAME,
     RunStore,

@@ -9,17 +9,34 @@ from __future__ import annotations
 import importlib
 import inspect
 import math
-import re
-from dataclasses import dataclass
 from typing import Callable
 
 import torch
 from torch import nn
 
-from rethinkgen.errors import RethinkgenError, choice_error, raised, shown
-from rethinkgen.registry import (  # noqa: F401  (the registry is part of this package's interface)
-    MODELS as _REGISTRY, USER_MODEL, USER_MODEL_DEFAULT_LR, ModelEntry, check_name, default_lr, model_names,
-    register_model)
+from rethinkgen.errors import RethinkgenError, raised, shown
+from rethinkgen.registry import MODELS as _REGISTRY
+from rethinkgen.registry import (  # the registry's interface, here too
+    USER_MODEL as USER_MODEL,
+)
+from rethinkgen.registry import (
+    USER_MODEL_DEFAULT_LR as USER_MODEL_DEFAULT_LR,
+)
+from rethinkgen.registry import (
+    ModelEntry as ModelEntry,
+)
+from rethinkgen.registry import (
+    check_name as check_name,
+)
+from rethinkgen.registry import (
+    default_lr as default_lr,
+)
+from rethinkgen.registry import (
+    model_names as model_names,
+)
+from rethinkgen.registry import (
+    register_model as register_model,
+)
 
 MAX_INPUT_VALUES = 3 * 4096 * 4096  # values per image: 4096x4096 RGB (ImageNet models take 3x299x299)
 MAX_CLASSES = 1_000_000
@@ -72,7 +89,8 @@ def create_model(name: str, input_shape: tuple[int, int, int], num_classes: int,
     unknown = [key for key in options if key not in allowed and not takes_any]
     if unknown:
         raise RethinkgenError(
-            f"model {shown(name)} does not take option(s) {', '.join(unknown)}; allowed: {', '.join(allowed) or 'none'}")
+            f"model {shown(name)} does not take option(s) {', '.join(unknown)}; "
+            f"allowed: {', '.join(allowed) or 'none'}")
     try:
         model = factory(input_shape=tuple(int(s) for s in input_shape), num_classes=num_classes, **options)
     except RethinkgenError:

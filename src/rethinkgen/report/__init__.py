@@ -24,14 +24,23 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from rethinkgen import measures  # noqa: E402
+from rethinkgen.errors import RethinkgenError, warn  # noqa: E402
 from rethinkgen.measures import analysis  # noqa: E402
 from rethinkgen.measures import runs as stored  # noqa: E402
-from rethinkgen.report import paper  # noqa: E402
-from rethinkgen.errors import RethinkgenError, warn  # noqa: E402
-from rethinkgen.report.figures import PLAIN_TEXT, step_unit  # noqa: E402
 from rethinkgen.outcome import DID_NOT_FIT, did_not_fit, status_words  # noqa: E402
-from rethinkgen.store import (INDEX_NAME, StoredRun, atomic_write_text, check_run_id, index_rows,  # noqa: E402
-                                read_json, read_summary, run_path, safe_name)
+from rethinkgen.report import paper  # noqa: E402
+from rethinkgen.report.figures import PLAIN_TEXT, step_unit  # noqa: E402
+from rethinkgen.store import (  # noqa: E402
+    INDEX_NAME,
+    StoredRun,
+    atomic_write_text,
+    check_run_id,
+    index_rows,
+    read_json,
+    read_summary,
+    run_path,
+    safe_name,
+)
 
 COLORS = plt.rcParams["axes.prop_cycle"].by_key()["color"]
 

@@ -6,18 +6,16 @@ the runs folder, so ``rethinkgen report`` shows it.
 
 from __future__ import annotations
 
+import resource
 import time
 from pathlib import Path
 
+import matplotlib.pyplot as plt
 import numpy as np
 
-import resource
-
-import matplotlib.pyplot as plt
-
 from rethinkgen import data
-from rethinkgen.errors import RethinkgenError
 from rethinkgen.data.randomize import randomize
+from rethinkgen.errors import RethinkgenError
 from rethinkgen.report import Section
 from rethinkgen.theory.features import make_feature_map
 from rethinkgen.theory.kernels import interpolate, one_hot, sgd_from_zero
