@@ -98,7 +98,7 @@ class RunConfig:
     init_seed: Optional[int] = _f(None, "seed of the model's initial weights and dropout (default: seed)")
     order_seed: Optional[int] = _f(None, "seed of the data order and augmentation (default: seed)")
     device: str = _f("auto", "auto, cpu, cuda or cuda:N")
-    # GPU switches (see speedups.py); auto is off on the CPU
+    # GPU switches (see engine/speedups.py); auto is off on the CPU
     amp: str = _f("auto", "bf16 autocast: off, bf16, or auto (bf16 on a CUDA GPU that supports it, else off; "
                   + CUDA_UNMEASURED + "); part of the run id when bf16", hashed_at_default=False, neutral="off",
                   choices=AMP_MODES)

@@ -33,7 +33,7 @@ RAY_INSTALL = "pip install 'rethinkgen[ray]'"
 
 def train_group(group: list[dict], runs_dir: str, threads: int | None, device: str | None = None,
                 index: bool = True, restart: bool = False, dataset=None) -> list[tuple[str, str]]:
-    """Run one config, or several compatible ones as one ensemble (see ensemble.py), in this process;
+    """Run one config, or several compatible ones as one ensemble (see engine/ensemble.py), in this process;
     return (status, message) for each. Never raises for a failing run.
 
     ``device``, when given, replaces the runs' device unless they ask for the CPU (the device is not

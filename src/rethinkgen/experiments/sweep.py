@@ -254,7 +254,7 @@ def run_sweep(sweep: Sweep, runs_dir: str | Path, workers: int | None = None, re
               restart: bool = False, dataset=None) -> SweepOutcome:
     """Run every run of ``sweep`` not yet finished: here or in ``workers`` local processes, or on Ray
     (``executor="ray"``, ``address`` of the cluster); see executors.py for ``runs_per_gpu``, ``cpus_per_run``.
-    Compatible runs train ``ensemble`` at a time as one batched model (see ensemble.py).
+    Compatible runs train ``ensemble`` at a time as one batched model (see engine/ensemble.py).
 
     A run whose summary.json cannot be read is named in a warning and left alone; the others go on.
     ``restart=True`` trains every unfinished run (failed and damaged ones included) from the start,

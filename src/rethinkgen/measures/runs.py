@@ -91,7 +91,8 @@ def measure_trained(model, device_data, run_dir: Path, summary: dict, config: Ru
     return summary_fields(measure_model(context, run_dir, measures.resolve(which=config.measures)))
 
 
-def measure_completed(model, data, run_dir: Path, history: list[dict], config: RunConfig) -> dict:
+def measure_completed(model: torch.nn.Module, data: object, run_dir: Path, history: list[dict],
+                      config: RunConfig) -> dict:
     """The complexity measures of a completed run (``config.measures``), as measure_<name> summary keys: the
     trainers' ``measure`` hook (``engine.run.RunState``).
 
