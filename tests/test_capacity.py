@@ -2,7 +2,6 @@
 
 import numpy as np
 import pytest
-import torch
 
 from rethinkgen import data
 from rethinkgen.errors import RethinkgenError
@@ -24,18 +23,7 @@ from rethinkgen.theory.capacity import (
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """The tiny networks here run fastest on one thread, and the machine may be shared."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-@pytest.fixture(scope="module")
-def digits():
-    return data.load("digits")
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny networks run fastest on one thread
 
 
 @pytest.fixture(scope="module")
