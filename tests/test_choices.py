@@ -10,3 +10,7 @@ def test_lists_match_the_registries():
     assert set(choices.MODELS) == set(models.model_names())
     assert choices.PRESETS == tuple(presets.EPOCHS)
     assert choices.SCALES == tuple(presets.SCALES)
+
+
+def test_learning_rates_known_without_torch_match_the_registry():
+    assert choices.MODEL_LRS == {name: models.default_lr(name) for name in models.model_names()}

@@ -209,10 +209,10 @@ def test_run_ids_of_stored_runs_stay_stable():
 
 
 def test_demo_exits_non_zero_when_its_runs_fail(tmp_path, capsys, monkeypatch):
-    from rethinkgen.engine import trainer as train_module
+    from rethinkgen.experiments import executors
 
     def broken(*args, **kwargs):
         raise RuntimeError("disk on fire")
-    monkeypatch.setattr(train_module, "train", broken)
+    monkeypatch.setattr(executors, "train", broken)
     code, _, err = run_cli(capsys, "demo", "--out", str(tmp_path), "--subset", "60", "--epochs", "1", "--quiet")
     assert code == 2 and "6 demo run(s) failed" in err and "disk on fire" in err

@@ -126,10 +126,11 @@ def test_workers_run_in_parallel_processes_into_one_store(tmp_path):
 
 
 def test_ensembles_train_compatible_runs_together_and_skip_them_later(tmp_path, monkeypatch):
-    from rethinkgen.engine import ensemble
+    from rethinkgen.experiments import executors
 
-    sizes, real = [], ensemble.train_ensemble
-    monkeypatch.setattr(ensemble, "train_ensemble", lambda configs, *a, **k: sizes.append(len(configs)) or real(configs, *a, **k))
+    sizes, real = [], executors.train_ensemble
+    monkeypatch.setattr(executors, "train_ensemble",
+                        lambda configs, *a, **k: sizes.append(len(configs)) or real(configs, *a, **k))
     sweep = expand(spec(axes={"label_noise": [0.0, 0.5, 1.0], "model": ["mlp-1x512", "mlp-3x512"]},
                         base={**TINY_BASE, "dropout": 0.0}))
     sweep.runs.append(expand(spec(base={**TINY_BASE, "dropout": 0.5})).runs[0])  # must train alone
