@@ -32,10 +32,10 @@ from throughput import machine  # noqa: E402
 
 from rethinkgen import data  # noqa: E402
 from rethinkgen.config import RunConfig  # noqa: E402
-from rethinkgen.ensemble import train_ensemble  # noqa: E402
+from rethinkgen.engine.ensemble import train_ensemble  # noqa: E402
+from rethinkgen.engine.trainer import train  # noqa: E402
+from rethinkgen.experiments.sweep import Sweep, SweepRun, run_sweep  # noqa: E402
 from rethinkgen.models import create_model, default_lr  # noqa: E402
-from rethinkgen.sweep import Sweep, SweepRun, run_sweep  # noqa: E402
-from rethinkgen.train import train  # noqa: E402
 
 TARGET = 1.5  # ensemble / best of (sequential, concurrent), mlp-1x512, K = 11
 # engine.stacked lays each stacked linear weight out as its gradient arrives under vmap (transposed): the

@@ -21,7 +21,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 from throughput import machine  # noqa: E402
 
-from rethinkgen.results import load  # noqa: E402
+from rethinkgen.store import load  # noqa: E402
 
 WAYS = {
     "one after another": [],

@@ -44,9 +44,9 @@ sys.path.insert(0, str(Path(__file__).parent))
 from rethinkgen.config import RunConfig
 from rethinkgen.data.builtin import load_synthetic
 from rethinkgen.data.cifar import write_batch
+from rethinkgen.engine.speedups import Speedups, has_convolutions
+from rethinkgen.engine.trainer import train
 from rethinkgen.models import create_model
-from rethinkgen.speedups import Speedups, has_convolutions
-from rethinkgen.train import train
 
 BUDGET_S = 420         # check and benchmark; with start-up the script ends well inside 8 minutes
 COMPILE_SHARE = 0.45   # of the benchmark's time kept for the compile runs, which run last
@@ -129,7 +129,7 @@ def check(data_dir: Path, runs: Path, device: str, sizes: Sizes) -> tuple[list[s
     try:
         for model in sizes.check_models:
             case = dict(label_noise=0.5, augment=("crop", "flip"), lr=0.01, log_every=1)
-            make = lambda dev, **c: config(data_dir, model, dev, sizes.check_train, sizes.check_test,  # noqa: E731
+            make = lambda dev, model=model, case=case, **c: config(data_dir, model, dev, sizes.check_train, sizes.check_test,  # noqa: E731
                                            sizes.check_epochs, **case, **c)
             cpu = train(make("cpu"), runs / "check-cpu", progress=False)
             gpu = train(make(device), runs / f"check-{device}", progress=False)

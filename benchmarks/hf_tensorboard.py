@@ -67,7 +67,7 @@ def main() -> None:
 def board_seconds(name: str, runs: Path, epochs: int) -> None:
     from rethinkgen.config import RunConfig
     from rethinkgen.engine import tensorboard
-    from rethinkgen.train import train
+    from rethinkgen.engine.trainer import train
 
     spent = []
     original = tensorboard.BoardWriter.epoch

@@ -31,10 +31,10 @@ import torch.nn.functional as F
 
 from rethinkgen.config import RunConfig
 from rethinkgen.data.imagefolder import load_imagefolder, write_imagefolder
+from rethinkgen.data.randomize import randomize
+from rethinkgen.engine.streaming import StreamedData
+from rethinkgen.engine.trainer import train
 from rethinkgen.models import create_model
-from rethinkgen.randomize import randomize
-from rethinkgen.streaming import StreamedData
-from rethinkgen.train import train
 
 CLASSES = tuple(f"n{k:08d}" for k in range(10))
 WIDTH, HEIGHT = 500, 375  # a typical ImageNet photograph

@@ -132,8 +132,7 @@ def _best(run, repeats: int = 2) -> float:
 def _blas_rates(n: int, name: str) -> list[dict]:
     import numpy as np
     import torch
-    from scipy.linalg import blas as sblas
-    from scipy.linalg import lapack
+    from scipy.linalg import blas as sblas, lapack
 
     dtype = getattr(torch, name)
     A, B = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)

@@ -26,10 +26,10 @@ from throughput import machine  # noqa: E402
 
 from rethinkgen.config import RunConfig  # noqa: E402
 from rethinkgen.data.dataset import Dataset  # noqa: E402
+from rethinkgen.data.randomize import randomize  # noqa: E402
 from rethinkgen.engine.data import DeviceData  # noqa: E402
+from rethinkgen.engine.trainer import save_epoch  # noqa: E402
 from rethinkgen.models import create_model, default_lr  # noqa: E402
-from rethinkgen.randomize import randomize  # noqa: E402
-from rethinkgen.train import save_epoch  # noqa: E402
 
 EVAL_SHARE_LIMIT = 0.25
 # engine.evaluate.evaluation_plan evaluates conv nets on the CPU in chunks of at most 128 images with
@@ -67,8 +67,8 @@ def profile(model_name: str, n_train: int, folder: Path) -> dict:
         model.train()
         for start in range(0, n_train, config.batch_size):
             index = order[start:start + config.batch_size]
-            x = phase("data", lambda: device_data.batch(index, generator))
-            loss = phase("forward", lambda: F.cross_entropy(model(x), device_data.y_train[index]))
+            x = phase("data", lambda index=index: device_data.batch(index, generator))
+            loss = phase("forward", lambda x=x, index=index: F.cross_entropy(model(x), device_data.y_train[index]))
             optimizer.zero_grad(set_to_none=True)
             phase("backward", loss.backward)
             phase("optimizer", optimizer.step)

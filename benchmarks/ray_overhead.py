@@ -16,7 +16,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from rethinkgen.sweep import expand, run_sweep
+from rethinkgen.experiments.sweep import expand, run_sweep
 
 SWEEPS = {
     "tiny": {"dataset": "digits", "subset": 100, "test_subset": 50, "epochs": 2},

@@ -3,7 +3,7 @@
 Three ways to train the same network (``create_model(name, (3, 28, 28), 10)``, SGD with momentum 0.9,
 batch size 128) on random 3x32x32 uint8 images with 10 classes:
 
-* trainer   - ``rethinkgen.train.train``: the dataset lives on the device as one tensor, and preprocessing
+* trainer   - ``rethinkgen.engine.trainer.train``: the dataset lives on the device as one tensor, and preprocessing
               and augmentation (random 28x28 crop + flip) run as a few batched tensor ops per batch. Its
               ``images_per_second`` counts training time only, not the per-epoch evaluation.
 * reference - the loop of typical public reproductions: a ``torch.utils.data.Dataset`` whose
@@ -38,8 +38,8 @@ import torch.nn.functional as F
 
 from rethinkgen.config import RunConfig
 from rethinkgen.data.cifar import write_batch
+from rethinkgen.engine.trainer import train
 from rethinkgen.models import create_model, default_lr
-from rethinkgen.train import train
 
 BATCH = 128
 CROP = 28
@@ -51,7 +51,7 @@ TARGET_VS_BARE = 0.9       # trainer / bare, without augmentation
 def machine() -> str:
     cpu = platform.processor() or platform.machine()
     try:
-        names = [l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")]
+        names = [line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")]
         cpu = names[0] if names else cpu
     except OSError:
         pass

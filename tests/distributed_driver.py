@@ -11,8 +11,8 @@ import json
 import os
 import sys
 
-from rethinkgen import train as train_module
 from rethinkgen.cli import main
+from rethinkgen.engine import trainer as train_module
 
 
 def interrupt_after_second_epoch(run, epoch):

@@ -11,9 +11,9 @@ import pytest
 from rethinkgen.cli import main
 from rethinkgen.config import RunConfig
 from rethinkgen.data import arrays, from_arrays, load_npz
-from rethinkgen.ensemble import train_ensemble
+from rethinkgen.engine.ensemble import train_ensemble
+from rethinkgen.engine.trainer import train
 from rethinkgen.errors import RethinkgenError
-from rethinkgen.train import train
 
 SMALL = dict(model="mlp-1x512", epochs=2, batch_size=32, log_every=2)
 
@@ -184,8 +184,8 @@ def test_new_settings_at_their_defaults_leave_existing_run_ids_unchanged():
 
 # ----------------------------------------------------------------------------------- sweeps and measures
 def test_a_sweep_and_the_measures_take_arrays(tmp_path):
+    from rethinkgen.experiments.sweep import Sweep, SweepRun, run_sweep
     from rethinkgen.measures.runs import measure_stored_run
-    from rethinkgen.sweep import Sweep, SweepRun, run_sweep
 
     data = from_arrays(*toy_arrays(), name="toy")
     sweep = Sweep("toy", [SweepRun(f"p={p}", RunConfig(**SMALL, label_noise=p)) for p in (0.0, 0.5)])

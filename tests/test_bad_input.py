@@ -14,10 +14,9 @@ import torch
 from rethinkgen import models, settings_file
 from rethinkgen.cli import main
 from rethinkgen.config import RunConfig
-from rethinkgen.data import idx as idx_mod
-from rethinkgen.data import load
+from rethinkgen.data import idx as idx_mod, load
 from rethinkgen.errors import SHOWN_LENGTH, RethinkgenError, shown
-from rethinkgen.sweep import expand, load_spec, run_sweep
+from rethinkgen.experiments.sweep import expand, load_spec, run_sweep
 
 TINY = ["--subset", "100", "--test-subset", "50", "--epochs", "1", "--quiet"]
 IDX_STEMS = idx_mod.FILES

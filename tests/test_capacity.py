@@ -2,30 +2,28 @@
 
 import numpy as np
 import pytest
-import torch
 
 from rethinkgen import data
 from rethinkgen.errors import RethinkgenError
 from rethinkgen.theory import capacity
-from rethinkgen.theory.capacity import (FITTERS, RademacherResult, StabilityResult, make_fitter, network_fitter,
-                                        plot_rademacher, plot_stability, rademacher, rademacher_suite,
-                                        sample_inputs, stability_probe)
+from rethinkgen.theory.capacity import (
+    FITTERS,
+    RademacherResult,
+    StabilityResult,
+    make_fitter,
+    network_fitter,
+    plot_rademacher,
+    plot_stability,
+    rademacher,
+    rademacher_suite,
+    sample_inputs,
+    stability_probe,
+)
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """The tiny networks here run fastest on one thread, and the machine may be shared."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-@pytest.fixture(scope="module")
-def digits():
-    return data.load("digits")
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny networks run fastest on one thread
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ import pytest
 from rethinkgen.cli import main
 from rethinkgen.config import RunConfig
 from rethinkgen.errors import RethinkgenError
-from rethinkgen.results import load
+from rethinkgen.store import load
 
 TINY = ["--subset", "150", "--test-subset", "60", "--epochs", "2", "--quiet"]
 
@@ -51,8 +51,9 @@ def test_json_config_gives_the_same_run_as_flags(tmp_path):
 
 
 def test_every_setting_is_a_flag():
-    from rethinkgen.cli import build_parser
     from dataclasses import fields
+
+    from rethinkgen.cli import build_parser
 
     help_text = build_parser()._subparsers._group_actions[0].choices["run"].format_help()
     for f in fields(RunConfig):
@@ -92,8 +93,9 @@ def test_datasets_and_models_listings(capsys):
 
 @pytest.fixture
 def corrupt_idx_dir(tmp_path):
-    from rethinkgen.data.idx import write_idx
     import numpy as np
+
+    from rethinkgen.data.idx import write_idx
 
     directory = tmp_path / "fmnist"
     directory.mkdir()
@@ -207,10 +209,10 @@ def test_run_ids_of_stored_runs_stay_stable():
 
 
 def test_demo_exits_non_zero_when_its_runs_fail(tmp_path, capsys, monkeypatch):
-    from rethinkgen import train as train_module
+    from rethinkgen.experiments import executors
 
     def broken(*args, **kwargs):
         raise RuntimeError("disk on fire")
-    monkeypatch.setattr(train_module, "train", broken)
+    monkeypatch.setattr(executors, "train", broken)
     code, _, err = run_cli(capsys, "demo", "--out", str(tmp_path), "--subset", "60", "--epochs", "1", "--quiet")
     assert code == 2 and "6 demo run(s) failed" in err and "disk on fire" in err

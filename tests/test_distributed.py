@@ -9,12 +9,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from rethinkgen import distributed
 from rethinkgen.cli import main
 from rethinkgen.config import RunConfig
+from rethinkgen.engine import distributed
+from rethinkgen.engine.trainer import train
 from rethinkgen.errors import RethinkgenError
-from rethinkgen.results import load
-from rethinkgen.train import train
+from rethinkgen.store import load
 
 ROOT = Path(__file__).resolve().parents[1]
 TIMING = {"train_seconds", "wall_seconds", "images_per_second"}

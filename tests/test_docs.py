@@ -133,7 +133,7 @@ def test_command_line_page_shows_every_commands_help():
 
 
 def test_presets_page_budgets_match_the_presets():
-    from rethinkgen.presets import EPOCHS
+    from rethinkgen.experiments.presets import EPOCHS
 
     page = (ROOT / "docs" / "presets.md").read_text()
     lines = [line.strip() for line in page.splitlines() if line.strip().startswith("| ")]

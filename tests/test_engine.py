@@ -7,14 +7,13 @@ import torch
 from torch import nn
 
 from helpers import interrupt_after
-
 from rethinkgen.config import RunConfig
+from rethinkgen.engine.ensemble import train_ensemble
 from rethinkgen.engine.evaluate import CPU_CONV_EVAL_CHUNK, evaluation_plan, metrics_from_logits, predict
 from rethinkgen.engine.provenance import provenance
 from rethinkgen.engine.seeds import epoch_order
-from rethinkgen.ensemble import train_ensemble
-from rethinkgen.speedups import Speedups
-from rethinkgen.train import train
+from rethinkgen.engine.speedups import Speedups
+from rethinkgen.engine.trainer import train
 
 
 def tiny(**changes) -> RunConfig:

@@ -6,12 +6,11 @@ import pytest
 import torch
 
 from helpers import interrupt_after
-
 from rethinkgen.config import RunConfig
-from rethinkgen.ensemble import group_configs, group_key, train_ensemble
+from rethinkgen.engine.ensemble import group_configs, group_key, train_ensemble
+from rethinkgen.engine.trainer import train
 from rethinkgen.errors import RethinkgenError
-from rethinkgen.results import load
-from rethinkgen.train import train
+from rethinkgen.store import load
 
 TIMING = {"train_seconds", "wall_seconds", "images_per_second"}
 

@@ -6,12 +6,11 @@ import textwrap
 
 import pytest
 
-from rethinkgen import executors
-from rethinkgen import train as train_module
 from rethinkgen.cli import main
 from rethinkgen.config import RunConfig
-from rethinkgen.results import RunStore, load
-from rethinkgen.sweep import expand, run_sweep
+from rethinkgen.experiments import executors
+from rethinkgen.experiments.sweep import expand, run_sweep
+from rethinkgen.store import RunStore, load
 
 TINY_BASE = {"dataset": "digits", "subset": 100, "test_subset": 50, "epochs": 1}
 
@@ -85,7 +84,7 @@ def test_local_plan_puts_k_workers_on_each_gpu_in_turn():
 
 def test_the_executor_picks_the_gpu_except_for_runs_on_the_cpu(monkeypatch):
     given = []
-    monkeypatch.setattr(train_module, "train", lambda config, *args, **kwargs: given.append(config.device) or
+    monkeypatch.setattr(executors, "train", lambda config, *args, **kwargs: given.append(config.device) or
                         type("R", (), {"summary": {"status": "complete"}})())
     for device in ("auto", "cuda", "cuda:0", "cpu"):
         config = RunConfig(**TINY_BASE, device=device).to_dict()

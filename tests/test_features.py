@@ -7,8 +7,16 @@ import pytest
 import torch
 
 from rethinkgen.errors import RethinkgenError
-from rethinkgen.theory.features import (FEATURE_MAPS, GaborFeatures, RandomConvFeatures, gabor_bank,
-                                        gabor_features, make_feature_map, random_conv_features, raw_features)
+from rethinkgen.theory.features import (
+    FEATURE_MAPS,
+    GaborFeatures,
+    RandomConvFeatures,
+    gabor_bank,
+    gabor_features,
+    make_feature_map,
+    random_conv_features,
+    raw_features,
+)
 
 SMALL_RANDOM_CONV = dict(n_filters=12, patch_size=5)  # keeps every test here fast
 

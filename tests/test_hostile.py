@@ -12,22 +12,22 @@ import stat
 import numpy as np
 import pytest
 import torch
-from helpers import interrupt_after
 
-from rethinkgen import results
+from helpers import interrupt_after
+from rethinkgen import store as results
 from rethinkgen.cli import main
 from rethinkgen.config import RunConfig
 from rethinkgen.data.cifar import write_batch
+from rethinkgen.engine.checkpoints import save_state
+from rethinkgen.engine.trainer import train
 from rethinkgen.errors import RethinkgenError
-from rethinkgen.results import (
+from rethinkgen.store import (
     INDEX_NAME,
     atomic_write,
     check_run_id,
     load,
     safe_name,
-    save_state,
 )
-from rethinkgen.train import train
 
 TINY = {"dataset": "digits", "subset": 150, "test_subset": 60, "epochs": 3, "log_every": 2}
 TINY_FLAGS = ["--subset", "150", "--test-subset", "60", "--epochs", "3", "--log-every", "2", "--quiet"]
@@ -295,7 +295,7 @@ def test_a_damaged_summary_in_an_ensemble_fails_that_run_only(tmp_path):
     bad = RunConfig(**{**TINY, "epochs": 2, "label_noise": 0.0}).run_id()
     (runs / bad).mkdir(parents=True)
     (runs / bad / "summary.json").write_text("[1, 2")
-    from rethinkgen.ensemble import train_ensemble
+    from rethinkgen.engine.ensemble import train_ensemble
 
     configs = [RunConfig(**{**TINY, "epochs": 2, "label_noise": p}) for p in (0.0, 1.0)]
     first, second = train_ensemble(configs, runs, progress=False)

@@ -9,18 +9,17 @@ import pytest
 import torch
 
 from helpers import interrupt_after
-
 from rethinkgen import data, models
 from rethinkgen.cli import main
 from rethinkgen.config import RunConfig
 from rethinkgen.data.dataset import Dataset
 from rethinkgen.data.imagefolder import decode, load_imagefolder, write_imagefolder
-from rethinkgen.errors import RethinkgenError
-from rethinkgen.randomize import randomize
-from rethinkgen.results import load
-from rethinkgen.streaming import StreamedData
+from rethinkgen.data.randomize import randomize
 from rethinkgen.engine.data import DeviceData
-from rethinkgen.train import train
+from rethinkgen.engine.streaming import StreamedData
+from rethinkgen.engine.trainer import train
+from rethinkgen.errors import RethinkgenError
+from rethinkgen.store import load
 
 CLASSES = ("cat", "dog", "fox")
 SIZE = 80

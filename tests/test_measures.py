@@ -9,18 +9,19 @@ import torch
 from scipy.stats import kendalltau
 from torch import nn
 
-from rethinkgen import measures, models, presets
+from rethinkgen import measures, models
 from rethinkgen.cli import main
 from rethinkgen.config import RunConfig
+from rethinkgen.engine.trainer import train
 from rethinkgen.errors import RethinkgenError
+from rethinkgen.experiments import presets
 from rethinkgen.measures import MeasureContext, compute
 from rethinkgen.measures.analysis import analyse, granulated_tau, hyperparameter_axes, kendall_tau
 from rethinkgen.measures.flatness import bisect_scale
 from rethinkgen.measures.network import fold_batch_norm
 from rethinkgen.measures.runs import measure_stored_run, read_measures
 from rethinkgen.report import write_report
-from rethinkgen.results import load
-from rethinkgen.train import train
+from rethinkgen.store import load
 
 SMALL_BUDGET = {"sharpness_draws": 2, "scale_draws": 1, "bisection_steps": 3}
 

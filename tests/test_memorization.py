@@ -1,8 +1,8 @@
 """Memorization dynamics: the training accuracy split by changed labels, per epoch, and its figure."""
 
 from rethinkgen.config import RunConfig
-from rethinkgen.plots import plot_memorization
-from rethinkgen.train import train
+from rethinkgen.engine.trainer import train
+from rethinkgen.report.figures import plot_memorization
 
 
 def test_a_noisy_run_fits_its_kept_labels_before_its_changed_ones(tmp_path):

@@ -11,13 +11,13 @@ from rethinkgen.cli import main
 from rethinkgen.config import RunConfig
 from rethinkgen.data.builtin import load_synthetic
 from rethinkgen.data.label_noise import chance_accuracy, corrupt_labels, expected_fraction_changed
-from rethinkgen.demo import results_table
+from rethinkgen.data.randomize import RandomizationRecord, randomize
+from rethinkgen.engine.trainer import train
 from rethinkgen.errors import RethinkgenError
+from rethinkgen.experiments.demo import results_table
+from rethinkgen.experiments.sweep import Sweep, SweepOutcome, SweepRun, run_sweep
 from rethinkgen.outcome import fit_words, status_words
-from rethinkgen.randomize import RandomizationRecord, randomize
 from rethinkgen.report import Run, status_of
-from rethinkgen.sweep import Sweep, SweepOutcome, SweepRun, run_sweep
-from rethinkgen.train import train
 
 K = 10
 N = 20000

@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 import torch
 
-from rethinkgen.augment import AugmentSettings, augment, color_jitter, random_crop, random_flip, random_rotate
+from rethinkgen.data.augment import AugmentSettings, augment, color_jitter, random_crop, random_flip, random_rotate
+from rethinkgen.data.preprocess import center_crop, crop_size_for, preprocess, standardize
 from rethinkgen.errors import RethinkgenError
-from rethinkgen.preprocess import center_crop, crop_size_for, preprocess, standardize
 
 
 def gen(seed=0):
@@ -47,7 +47,8 @@ def test_random_crop_takes_windows_of_each_image():
     assert crops.shape == (64, 3, 28, 28)
     offsets = set()
     for image, crop in zip(images, crops):
-        found = [(t, l) for t in range(5) for l in range(5) if torch.equal(image[:, t:t + 28, l:l + 28], crop)]
+        found = [(top, left) for top in range(5) for left in range(5)
+                 if torch.equal(image[:, top:top + 28, left:left + 28], crop)]
         assert len(found) == 1
         offsets.add(found[0])
     assert len(offsets) > 10  # offsets vary from image to image

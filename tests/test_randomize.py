@@ -7,8 +7,8 @@ import pytest
 
 from rethinkgen.data import load
 from rethinkgen.data.builtin import load_synthetic
+from rethinkgen.data.randomize import INPUTS, RandomizationRecord, randomize
 from rethinkgen.errors import RethinkgenError
-from rethinkgen.randomize import INPUTS, RandomizationRecord, randomize
 
 
 @pytest.fixture(scope="module")

@@ -13,8 +13,8 @@ import pytest
 from helpers import FAILING_MODEL_SOURCE
 from rethinkgen.cli import main
 from rethinkgen.errors import RethinkgenError
-from rethinkgen.results import load
-from rethinkgen.sweep import load_spec, run_sweep
+from rethinkgen.experiments.sweep import load_spec, run_sweep
+from rethinkgen.store import load
 
 ray = pytest.importorskip("ray")
 

@@ -7,12 +7,12 @@ import subprocess
 import numpy as np
 import pytest
 
-from rethinkgen import presets
 from rethinkgen.cli import main
 from rethinkgen.data.cifar import write_batch
 from rethinkgen.errors import RethinkgenError
+from rethinkgen.experiments import presets
+from rethinkgen.experiments.sweep import run_sweep
 from rethinkgen.report import write_report
-from rethinkgen.sweep import run_sweep
 
 FAST = dict(epochs=3, subset=64, test_subset=64)
 

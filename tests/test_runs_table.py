@@ -7,10 +7,10 @@ import sys
 import pandas as pd
 import pytest
 
-from rethinkgen import results
+from rethinkgen import store as results
 from rethinkgen.cli import main
 from rethinkgen.config import RunConfig
-from rethinkgen.train import train
+from rethinkgen.engine.trainer import train
 
 
 @pytest.fixture(scope="module")

@@ -9,13 +9,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from rethinkgen import speedups
 from rethinkgen.cli import main
 from rethinkgen.config import RunConfig
+from rethinkgen.engine import speedups
+from rethinkgen.engine.speedups import Speedups
+from rethinkgen.engine.trainer import train
 from rethinkgen.errors import RethinkgenError
 from rethinkgen.models import create_model
-from rethinkgen.speedups import Speedups
-from rethinkgen.train import train
 
 ROOT = Path(__file__).resolve().parents[1]
 TIMING = {"train_seconds", "wall_seconds", "images_per_second"}

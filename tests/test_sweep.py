@@ -7,13 +7,13 @@ import textwrap
 import pytest
 
 from helpers import FAILING_MODEL_SOURCE, interrupt_after
-from rethinkgen import presets
-from rethinkgen import train as train_module
 from rethinkgen.cli import main
 from rethinkgen.config import RunConfig
+from rethinkgen.engine import trainer as train_module
 from rethinkgen.errors import RethinkgenError
-from rethinkgen.results import RunStore, load
-from rethinkgen.sweep import expand, load_spec, run_sweep
+from rethinkgen.experiments import presets
+from rethinkgen.experiments.sweep import expand, load_spec, run_sweep
+from rethinkgen.store import RunStore, load
 
 TINY_BASE = {"dataset": "digits", "subset": 100, "test_subset": 50, "epochs": 2, "log_every": 1}
 
@@ -126,10 +126,11 @@ def test_workers_run_in_parallel_processes_into_one_store(tmp_path):
 
 
 def test_ensembles_train_compatible_runs_together_and_skip_them_later(tmp_path, monkeypatch):
-    from rethinkgen import ensemble
+    from rethinkgen.experiments import executors
 
-    sizes, real = [], ensemble.train_ensemble
-    monkeypatch.setattr(ensemble, "train_ensemble", lambda configs, *a, **k: sizes.append(len(configs)) or real(configs, *a, **k))
+    sizes, real = [], executors.train_ensemble
+    monkeypatch.setattr(executors, "train_ensemble",
+                        lambda configs, *a, **k: sizes.append(len(configs)) or real(configs, *a, **k))
     sweep = expand(spec(axes={"label_noise": [0.0, 0.5, 1.0], "model": ["mlp-1x512", "mlp-3x512"]},
                         base={**TINY_BASE, "dropout": 0.0}))
     sweep.runs.append(expand(spec(base={**TINY_BASE, "dropout": 0.5})).runs[0])  # must train alone
@@ -146,7 +147,7 @@ def test_ensembles_train_compatible_runs_together_and_skip_them_later(tmp_path, 
 
 
 def test_ensemble_size_auto_gives_each_worker_a_share():
-    from rethinkgen.sweep import ensemble_size
+    from rethinkgen.experiments.sweep import ensemble_size
 
     assert ensemble_size("auto", 11, 1) == 11 and ensemble_size("auto", 11, 2) == 6
     assert ensemble_size("auto", 100, 1) == 32 and ensemble_size("auto", 0, 1) == 1 and ensemble_size("4", 11, 1) == 4
@@ -204,14 +205,14 @@ def test_each_preset_has_the_runs_of_its_experiment(preset, runs):
 def test_table1_rows_match_the_paper():
     rows = {(r.group["model"], r.group["crop"], r.group["weight_decay"], r.group["random_labels"])
             for r in presets.build("table1").runs}
-    from rethinkgen.paper import TABLE1
+    from rethinkgen.report.paper import TABLE1
     assert rows == set(TABLE1)
     crop_run = next(r for r in presets.build("table1").runs if r.group["crop"])
     assert crop_run.config.augment == ("crop",) and crop_run.config.stop_at_fit
 
 
 def test_table2_rows_and_settings_match_the_paper():
-    from rethinkgen.paper import TABLE2
+    from rethinkgen.report.paper import TABLE2
 
     sweep = presets.build("table2")
     rows = {(r.group["random_labels"], r.group["augmentation"], r.group["dropout"], r.group["weight_decay"])
@@ -255,8 +256,8 @@ def test_preset_overrides_reach_every_run():
 
 
 def test_two_sweeps_sharing_runs_never_train_one_run_twice_at_once(tmp_path):
-    from rethinkgen.executors import train_group
-    from rethinkgen.train import run_lock
+    from rethinkgen.engine.trainer import run_lock
+    from rethinkgen.experiments.executors import train_group
 
     config = expand(spec()).runs[0].config
     run_dir = tmp_path / config.run_id()

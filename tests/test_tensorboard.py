@@ -8,7 +8,7 @@ import pytest
 from rethinkgen.cli import main
 from rethinkgen.config import RunConfig
 from rethinkgen.engine import tensorboard
-from rethinkgen.train import train
+from rethinkgen.engine.trainer import train
 
 
 def read_events(run_dir):

@@ -8,12 +8,11 @@ import pytest
 import torch
 
 from helpers import interrupt_after
-
-from rethinkgen import train as train_module
 from rethinkgen.config import RunConfig
+from rethinkgen.engine import trainer as train_module
+from rethinkgen.engine.trainer import train
 from rethinkgen.errors import RethinkgenError
-from rethinkgen.results import INDEX_NAME, load
-from rethinkgen.train import train
+from rethinkgen.store import INDEX_NAME, load
 
 TIMING = {"train_seconds", "wall_seconds", "images_per_second"}
 
@@ -196,8 +195,8 @@ def test_the_index_is_sqlite_in_wal_mode(tmp_path):
 
 
 def test_a_running_runs_progress_is_indexed_at_most_every_few_seconds(tmp_path, monkeypatch):
-    from rethinkgen import results
-    from rethinkgen.results import RunStore
+    from rethinkgen import store as results
+    from rethinkgen.store import RunStore
 
     clock = [100.0]
     monkeypatch.setattr(results.time, "monotonic", lambda: clock[0])
@@ -241,7 +240,7 @@ def test_real_fashion_mnist_true_labels_generalize_and_random_labels_do_not(tmp_
 
 
 def test_a_run_that_another_process_is_training_is_refused(tmp_path):
-    from rethinkgen.train import RunBusy, run_lock
+    from rethinkgen.engine.trainer import RunBusy, run_lock
 
     config = tiny(epochs=1)
     run_dir = tmp_path / config.run_id()

@@ -8,9 +8,9 @@ import sys
 import typing
 from pathlib import Path
 
+from rethinkgen.choices import PRESETS as PRESET_NAMES
 from rethinkgen.config import RunConfig, check_device
 from rethinkgen.errors import DamagedFile, RethinkgenError, raised, shown, warn
-from rethinkgen.choices import PRESETS as PRESET_NAMES
 
 RUN_FLAG_TYPES = {int: int, float: float, str: str}
 
@@ -149,8 +149,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_run(args) -> int:
-    from rethinkgen import distributed
-    from rethinkgen.train import train
+    from rethinkgen.engine import distributed
+    from rethinkgen.engine.trainer import train
 
     config = _config_from_args(args)
     result = train(config, args.out, progress=not args.quiet, log=print if args.quiet else None, restart=args.restart)
@@ -174,7 +174,7 @@ def cmd_run(args) -> int:
 
 
 def cmd_demo(args) -> int:
-    from rethinkgen.demo import run_demo
+    from rethinkgen.experiments.demo import run_demo
 
     overrides = {k: getattr(args, k) for k in ("dataset", "data_dir", "model", "subset", "test_subset", "epochs", "seed")}
     table, table_path, figure_path = run_demo(args.out, progress=not args.quiet, **overrides)
@@ -184,8 +184,9 @@ def cmd_demo(args) -> int:
 
 
 def cmd_sweep(args) -> int:
-    from rethinkgen import distributed, presets, sweep
-    from rethinkgen.executors import check_options
+    from rethinkgen.engine import distributed
+    from rethinkgen.experiments import presets, sweep
+    from rethinkgen.experiments.executors import check_options
 
     if distributed.from_environment().active:
         raise RethinkgenError("a sweep does not run under torchrun (every process would run every run); "
@@ -242,8 +243,7 @@ def cmd_measures(args) -> int:
     from tqdm.auto import tqdm
 
     from rethinkgen import measures
-    from rethinkgen.measures import analysis
-    from rethinkgen.measures import runs as stored
+    from rethinkgen.measures import analysis, runs as stored
 
     for module in args.imports:
         try:
@@ -261,7 +261,7 @@ def cmd_measures(args) -> int:
     names = measures.resolve(args.only)
     check_device(args.device)
     if not args.no_compute:
-        from rethinkgen.train import resolve_device
+        from rethinkgen.engine.trainer import resolve_device
 
         resolve_device(args.device)  # a device this machine lacks is said once, before any run is touched
     runs_dir = Path(args.runs_dir)
@@ -295,7 +295,7 @@ def cmd_measures(args) -> int:
 
 
 def cmd_results(args) -> int:
-    from rethinkgen import runs_table
+    from rethinkgen.report import runs_table
 
     if args.format not in runs_table.FORMATS:  # before reading the runs
         raise RethinkgenError(f"unknown format {shown(args.format)}; allowed: {', '.join(runs_table.FORMATS)}")

@@ -16,13 +16,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
-from rethinkgen import models
+from rethinkgen import registry
 from rethinkgen.choices import AMP_MODES, AUGMENTATIONS, DATASETS, INPUTS, LABEL_NOISE_MODES, MEASURE_SETS, SWITCH_MODES
-from rethinkgen.data import arrays as own_data
-from rethinkgen.data import huggingface
+from rethinkgen.data import arrays as own_data, huggingface
 from rethinkgen.errors import RethinkgenError, choice_error, shown
 from rethinkgen.settings_file import read_mapping
-from rethinkgen.speedups import resolve_amp
 
 # settings that change where data is read, which device computes, how many processes load it, only the
 # order of floating-point operations, or what is measured afterwards, but not what a run is
@@ -70,7 +68,8 @@ class RunConfig:
     test_split: Optional[str] = _f(None, "Hugging Face datasets only: the test split (default: test, else "
                                          "validation)", hashed_at_default=False)
     # randomization
-    label_noise: float = _f(0.0, "probability p in [0, 1] that a training label is replaced by a uniform class")
+    label_noise: float = _f(0.0, "probability p in [0, 1] that a training label is replaced by a uniform class",
+        within=(0, 1, False, False))
     label_noise_mode: str = _f("uniform", "how a replaced label is drawn: uniform (over all K classes, as the paper: "
                                "about p/K of them stay right) or other (always a different class)",
                                hashed_at_default=False, choices=LABEL_NOISE_MODES)
@@ -78,20 +77,25 @@ class RunConfig:
     corrupt_test_labels: bool = _f(False, "apply the label noise to the test labels too (the paper does not)")
     # model
     model: str = _f("mlp-1x512", "model name (see `rethinkgen models`) or package.module:factory")
-    dropout: float = _f(0.0, "dropout probability in the model's head (0 = off, as in the paper's CIFAR runs)")
+    dropout: float = _f(0.0, "dropout probability in the model's head (0 = off, as in the paper's CIFAR runs)",
+        within=(0, 1, False, True))
     crop: str = _f("auto", "centre crop: auto (32x32 to 28x28, as the paper), none, or a size")
     # optimization
     epochs: int = _f(20, "number of epochs (the paper gives none)")
     batch_size: int = _f(128, "minibatch size (the paper gives none; 128 is the usual choice)")
     lr: Optional[float] = _f(None, "initial learning rate (default: the paper's, 0.1 Inception, 0.01 others)")
-    lr_decay: float = _f(0.95, "learning rate factor applied after every epoch (App. A: 0.95)")
-    momentum: float = _f(0.9, "SGD momentum (App. A: 0.9)")
+    lr_decay: float = _f(0.95, "learning rate factor applied after every epoch (App. A: 0.95)",
+        within=(0, 1, True, False))
+    momentum: float = _f(0.9, "SGD momentum (App. A: 0.9)",
+        within=(0, 1, False, True))
     weight_decay: float = _f(0.0, "L2 weight decay coefficient (0 = off, as in the randomization runs)")
     augment: list = _f((), "augmentations applied per batch: " + ", ".join(AUGMENTATIONS))
-    rotate_degrees: float = _f(25.0, "maximum rotation of the 'rotate' augmentation (App. E: 25)")
+    rotate_degrees: float = _f(25.0, "maximum rotation of the 'rotate' augmentation (App. E: 25)",
+        within=(0, 180, False, False))
     pad: int = _f(4, "padding of the 'crop' augmentation when there is no centre crop to randomize")
     # fitting and logging
-    fit_threshold: float = _f(1.0, "training accuracy at which a run counts as fitted")
+    fit_threshold: float = _f(1.0, "training accuracy at which a run counts as fitted",
+        within=(0, 1, True, False))
     stop_at_fit: bool = _f(False, "stop as soon as the run is fitted instead of running all epochs")
     tensorboard: bool = _f(False, "write TensorBoard event files in the run's folder (pip install "
                                   "'rethinkgen[tensorboard]'); not part of the run id")
@@ -105,7 +109,7 @@ class RunConfig:
     init_seed: Optional[int] = _f(None, "seed of the model's initial weights and dropout (default: seed)")
     order_seed: Optional[int] = _f(None, "seed of the data order and augmentation (default: seed)")
     device: str = _f("auto", "auto, cpu, cuda or cuda:N")
-    # GPU switches (see speedups.py); auto is off on the CPU
+    # GPU switches (see engine/speedups.py); auto is off on the CPU
     amp: str = _f("auto", "bf16 autocast: off, bf16, or auto (bf16 on a CUDA GPU that supports it, else off; "
                   + CUDA_UNMEASURED + "); part of the run id when bf16", hashed_at_default=False, neutral="off",
                   choices=AMP_MODES)
@@ -136,20 +140,29 @@ class RunConfig:
 
     # ------------------------------------------------------------------ validation
     def validated(self) -> "RunConfig":
-        """Check types and ranges; return self. Raises RethinkgenError naming the bad value."""
+        """A copy with each value in its field's type (an int for a float, a comma list for a list), after
+        checking every constraint; ``self`` is left as it is. Raises RethinkgenError naming the bad value."""
         hints = typing.get_type_hints(type(self))
+        coerced = {}
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
             if "choices" in f.metadata and isinstance(value, bool):
                 value = "on" if value else "off"  # YAML reads an unquoted on/off as a boolean
-            setattr(self, f.name, _coerce(f.name, value, hints[f.name]))
+            coerced[f.name] = _coerce(f.name, value, hints[f.name])
+        config = dataclasses.replace(self, **coerced)
+        config.check()
+        return config
+
+    def check(self) -> None:
+        """Check every setting against its constraints (the ``choices`` and ``within`` of its field, and the
+        rules below); change nothing. Raises RethinkgenError naming the bad value."""
         if self.dataset not in DATASETS and not own_data.is_own(self.dataset):
             raise choice_error("dataset", self.dataset, (*DATASETS, "PATH.npz", "hf:OWNER/NAME", "hf:PATH"))
         own_data.check_data_hash(self.dataset, self.data_hash)
         huggingface.check(self.dataset, huggingface.options_of(self))
         if self.inputs not in INPUTS:
             raise choice_error("input randomization", self.inputs, INPUTS)
-        models.check_name(self.model)
+        registry.check_name(self.model)
         for f in dataclasses.fields(self):
             if "choices" in f.metadata and getattr(self, f.name) not in f.metadata["choices"]:
                 raise choice_error(f.name, getattr(self, f.name), f.metadata["choices"])
@@ -160,12 +173,9 @@ class RunConfig:
                 raise choice_error("augmentation", name, AUGMENTATIONS)
             if name in self.augment[:i]:
                 raise RethinkgenError(f"augmentation {shown(name)} is given twice in augment; give it once")
-        _in_range("label_noise", self.label_noise, 0, 1)
-        _in_range("dropout", self.dropout, 0, 1, high_open=True)
-        _in_range("lr_decay", self.lr_decay, 0, 1, low_open=True)
-        _in_range("momentum", self.momentum, 0, 1, high_open=True)
-        _in_range("fit_threshold", self.fit_threshold, 0, 1, low_open=True)
-        _in_range("rotate_degrees", self.rotate_degrees, 0, 180)
+        for f in dataclasses.fields(self):
+            if "within" in f.metadata:
+                _in_range(f.name, getattr(self, f.name), *f.metadata["within"])
         if self.lr is not None and not (self.lr > 0 and math.isfinite(self.lr)):
             raise RethinkgenError(f"lr {shown(self.lr)} must be a positive number")
         if not (self.weight_decay >= 0 and math.isfinite(self.weight_decay)):
@@ -188,17 +198,16 @@ class RunConfig:
         if self.crop not in ("auto", "none") and not (re.fullmatch(r"[0-9]{1,9}", self.crop) and int(self.crop) > 0):
             raise RethinkgenError(f"crop {shown(self.crop)} must be auto, none, or a positive integer size")
         check_device(self.device)
-        return self
 
     def resolved(self) -> "RunConfig":
         """Fill in the defaults that depend on other settings (seeds, the model's learning rate, amp on
         this machine's device: bf16 changes the numbers, so ``auto`` is decided before the run id is taken)."""
         return dataclasses.replace(
-            self, amp=resolve_amp(self.amp, self.device), data_hash=self._resolved_hash(),
+            self, amp=_resolved_amp(self.amp, self.device), data_hash=self._resolved_hash(),
             randomization_seed=self.seed if self.randomization_seed is None else self.randomization_seed,
             init_seed=self.seed if self.init_seed is None else self.init_seed,
             order_seed=self.seed if self.order_seed is None else self.order_seed,
-            lr=models.default_lr(self.model) if self.lr is None else self.lr)
+            lr=registry.default_lr(self.model) if self.lr is None else self.lr)
 
     def _resolved_hash(self) -> str | None:
         if huggingface.is_hf(self.dataset):
@@ -220,6 +229,16 @@ class RunConfig:
         return hashlib.sha256(json.dumps(values, sort_keys=True).encode()).hexdigest()[:12]
 
 
+def _resolved_amp(amp: str, device: str) -> str:
+    """``amp`` with ``auto`` decided for this machine's device."""
+    if amp != "auto":
+        return amp
+    # torch only to look for a CUDA GPU, when a run's id is taken: keeps config (and CLI start-up) free of torch
+    from rethinkgen.engine.speedups import resolve_amp
+
+    return resolve_amp(amp, device)
+
+
 def check_device(name: str) -> str:
     """Refuse a device name torch would not parse (``cuda:abc``); return it."""
     if not isinstance(name, str) or not DEVICE_PATTERN.fullmatch(name):
@@ -238,10 +257,6 @@ def setting_names(values: dict, where: str) -> dict:
                                   f"{shown(key)}); give it once")
         named[name] = (key, value)
     return {name: value for name, (_, value) in named.items()}
-
-
-def field_help() -> dict[str, str]:
-    return {f.name: f.metadata["help"] for f in dataclasses.fields(RunConfig)}
 
 
 def _in_range(name, value, low, high, low_open=False, high_open=False):

@@ -13,8 +13,9 @@ DIGITS_MAX = 16  # sklearn's digits hold counts 0..16 per 4x4 block
 
 def load_digits() -> Dataset:
     """scikit-learn's 1,797 8x8 handwritten digits, scaled to 0..255, split 1,347 train / 450 test."""
+    # scikit-learn only when the digits are loaded: keeps config (and CLI start-up) light
     from sklearn.datasets import load_digits as sklearn_digits
-    from sklearn.model_selection import train_test_split
+    from sklearn.model_selection import train_test_split  # (as above)
 
     bunch = sklearn_digits()
     images = np.round(bunch.images * (255 / DIGITS_MAX)).astype(np.uint8)[:, None]

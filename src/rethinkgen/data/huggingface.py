@@ -24,6 +24,7 @@ import numpy as np
 from rethinkgen.data import arrays
 from rethinkgen.data.dataset import Dataset
 from rethinkgen.errors import RethinkgenError, raised, shown
+from rethinkgen.store import atomic_write, atomic_write_text
 
 PREFIX = "hf:"
 OPTIONS = ("image_column", "label_column", "train_split", "test_split")
@@ -164,7 +165,7 @@ def _folder_files(folder: Path) -> list:
 
 def _open(target: str, local: bool):
     """The ``DatasetDict`` of a Hub name or a local folder; one-line errors."""
-    import datasets
+    import datasets  # the optional hf extra
 
     datasets.disable_progress_bars()
     folder = Path(target).expanduser()
@@ -202,8 +203,6 @@ def _read_record(path: Path) -> str | None:
 
 
 def _write_cache(npz: Path, record: Path, data: Dataset, data_hash: str, dataset: str, options: dict) -> None:
-    from rethinkgen.results import atomic_write, atomic_write_text
-
     npz.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(npz, lambda handle: np.savez(handle, x_train=data.x_train, y_train=data.y_train, x_test=data.x_test,
                                               y_test=data.y_test, classes=np.array(data.classes, dtype=str)))

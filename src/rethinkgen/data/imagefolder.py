@@ -2,7 +2,7 @@
 
 ImageNet does not fit in memory as uint8 (1.28 million images of 3x299x299 are 340 GB), so this source
 returns ``ImageFiles`` (file names and labels) instead of a ``Dataset``, and the trainer
-streams its images through a DataLoader with worker processes (``rethinkgen.streaming``).
+streams its images through a DataLoader with worker processes (``rethinkgen.engine.streaming``).
 
 Layouts accepted (``root`` is ``--data-dir``, or ``$RETHINKGEN_DATA/imagenet``):
 
@@ -112,7 +112,7 @@ class ImageFiles:
 
 def decode(path: Path, size: int) -> np.ndarray:
     """One image file as uint8 [3, size, size]: RGB, shorter side resized to ``size``, centre-cropped."""
-    from PIL import Image
+    from PIL import Image  # only when images are decoded: keeps config (and CLI start-up) light
 
     try:
         with Image.open(path) as opened:
@@ -253,7 +253,7 @@ def _read_label_file(path: Path, classes: tuple[str, ...]) -> dict[str, int]:
 def write_imagefolder(root: Path, split: str, images: np.ndarray, labels, classes, extension: str = ".JPEG",
                       quality: int = 95) -> list[Path]:
     """Write uint8 images [N, C, H, W] as ``root/split/<class>/<n>.JPEG`` (used by tests and benchmarks)."""
-    from PIL import Image
+    from PIL import Image  # only when images are decoded: keeps config (and CLI start-up) light
 
     paths = []
     for n, (image, label) in enumerate(zip(images, labels)):

@@ -10,5 +10,5 @@
 - ``seeds``: each epoch's random draws from (seed, epoch, stream).
 - ``summary``: what a run's ``summary.json`` says.
 
-``rethinkgen.train.train`` and ``rethinkgen.ensemble.train_ensemble`` are the entry points.
+``rethinkgen.engine.trainer.train`` and ``rethinkgen.engine.ensemble.train_ensemble`` are the entry points.
 """

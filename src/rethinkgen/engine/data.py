@@ -1,7 +1,7 @@
 """Training data on the device: the training device itself, and the dataset held there.
 
 An image folder too large for the device (ImageNet) is streamed from disk instead
-(``rethinkgen.streaming.StreamedData``); both offer the trainer the same ``batches`` and ``evaluate``.
+(``rethinkgen.engine.streaming.StreamedData``); both offer the trainer the same ``batches`` and ``evaluate``.
 """
 
 from __future__ import annotations
@@ -9,13 +9,14 @@ from __future__ import annotations
 import torch
 
 from rethinkgen import data
-from rethinkgen.augment import settings_for, training_input
 from rethinkgen.config import RunConfig, check_device
+from rethinkgen.data.augment import settings_for, training_input
+from rethinkgen.data.preprocess import preprocess
+from rethinkgen.data.randomize import RandomizationRecord, randomize
 from rethinkgen.engine.evaluate import metrics_from_logits, predict
+from rethinkgen.engine.speedups import Speedups
+from rethinkgen.engine.streaming import StreamedData
 from rethinkgen.errors import RethinkgenError
-from rethinkgen.preprocess import preprocess
-from rethinkgen.randomize import RandomizationRecord
-from rethinkgen.speedups import Speedups
 
 
 def resolve_device(name: str) -> torch.device:
@@ -95,7 +96,18 @@ def training_data(clean, randomized, record: RandomizationRecord, config: RunCon
     """The dataset on the device (``DeviceData``), or, for an image folder, streamed from disk
     (``StreamedData``); the arguments are ``DeviceData``'s."""
     if isinstance(randomized, data.ImageFiles):
-        from rethinkgen.streaming import StreamedData
-
         return StreamedData(clean, randomized, record, config, device)
     return DeviceData(clean, randomized, record, config, device)
+
+
+def prepare_data(config: RunConfig, dataset: data.Dataset | None = None):
+    """Load (unless ``dataset``, your arrays, is given), subset and randomize the dataset; return (clean,
+    randomized, record)."""
+    if dataset is None:
+        dataset = data.load_for_run(config.dataset, config.data_dir, config.download, config.image_size,
+                                    config.data_hash, data.huggingface.options_of(config))
+    if config.subset is not None or config.test_subset is not None:
+        dataset = dataset.subset(config.subset, seed=config.randomization_seed, n_test=config.test_subset)
+    randomized, record = randomize(dataset, config.label_noise, config.inputs, config.randomization_seed,
+                                   config.corrupt_test_labels, config.label_noise_mode)
+    return dataset, randomized, record

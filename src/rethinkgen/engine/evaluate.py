@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from rethinkgen.speedups import Speedups, has_convolutions
+from rethinkgen.engine.speedups import Speedups, has_convolutions
 
 CPU_CONV_EVAL_CHUNK = 128  # see evaluation_plan
 TOP5 = 5  # top-5 accuracy is recorded when there are more classes than this (Table 2 reports it)

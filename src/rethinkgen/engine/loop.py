@@ -81,7 +81,7 @@ def train_epochs(stepper: Stepper, runs: list[RunState], config: RunConfig, desc
             recorded = _epoch(stepper, runs, epoch, config)
             _show(bar, runs, recorded)
             for run in recorded if on_epoch_end else ():
-                stepper.on_main(lambda run=run: on_epoch_end(run, epoch + 1))
+                stepper.on_main(lambda run=run, epoch=epoch: on_epoch_end(run, epoch + 1))
         for run in runs:
             run.finish("complete")
     except KeyboardInterrupt:

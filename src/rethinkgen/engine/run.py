@@ -17,8 +17,8 @@ from rethinkgen.config import RunConfig
 from rethinkgen.engine import tensorboard
 from rethinkgen.engine.provenance import SCHEMA_VERSION
 from rethinkgen.engine.seeds import epoch_order
-from rethinkgen.engine.summary import measure_completed, write_summary
-from rethinkgen.results import RunStore, append_jsonl
+from rethinkgen.engine.summary import write_summary
+from rethinkgen.store import RunStore, append_jsonl
 
 INTERRUPTED = "interrupted; run the same command again to resume"
 
@@ -36,8 +36,10 @@ class RunState:
         base: the summary keys fixed for the whole run (``engine.summary.summary_base``).
         save_epoch: ``save_epoch(run_dir, history, step_log, logged_steps, state) -> logged step rows``:
             appends the epoch's rows to the logs and writes the checkpoint ``state``
-            (``rethinkgen.train.save_epoch``).
+            (``rethinkgen.engine.trainer.save_epoch``).
         log: where one-line messages go.
+        measure: ``measure(model, data, run_dir, history, config) -> dict``: the ``measure_<name>`` summary
+            keys of the completed run (``rethinkgen.measures.runs.measure_completed``); None takes none.
         write: write the run's files (False on the processes of a distributed run other than rank 0).
 
     Attributes:
@@ -49,9 +51,10 @@ class RunState:
     """
 
     def __init__(self, config: RunConfig, store: RunStore | None, run_dir: Path, data, model: torch.nn.Module,
-                 base: dict, save_epoch: Callable, log: Callable[[str], None], write: bool = True):
+                 base: dict, save_epoch: Callable, log: Callable[[str], None], measure: Callable | None = None,
+                 write: bool = True):
         self.config, self.store, self.run_dir, self.data, self.model = config, store, run_dir, data, model
-        self.base, self.save_epoch, self.log, self.write = base, save_epoch, log, write
+        self.base, self.save_epoch, self.log, self.measure, self.write = base, save_epoch, log, measure, write
         self.run_id = config.run_id()
         self.history, self.step_log, self.logged_steps, self.step = [], [], 0, 0
         self.wall_seconds = 0.0
@@ -142,8 +145,8 @@ class RunState:
         self.status, self.message = status, message
         if status != "running" and self.board is not None:
             self.board.close()
-        if status == "complete" and self.config.measures != "none" and self.write:
-            self.measured = measure_completed(self.model, self.data, self.run_dir, self.history, self.config)
+        if status == "complete" and self.config.measures != "none" and self.write and self.measure is not None:
+            self.measured = self.measure(self.model, self.data, self.run_dir, self.history, self.config)
         self.summary = write_summary(self.store, self.config, self.run_dir, self.base, self.history, status,
                                      message, write=self.write, extra=self.measured)
         return self.summary

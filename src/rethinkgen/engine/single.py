@@ -1,7 +1,7 @@
 """The step of one run: one model and its SGD optimizer, in one process or data-parallel under torchrun.
 
-The GPU switches (bf16 autocast, channels_last, ``torch.compile``, see ``rethinkgen.speedups``) and the
-distributed context (``rethinkgen.distributed``: DistributedDataParallel, each rank's shard of every
+The GPU switches (bf16 autocast, channels_last, ``torch.compile``, see ``rethinkgen.engine.speedups``) and the
+distributed context (``rethinkgen.engine.distributed``: DistributedDataParallel, each rank's shard of every
 global batch, rank 0 alone evaluating) live here; outside torchrun the context is the identity.
 """
 
@@ -12,9 +12,9 @@ from typing import Callable, Iterator
 import torch
 
 from rethinkgen.config import RunConfig
-from rethinkgen.distributed import Context
+from rethinkgen.engine.distributed import Context
 from rethinkgen.engine.seeds import epoch_seed
-from rethinkgen.speedups import Speedups
+from rethinkgen.engine.speedups import Speedups
 
 
 class SingleStepper:

@@ -18,7 +18,7 @@ from torch.func import functional_call, stack_module_state, vmap
 from rethinkgen.config import RunConfig
 from rethinkgen.engine.data import DeviceData
 from rethinkgen.engine.evaluate import evaluation_plan, metrics_from_logits
-from rethinkgen.speedups import Speedups
+from rethinkgen.engine.speedups import Speedups
 
 
 def _gradient_layout(stacked: torch.Tensor) -> torch.Tensor:

@@ -6,12 +6,11 @@ from pathlib import Path
 
 from rethinkgen import models
 from rethinkgen.config import RunConfig
-from rethinkgen.engine.data import DeviceData
-from rethinkgen.engine.provenance import provenance
 from rethinkgen.data.label_noise import chance_accuracy
-from rethinkgen.randomize import RandomizationRecord
-from rethinkgen.results import RunStore, write_json
-from rethinkgen.speedups import Speedups
+from rethinkgen.data.randomize import RandomizationRecord
+from rethinkgen.engine.provenance import provenance
+from rethinkgen.engine.speedups import Speedups
+from rethinkgen.store import RunStore, write_json
 
 
 def summary_base(run_id: str, device, model, data, record: RandomizationRecord, speedups: Speedups,
@@ -90,23 +89,3 @@ def write_summary(store: RunStore | None, config: RunConfig, run_dir: Path, base
         write_json(run_dir / "summary.json", summary)
         store.register(base["run_id"], config.to_dict(), summary)
     return summary
-
-
-def measure_completed(model, data, run_dir: Path, history: list[dict], config: RunConfig) -> dict:
-    """The complexity measures of a completed run (``config.measures``), as measure_<name> summary keys.
-
-    They need the training set in memory: runs streamed from an image folder get none.
-
-    Args:
-        model: the trained network.
-        data: its training data (``DeviceData``; anything else gets no measures).
-        run_dir: its folder (the measures read ``initial.pt`` and write ``measures.json``).
-        history: its metrics rows.
-        config: its settings.
-    """
-    from rethinkgen.measures.runs import measure_trained
-
-    if not isinstance(data, DeviceData):
-        return {}
-    return measure_trained(model, data, run_dir, summarize(history, config.fit_threshold), config,
-                           data.last_train_logits)

@@ -39,7 +39,7 @@ class BoardWriter:
 
     def _open(self):
         if self._writer is None:
-            from torch.utils.tensorboard import SummaryWriter
+            from torch.utils.tensorboard import SummaryWriter  # needs the optional tensorboard extra
 
             self._writer = SummaryWriter(log_dir=str(self.run_dir))
         return self._writer

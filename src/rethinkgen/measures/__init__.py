@@ -43,8 +43,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from rethinkgen.choices import MEASURE_KINDS as KINDS
-from rethinkgen.choices import MEASURE_SETS
+from rethinkgen.choices import MEASURE_KINDS as KINDS, MEASURE_SETS
 from rethinkgen.engine.evaluate import predict
 from rethinkgen.errors import RethinkgenError, choice_error
 
@@ -125,9 +124,7 @@ class MeasureContext:
     @cached_property
     def network(self) -> nn.Module:
         """The trained network in eval mode with its batch norm folded in (a copy)."""
-        from rethinkgen.measures.network import fold_batch_norm
-
-        return fold_batch_norm(self.model)
+        return network_views.fold_batch_norm(self.model)
 
     @cached_property
     def weights(self) -> list[torch.Tensor]:
@@ -140,9 +137,7 @@ class MeasureContext:
     @cached_property
     def spectral_norms(self) -> list[float]:
         """Each weight's largest singular value (computed once, shared by the measures that use it)."""
-        from rethinkgen.measures.norms import spectral_norm
-
-        return [spectral_norm(w) for w in self.weights]
+        return [norms.spectral_norm(w) for w in self.weights]
 
     @cached_property
     def margins(self) -> np.ndarray:
@@ -189,5 +184,10 @@ def compute(context: MeasureContext, names: list[str]) -> tuple[dict[str, float]
     return values, unavailable
 
 
-# the built-in measures register themselves on import
-from rethinkgen.measures import flatness, norms, optimization  # noqa: E402,F401
+# the built-in measures register themselves on import (after the names above, which they import)
+from rethinkgen.measures import (  # noqa: E402,F401
+    flatness,
+    network as network_views,  # noqa: E402
+    norms,
+    optimization,
+)

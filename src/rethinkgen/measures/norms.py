@@ -14,6 +14,7 @@ import math
 import torch
 
 from rethinkgen.measures import MeasureContext, MeasureUnavailable, register_measure
+from rethinkgen.measures.network import path_norm_network
 
 
 # ---------------------------------------------------------------------------------------------- helpers
@@ -28,8 +29,6 @@ def spectral_norm(weight: torch.Tensor) -> float:
 
 
 def path_l2_norm(context: MeasureContext) -> float:
-    from rethinkgen.measures.network import path_norm_network
-
     squared = path_norm_network(context.network)
     ones = torch.ones((1,) + tuple(context.x_train.shape[1:]), dtype=torch.float64, device=context.x_train.device)
     with torch.no_grad():

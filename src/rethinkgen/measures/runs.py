@@ -1,6 +1,6 @@
 """Measures of stored runs: computed from a run's checkpoint on exactly the data it trained on, kept in
 ``measures.json`` in its folder and copied into its summary (as ``measure_<name>``) and the index, so
-``rethinkgen.results.load`` shows them as columns."""
+``rethinkgen.store.load`` shows them as columns."""
 
 from __future__ import annotations
 
@@ -9,14 +9,19 @@ from pathlib import Path
 
 import torch
 
-from rethinkgen import measures
+from rethinkgen import measures, models
 from rethinkgen.config import RunConfig
+from rethinkgen.data import arrays as data_arrays
+from rethinkgen.data.randomize import RandomizationRecord
+from rethinkgen.engine.checkpoints import load_state
+from rethinkgen.engine.data import DeviceData, prepare_data, resolve_device
+from rethinkgen.engine.summary import summarize
 from rethinkgen.errors import DamagedFile, RethinkgenError, warn
-from rethinkgen.results import (
+from rethinkgen.measures.flatness import DEFAULTS
+from rethinkgen.store import (
     INDEX_NAME,
     RunStore,
     index_rows,
-    load_state,
     read_json,
     run_lock,
     run_path,
@@ -65,8 +70,6 @@ def summary_fields(stored: dict) -> dict:
 
 def measure_model(context: measures.MeasureContext, run_dir: Path, names: list[str]) -> dict:
     """Compute ``names`` for one run, store them, and return the stored measures."""
-    from rethinkgen.measures.flatness import DEFAULTS
-
     started = time.perf_counter()
     values, unavailable = measures.compute(context, names)
     used = {k: context.setting(k, v) for k, v in DEFAULTS.items()} if any(
@@ -88,15 +91,29 @@ def measure_trained(model, device_data, run_dir: Path, summary: dict, config: Ru
     return summary_fields(measure_model(context, run_dir, measures.resolve(which=config.measures)))
 
 
+def measure_completed(model: torch.nn.Module, data: object, run_dir: Path, history: list[dict],
+                      config: RunConfig) -> dict:
+    """The complexity measures of a completed run (``config.measures``), as measure_<name> summary keys: the
+    trainers' ``measure`` hook (``engine.run.RunState``).
+
+    They need the training set in memory: runs streamed from an image folder get none.
+
+    Args:
+        model: the trained network.
+        data: its training data (``DeviceData``; anything else gets no measures).
+        run_dir: its folder (the measures read ``initial.pt`` and write ``measures.json``).
+        history: its metrics rows.
+        config: its settings.
+    """
+    if not isinstance(data, DeviceData):
+        return {}
+    return measure_trained(model, data, run_dir, summarize(history, config.fit_threshold), config,
+                           data.last_train_logits)
+
+
 def load_context(run_dir: Path, device: str = "auto", dataset=None) -> measures.MeasureContext:
     """Rebuild a finished run's trained model and training data from its folder (``dataset``: the arrays a
     run on ``arrays:NAME`` trained on; refused if they are not the same data)."""
-    from rethinkgen import models
-    from rethinkgen.randomize import RandomizationRecord
-    from rethinkgen.engine.data import DeviceData, resolve_device
-    from rethinkgen.data import arrays as data_arrays
-    from rethinkgen.train import prepare_data
-
     run_dir = Path(run_dir)
     checkpoint_path = run_dir / "checkpoint.pt"
     if not checkpoint_path.exists():

@@ -9,96 +9,33 @@ from __future__ import annotations
 import importlib
 import inspect
 import math
-import re
-from dataclasses import dataclass
 from typing import Callable
 
 import torch
 from torch import nn
 
-from rethinkgen.choices import MODEL_FAMILIES
-from rethinkgen.errors import RethinkgenError, choice_error, raised, shown
+from rethinkgen.errors import RethinkgenError, raised, shown
+from rethinkgen.registry import (  # the registry's interface, here too  # noqa: F401
+    MODELS as _REGISTRY,
+    USER_MODEL as USER_MODEL,
+    USER_MODEL_DEFAULT_LR as USER_MODEL_DEFAULT_LR,
+    ModelEntry as ModelEntry,
+    check_name as check_name,
+    default_lr as default_lr,
+    entry as entry,
+    family_names as family_names,
+    model_names as model_names,
+    register_family as register_family,
+    register_model as register_model,
+)
 
-USER_MODEL_DEFAULT_LR = 0.01  # for user models, which the paper says nothing about
 MAX_INPUT_VALUES = 3 * 4096 * 4096  # values per image: 4096x4096 RGB (ImageNet models take 3x299x299)
 MAX_CLASSES = 1_000_000
-USER_MODEL = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*", re.ASCII)  # package.module:factory
 
 
 class ModelFactoryError(RethinkgenError):
     """A user's model factory (or its network's forward pass) raised: the run fails, its settings are not
     at fault in a way rethinkgen could have checked."""
-
-
-@dataclass(frozen=True)
-class ModelEntry:
-    name: str
-    factory: Callable[..., nn.Module]
-    default_lr: float
-    description: str
-
-
-_REGISTRY: dict[str, ModelEntry] = {}
-_FAMILIES: dict[str, tuple[re.Pattern, Callable[..., ModelEntry]]] = {}
-
-
-def register_model(name: str, default_lr: float, description: str):
-    """Decorator that adds a factory to the registry under ``name``."""
-    def decorate(factory):
-        _REGISTRY[name] = ModelEntry(name, factory, default_lr, description)
-        return factory
-    return decorate
-
-
-def register_family(family: str):
-    """Decorator that adds a family of models whose size is in the name (``mlp-DxW``, ``cnn5-K``).
-
-    Args:
-        family: the family's key in ``choices.MODEL_FAMILIES``, whose pattern's groups are the sizes.
-    The decorated function takes the sizes (as ints) and returns the ``ModelEntry`` of that member.
-    """
-    def decorate(entry_of):
-        _FAMILIES[family] = (re.compile(MODEL_FAMILIES[family]), entry_of)
-        return entry_of
-    return decorate
-
-
-def model_names() -> list[str]:
-    """The registered models' names (the families' members are not listed: see ``family_names``)."""
-    return list(_REGISTRY)
-
-
-def family_names() -> list[str]:
-    """The model families, as their name patterns (``mlp-DxW``, ``cnn5-K``)."""
-    return list(_FAMILIES)
-
-
-def entry(name: str) -> ModelEntry | None:
-    """The registry's entry for ``name``: a registered model or a member of a family; None for others."""
-    if name in _REGISTRY:
-        return _REGISTRY[name]
-    for pattern, entry_of in _FAMILIES.values():
-        match = pattern.fullmatch(name) if isinstance(name, str) else None
-        if match:
-            return entry_of(*(int(size) for size in match.groups()))
-    return None
-
-
-def default_lr(name: str) -> float:
-    """The paper's initial learning rate for the model (App. A)."""
-    known = entry(name)
-    if known:
-        return known.default_lr
-    check_name(name)
-    return USER_MODEL_DEFAULT_LR  # known without importing the user's module (a dry run imports nothing)
-
-
-def check_name(name: str) -> str:
-    """Refuse a model name that is neither registered, nor a family's member, nor a ``package.module:factory``
-    reference; imports nothing."""
-    if entry(name) is None and not (isinstance(name, str) and USER_MODEL.fullmatch(name)):
-        raise choice_error("model", name, model_names() + family_names() + ["package.module:factory"])
-    return name
 
 
 def describe(name: str) -> str:
@@ -144,7 +81,8 @@ def create_model(name: str, input_shape: tuple[int, int, int], num_classes: int,
     unknown = [key for key in options if key not in allowed and not takes_any]
     if unknown:
         raise RethinkgenError(
-            f"model {shown(name)} does not take option(s) {', '.join(unknown)}; allowed: {', '.join(allowed) or 'none'}")
+            f"model {shown(name)} does not take option(s) {', '.join(unknown)}; "
+            f"allowed: {', '.join(allowed) or 'none'}")
     try:
         model = factory(input_shape=tuple(int(s) for s in input_shape), num_classes=num_classes, **options)
     except RethinkgenError:

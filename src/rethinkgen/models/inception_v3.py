@@ -34,7 +34,7 @@ INIT_STD = 0.1  # torchvision's truncated-normal standard deviation for Inceptio
 
 def _torchvision_inception():
     try:
-        from torchvision.models.inception import Inception3
+        from torchvision.models.inception import Inception3  # optional extra: rethinkgen[vision]
     except ImportError:
         raise RethinkgenError("model 'inception-v3' needs torchvision, which is not installed: "
                               "pip install 'rethinkgen[vision]'") from None

@@ -30,10 +30,10 @@ import torch.nn.functional as F
 
 from rethinkgen import models
 from rethinkgen.data.dataset import Dataset
+from rethinkgen.data.preprocess import crop_size_for, preprocess
 from rethinkgen.engine.evaluate import predict
 from rethinkgen.engine.seeds import epoch_order, epoch_seed
 from rethinkgen.errors import RethinkgenError, choice_error
-from rethinkgen.preprocess import crop_size_for, preprocess
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from rethinkgen.errors import RethinkgenError, choice_error
-from rethinkgen.results import safe_name
+from rethinkgen.store import safe_name
 
 # the kernel command's enumerations, kept here so that building the parser imports no torch
 # (tests check them against rethinkgen.theory.kernels and rethinkgen.theory.features)
@@ -118,7 +118,7 @@ def _theory_dir(runs_dir: str) -> Path:
 
 def cmd_memorize(args) -> int:
     from rethinkgen import data
-    from rethinkgen.randomize import randomize
+    from rethinkgen.data.randomize import randomize
     from rethinkgen.theory.expressivity import class_accuracy, memorize
 
     if args.labels not in ("random", "true"):

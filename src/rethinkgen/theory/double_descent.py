@@ -36,9 +36,10 @@ import numpy as np
 import scipy.linalg
 
 from rethinkgen import data
+from rethinkgen.data.randomize import randomize
 from rethinkgen.errors import RethinkgenError, choice_error, shown
-from rethinkgen.randomize import randomize
-from rethinkgen.results import atomic_write_text, safe_name
+from rethinkgen.report.figures import plt
+from rethinkgen.store import atomic_write_text, safe_name
 from rethinkgen.theory.features import raw_features
 from rethinkgen.theory.kernels import choose_bandwidth, one_hot
 
@@ -264,7 +265,7 @@ def double_descent(dataset: str = "digits", n: int = 200, n_test: int | None = N
         widths: the feature counts N (default: ``default_widths(n)``, n / 20 to 20 n with n itself).
         features: ``relu`` or ``fourier`` (see the module's description).
         label_noise: the fraction of training labels replaced by uniform random ones (the project's
-            randomization, ``rethinkgen.randomize.randomize``); test labels stay true.
+            randomization, ``rethinkgen.data.randomize.randomize``); test labels stay true.
         ridge: 0 for the minimum-norm least-squares fit, > 0 for the ridge solution.
         seeds: one run per seed; a seed draws the subset, the changed labels and the feature weights.
         bandwidth: the Gaussian kernel's bandwidth for ``fourier`` features (a number, or ``half-median``,
@@ -288,11 +289,6 @@ def double_descent(dataset: str = "digits", n: int = 200, n_test: int | None = N
 def plot_double_descent(result: DoubleDescent, path: str | Path) -> Path:
     """Zero-one error (band: +- one standard deviation over seeds), test squared loss and norm against
     N / n (log scale), means over seeds, the threshold N = n dashed. Writes ``path`` (PNG) and its SVG twin."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     path = Path(path)
     ratio = np.array([r["ratio"] for r in result.rows])
     fig, axes = plt.subplots(1, 3, figsize=(14, 4.2))

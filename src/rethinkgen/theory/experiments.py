@@ -6,14 +6,16 @@ the runs folder, so ``rethinkgen report`` shows it.
 
 from __future__ import annotations
 
+import resource
 import time
 from pathlib import Path
 
+import matplotlib.pyplot as plt
 import numpy as np
 
 from rethinkgen import data
+from rethinkgen.data.randomize import randomize
 from rethinkgen.errors import RethinkgenError
-from rethinkgen.randomize import randomize
 from rethinkgen.report import Section
 from rethinkgen.theory.features import make_feature_map
 from rethinkgen.theory.kernels import interpolate, one_hot, sgd_from_zero
@@ -56,8 +58,6 @@ def peak_memory_bytes(reset: bool = False) -> int:
                     return int(line.split()[1]) * 1024
     except OSError:
         pass
-    import resource
-
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
@@ -100,11 +100,6 @@ def _row_cells(row: dict) -> list[str]:
 
 
 def norm_against_noise(rows: list[dict], path: Path) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     fig, (norm_ax, error_ax) = plt.subplots(1, 2, figsize=(11, 4.2))
     noise = [r["label_noise"] for r in rows]
     norm_ax.plot(noise, [r["norm"] for r in rows], marker="o")
@@ -173,11 +168,6 @@ def table3(scale: str = "tiny", seed: int = 0, data_dir: str | None = None, labe
 
 
 def min_norm_section(path: Path, n: int = 40, d: int = 200, epochs: int = 200, seed: int = 0) -> Section:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     rng = np.random.default_rng(seed)
     X, y = rng.standard_normal((n, d)), rng.standard_normal(n)
     _, history = sgd_from_zero(X, y, epochs=epochs, seed=seed)

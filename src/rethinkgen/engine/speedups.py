@@ -19,9 +19,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from rethinkgen.choices import AMP_MODES, SWITCH_MODES
 from rethinkgen.errors import RethinkgenError
-
 
 
 def device_type(device: str) -> str:

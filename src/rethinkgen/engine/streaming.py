@@ -17,12 +17,12 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from rethinkgen.augment import settings_for, training_input
+from rethinkgen.data.augment import settings_for, training_input
 from rethinkgen.data.imagefolder import ImageFiles
+from rethinkgen.data.preprocess import preprocess
 from rethinkgen.engine.evaluate import fraction, memorization, predict, top5_correct
+from rethinkgen.engine.speedups import Speedups
 from rethinkgen.errors import RethinkgenError
-from rethinkgen.preprocess import preprocess
-from rethinkgen.speedups import Speedups
 
 MAX_DEFAULT_WORKERS = 8  # enough to keep a GPU busy with small images; more only adds processes
 

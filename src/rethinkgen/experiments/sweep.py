@@ -25,16 +25,17 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from rethinkgen import data, models
-from rethinkgen.augment import settings_for
+from rethinkgen.choices import PRESETS
 from rethinkgen.config import RunConfig, setting_names
-from rethinkgen.ensemble import group_configs
+from rethinkgen.data.augment import settings_for
+from rethinkgen.data.preprocess import crop_size_for
+from rethinkgen.engine.ensemble import group_configs
+from rethinkgen.engine.trainer import record_failure, resolve_device, with_arrays
 from rethinkgen.errors import DamagedFile, RethinkgenError, shown, warn
-from rethinkgen.executors import check_options, execute, import_ray
-from rethinkgen.preprocess import crop_size_for
-from rethinkgen.results import RunStore, read_summary, run_path, safe_name, write_json
-from rethinkgen.settings_file import read_mapping
-from rethinkgen.train import record_failure, resolve_device, with_arrays
+from rethinkgen.experiments.executors import check_options, execute, import_ray
 from rethinkgen.outcome import did_not_fit, fit_words
+from rethinkgen.settings_file import read_mapping
+from rethinkgen.store import RunStore, read_summary, run_path, safe_name, write_json
 
 SPEC_KEYS = ("name", "base", "axes", "zip", "seeds", "preset")
 # rough training speeds (images/s at 3x28x28, batch 128, 2 CPU cores, torch 2.13) for --dry-run estimates
@@ -134,9 +135,7 @@ def expand(spec: dict, default_name: str = "sweep", overrides: dict | None = Non
 
 def _report_as(preset, where: str) -> str | None:
     """A spec's ``preset``: which preset's report section shows its runs (None: a plain table)."""
-    from rethinkgen.presets import EPOCHS
-
-    allowed = [*EPOCHS, "demo"]
+    allowed = [*PRESETS, "demo"]
     if preset is not None and preset not in allowed:
         raise RethinkgenError(f"{where}unknown preset {shown(preset)} (the report section to show the runs in); "
                               f"allowed: {', '.join(allowed)}")
@@ -256,7 +255,7 @@ def run_sweep(sweep: Sweep, runs_dir: str | Path, workers: int | None = None, re
               restart: bool = False, dataset=None) -> SweepOutcome:
     """Run every run of ``sweep`` not yet finished: here or in ``workers`` local processes, or on Ray
     (``executor="ray"``, ``address`` of the cluster); see executors.py for ``runs_per_gpu``, ``cpus_per_run``.
-    Compatible runs train ``ensemble`` at a time as one batched model (see ensemble.py).
+    Compatible runs train ``ensemble`` at a time as one batched model (see engine/ensemble.py).
 
     A run whose summary.json cannot be read is named in a warning and left alone; the others go on.
     ``restart=True`` trains every unfinished run (failed and damaged ones included) from the start,

@@ -25,7 +25,7 @@ import math
 
 from rethinkgen.config import RunConfig
 from rethinkgen.errors import RethinkgenError, choice_error
-from rethinkgen.sweep import DATASET_SHAPES, Sweep, SweepRun
+from rethinkgen.experiments.sweep import DATASET_SHAPES, Sweep, SweepRun
 
 SCALES = {"paper": (None, None), "small": (5000, 1000), "tiny": (256, 256)}  # (train, test) examples
 PAPER_STEPS_PER_EPOCH = 391     # CIFAR-10's 50,000 images at batch 128

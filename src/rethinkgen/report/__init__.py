@@ -23,12 +23,26 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from rethinkgen import paper  # noqa: E402
+from rethinkgen import measures  # noqa: E402
 from rethinkgen.errors import RethinkgenError, warn  # noqa: E402
-from rethinkgen.plots import PLAIN_TEXT, step_unit  # noqa: E402
+from rethinkgen.measures import (
+    analysis,  # noqa: E402
+    runs as stored,  # noqa: E402
+)
 from rethinkgen.outcome import DID_NOT_FIT, did_not_fit, status_words  # noqa: E402
-from rethinkgen.results import (INDEX_NAME, StoredRun, atomic_write_text, check_run_id, index_rows,  # noqa: E402
-                                read_json, read_summary, run_path, safe_name)
+from rethinkgen.report import paper  # noqa: E402
+from rethinkgen.report.figures import PLAIN_TEXT, step_unit  # noqa: E402
+from rethinkgen.store import (  # noqa: E402
+    INDEX_NAME,
+    StoredRun,
+    atomic_write_text,
+    check_run_id,
+    index_rows,
+    read_json,
+    read_summary,
+    run_path,
+    safe_name,
+)
 
 COLORS = plt.rcParams["axes.prop_cycle"].by_key()["color"]
 
@@ -357,10 +371,6 @@ MARKERS = "os^Dv<>p"
 
 def section_measures(runs_dir: Path, out: Path) -> Section | None:
     """Every stored complexity measure against the gap: a table by granulated tau and one scatter plot each."""
-    from rethinkgen import measures
-    from rethinkgen.measures import analysis
-    from rethinkgen.measures import runs as stored
-
     records = [r for r in stored.load_records(runs_dir) if r["measures"] and r["gap"] is not None]
     if len(records) < 2:
         return None

@@ -2,7 +2,7 @@
 
 The epoch loop itself is the engine's (``rethinkgen.engine``): ``engine.loop.train_epochs`` drives a
 ``SingleStepper`` over one ``RunState``, the same loop that trains an ensemble's copies
-(``rethinkgen.ensemble``). Every random draw of an epoch is derived from the seeds and the epoch number,
+(``rethinkgen.engine.ensemble``). Every random draw of an epoch is derived from the seeds and the epoch number,
 so a run resumed from its last checkpoint ends with exactly the metrics of a run that was never
 interrupted. Data-parallel training of one run by several processes (torchrun) is in distributed.py.
 """
@@ -19,18 +19,30 @@ from typing import Callable
 import torch
 from tqdm.auto import tqdm
 
-from rethinkgen import data, distributed, models
+from rethinkgen import data, models
 from rethinkgen.config import RunConfig
-from rethinkgen.engine.data import DeviceData, resolve_device, training_data
+from rethinkgen.data.randomize import RandomizationRecord
+from rethinkgen.engine import distributed
+from rethinkgen.engine.checkpoints import load_state, save_state
+from rethinkgen.engine.data import DeviceData, prepare_data, resolve_device, training_data  # noqa: F401
 from rethinkgen.engine.loop import EpochHook, train_epochs
 from rethinkgen.engine.run import RunState
 from rethinkgen.engine.single import SingleStepper
+from rethinkgen.engine.speedups import device_type
 from rethinkgen.engine.summary import summary_base, write_summary
 from rethinkgen.errors import DamagedFile, RethinkgenError
-from rethinkgen.randomize import RandomizationRecord, randomize
-from rethinkgen.results import (LOCK_NAME, RunBusy, RunStore, StoredRun, append_jsonl, load_state,  # noqa: F401
-                                read_summary, run_lock, save_state, write_json, write_jsonl)
-from rethinkgen.speedups import device_type
+from rethinkgen.measures.runs import measure_completed
+from rethinkgen.store import (  # noqa: F401
+    LOCK_NAME,
+    RunBusy,
+    RunStore,
+    StoredRun,
+    append_jsonl,
+    read_summary,
+    run_lock,
+    write_json,
+    write_jsonl,
+)
 
 FINISHED = ("complete", "diverged")  # statuses a re-run leaves alone
 
@@ -41,19 +53,6 @@ class RunResult(StoredRun):
     run_dir: Path
     config: RunConfig
     summary: dict
-
-
-def prepare_data(config: RunConfig, dataset: data.Dataset | None = None):
-    """Load (unless ``dataset``, your arrays, is given), subset and randomize the dataset; return (clean,
-    randomized, record)."""
-    if dataset is None:
-        dataset = data.load_for_run(config.dataset, config.data_dir, config.download, config.image_size,
-                                    config.data_hash, data.huggingface.options_of(config))
-    if config.subset is not None or config.test_subset is not None:
-        dataset = dataset.subset(config.subset, seed=config.randomization_seed, n_test=config.test_subset)
-    randomized, record = randomize(dataset, config.label_noise, config.inputs, config.randomization_seed,
-                                   config.corrupt_test_labels, config.label_noise_mode)
-    return dataset, randomized, record
 
 
 RESTART_HINT = "; to discard this run's files and train it from the start, run again with --restart"
@@ -274,7 +273,8 @@ def _train_locked(config, store, run_id, run_dir, device, randomized, record, de
     state = ctx.on_main(lambda: load_checkpoint(run_dir))
     stepper.load(state)
     base = summary_base(run_id, device, stepper.model, device_data, record, stepper.speedups, ctx.world_size)
-    run = RunState(config, store, run_dir, device_data, stepper.model, base, save_epoch, log, write=ctx.is_main)
+    run = RunState(config, store, run_dir, device_data, stepper.model, base, save_epoch, log,
+                   measure=measure_completed, write=ctx.is_main)
     if run.resume(state):
         log(f"run {run_id}: resuming after epoch {len(run.history)}")
     train_epochs(stepper, [run], config, desc=f"{run_id} {config.model} p={config.label_noise:g} {config.inputs}",

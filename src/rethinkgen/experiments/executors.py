@@ -11,13 +11,21 @@ run's GPU; runs set to ``device: cpu`` stay on the CPU.
 
 from __future__ import annotations
 
+import logging
+import multiprocessing
 import os
 import socket
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 from typing import Iterator
 
+import torch
+
 from rethinkgen.config import RunConfig
-from rethinkgen.errors import RethinkgenError, choice_error
+from rethinkgen.engine.ensemble import train_ensemble
+from rethinkgen.engine.trainer import train
+from rethinkgen.errors import DamagedFile, RethinkgenError, choice_error, warn
+from rethinkgen.store import INDEX_NAME, RunBusy, RunStore, read_json, read_summary
 
 EXECUTORS = ("local", "ray")
 RAY_INSTALL = "pip install 'rethinkgen[ray]'"
@@ -25,19 +33,13 @@ RAY_INSTALL = "pip install 'rethinkgen[ray]'"
 
 def train_group(group: list[dict], runs_dir: str, threads: int | None, device: str | None = None,
                 index: bool = True, restart: bool = False, dataset=None) -> list[tuple[str, str]]:
-    """Run one config, or several compatible ones as one ensemble (see ensemble.py), in this process;
+    """Run one config, or several compatible ones as one ensemble (see engine/ensemble.py), in this process;
     return (status, message) for each. Never raises for a failing run.
 
     ``device``, when given, replaces the runs' device unless they ask for the CPU (the device is not
     part of the run id). ``index=False`` leaves the SQLite index to the caller (see ``_ray_task``).
     ``restart=True`` trains unfinished runs from the start (see ``train.train``). ``dataset``: your arrays
     (``rethinkgen.data.from_arrays``), for runs trained in this process."""
-    import torch
-
-    from rethinkgen.ensemble import train_ensemble
-    from rethinkgen.results import RunBusy
-    from rethinkgen.train import train
-
     if threads:
         torch.set_num_threads(threads)
     if device:
@@ -94,8 +96,6 @@ def execute(configs: list[dict], runs_dir: str, executor: str = "local", workers
 
 # ------------------------------------------------------------------------------------------------- local
 def gpu_count() -> int:
-    import torch
-
     return torch.cuda.device_count()
 
 
@@ -134,9 +134,6 @@ def _local(configs, jobs, runs_dir, workers, slots, threads, restart=False,
                                   restart=restart, dataset=dataset)
             yield from ((i, *result) for i, result in zip(job, results))
         return
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor, as_completed
-
     options = {}
     if slots:  # CUDA cannot be used in a forked child; each GPU worker is a fresh process holding one slot
         context = multiprocessing.get_context("spawn")
@@ -158,7 +155,7 @@ def _local(configs, jobs, runs_dir, workers, slots, threads, restart=False,
 # --------------------------------------------------------------------------------------------------- ray
 def import_ray():
     try:
-        import ray
+        import ray  # optional extra: rethinkgen[ray]
     except ImportError:
         raise RethinkgenError(f"--executor ray needs Ray, which is not installed; install it with: {RAY_INSTALL}") \
             from None
@@ -170,8 +167,6 @@ def _ray_task(group: list[dict], runs_dir: str, threads: int, device: str | None
     """One job (a run, or an ensemble of runs) on a Ray worker. The runs folder must be the same shared folder as the driver's: the
     driver created its index before submitting, so a node that does not see the index does not see the folder.
     The SQLite index is written by the driver only, since SQLite's locks do not hold across machines."""
-    from rethinkgen.results import INDEX_NAME
-
     if not (Path(runs_dir) / INDEX_NAME).exists():
         return [("failed", (f"runs folder {runs_dir} is not visible on node {socket.gethostname()}: with Ray, "
                             "--out must be a shared folder mounted at the same path on every node"))] * len(group)
@@ -186,10 +181,6 @@ def _ray(configs, jobs, runs_dir, runs_per_gpu, cpus_per_run, address, restart=F
     ray = import_ray()
     if not configs:
         return
-    import logging
-
-    from rethinkgen.results import RunStore
-
     started = not ray.is_initialized()
     if started:
         try:
@@ -240,9 +231,6 @@ def _ray(configs, jobs, runs_dir, runs_per_gpu, cpus_per_run, address, restart=F
 def _register_from_files(store, run_id: str) -> None:
     """Put a run trained elsewhere into the index, from the config and summary it wrote to its folder
     (a damaged file is named in a warning; the run stays out of the index)."""
-    from rethinkgen.errors import DamagedFile, warn
-    from rethinkgen.results import read_json, read_summary
-
     run_dir = store.run_dir(run_id)
     if (run_dir / "config.json").exists() and (run_dir / "summary.json").exists():
         try:

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from rethinkgen import presets
 from rethinkgen.errors import RethinkgenError
+from rethinkgen.experiments import presets
+from rethinkgen.experiments.sweep import run_sweep
 from rethinkgen.outcome import DID_NOT_FIT, status_words
-from rethinkgen.plots import plot_learning_curves
 from rethinkgen.report import Run, load_run
-from rethinkgen.results import atomic_write_text, safe_name
-from rethinkgen.sweep import run_sweep
+from rethinkgen.report.figures import plot_learning_curves
+from rethinkgen.store import atomic_write_text, safe_name
 
 DEMO_EPOCHS = 600
 # The paper decays the learning rate x0.95 per CIFAR-10 epoch of 391 steps. The demo's datasets are small

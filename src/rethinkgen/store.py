@@ -91,7 +91,7 @@ def _free_space(path: Path) -> str:
         return "unknown space"
 
 
-def _first_sentence(error: BaseException) -> str:
+def first_sentence(error: BaseException) -> str:
     """The first sentence of an exception's message, for a one-line error."""
     text = " ".join(str(error).split()) or type(error).__name__
     return text.split(". ")[0][:160]
@@ -156,34 +156,6 @@ def append_jsonl(path: Path, rows: list[dict]) -> None:
             handle.write("".join(json.dumps(row, sort_keys=True) + "\n" for row in rows))
     except OSError as error:
         raise write_error(path, error) from None
-
-
-def save_state(path: Path, state: dict) -> None:
-    """Save a checkpoint (tensors in plain dicts, lists and numbers) atomically with ``torch.save``."""
-    import torch
-
-    atomic_write(path, lambda handle: torch.save(state, handle))
-
-
-def load_state(path: Path) -> dict:
-    """A checkpoint written by :func:`save_state`, on the CPU. Only tensors and plain containers are
-    read (``weights_only=True``): a file that asks for anything else is refused without running it."""
-    import pickle
-
-    import torch
-
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as error:
-        refused = re.search(r"GLOBAL (\S+)", str(error))  # torch's wording varies; the global follows GLOBAL
-        what = f"it asks for {refused.group(1)[:80]}" if refused else _first_sentence(error)
-        raise DamagedFile(f"{path} is not a rethinkgen checkpoint: it holds more than tensors and plain values "
-                          f"({what}); refused to load it") from None
-    except (RuntimeError, EOFError, ValueError, OSError) as error:
-        raise DamagedFile(f"{path} is damaged (truncated or not a checkpoint: {_first_sentence(error)})") from None
-    if not isinstance(state, dict):
-        raise DamagedFile(f"{path} is damaged: it holds a {type(state).__name__}, not a checkpoint's dict")
-    return state
 
 
 # ------------------------------------------------------------------------------------------- reading
@@ -450,7 +422,7 @@ class RunStore:
 
 def load(runs_dir: str | Path):
     """All runs in ``runs_dir`` as a pandas DataFrame: one row per run, config and summary as columns."""
-    import pandas as pd
+    import pandas as pd  # optional: pandas is not among rethinkgen's dependencies
 
     runs_dir = Path(runs_dir)
     if not (runs_dir / INDEX_NAME).exists():

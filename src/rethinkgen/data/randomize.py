@@ -31,12 +31,12 @@ from pathlib import Path
 
 import numpy as np
 
+from rethinkgen.choices import INPUTS
 from rethinkgen.data.dataset import Dataset
 from rethinkgen.data.imagefolder import ImageFiles
 from rethinkgen.data.label_noise import check_mode, corrupt_labels, expected_fraction_changed
-from rethinkgen.choices import INPUTS
 from rethinkgen.errors import DamagedFile, RethinkgenError, choice_error
-from rethinkgen.results import atomic_write, read_json
+from rethinkgen.store import atomic_write, read_json
 
 # independent random streams, so that turning one knob never changes what the other draws
 STREAM_TRAIN_LABELS, STREAM_TEST_LABELS, STREAM_PERMUTATION, STREAM_TRAIN_INPUTS, STREAM_TEST_INPUTS, \

@@ -1,6 +1,6 @@
 """The runs table as a file: ``rethinkgen results RUNS_DIR --format table|csv|json|parquet``.
 
-One row per run, its config settings and summary metrics as columns: the table ``results.load`` returns,
+One row per run, its config settings and summary metrics as columns: the table ``store.load`` returns,
 filtered by ``--where KEY=VALUE`` and cut to ``--columns``. Parquet needs pyarrow.
 """
 
@@ -12,6 +12,7 @@ import math
 from collections.abc import Sequence
 from pathlib import Path
 
+from rethinkgen import store
 from rethinkgen.errors import RethinkgenError, choice_error, shown
 
 FORMATS = ("table", "csv", "json", "parquet")
@@ -19,7 +20,7 @@ PARQUET_MISSING = "the parquet format needs pyarrow: pip install pyarrow"
 
 
 def runs_table(runs_dir: str | Path, where: Sequence[str] = (), columns: Sequence[str] | None = None):
-    """The runs of ``runs_dir`` as a pandas DataFrame, one row per run (``results.load``), filtered and cut.
+    """The runs of ``runs_dir`` as a pandas DataFrame, one row per run (``store.load``), filtered and cut.
 
     Args:
         runs_dir: the runs folder.
@@ -27,9 +28,7 @@ def runs_table(runs_dir: str | Path, where: Sequence[str] = (), columns: Sequenc
             ``VALUE``: numbers compare as numbers, ``true``/``false`` as booleans, anything else as text).
         columns: the columns to keep, in this order (default: all).
     """
-    from rethinkgen import results
-
-    frame = results.load(runs_dir)
+    frame = store.load(runs_dir)
     if frame.empty:
         raise RethinkgenError(f"no runs in {runs_dir}")
     for condition in where:
@@ -90,10 +89,8 @@ def write(frame, fmt: str, output: str | Path | None) -> str | None:
     rendered = render(frame, fmt)
     if output is None:
         return rendered
-    from rethinkgen.results import atomic_write
-
     data = rendered if isinstance(rendered, bytes) else rendered.encode()
-    atomic_write(Path(output), lambda handle: handle.write(data))
+    store.atomic_write(Path(output), lambda handle: handle.write(data))
     return None
 
 

@@ -15,8 +15,8 @@ import torch
 import torch.nn.functional as F
 
 from rethinkgen.choices import AUGMENTATIONS
+from rethinkgen.data.preprocess import center_crop, crop_size_for, standardize, to_unit
 from rethinkgen.errors import RethinkgenError, choice_error
-from rethinkgen.preprocess import center_crop, crop_size_for, standardize, to_unit
 
 LUMA = (0.299, 0.587, 0.114)  # ITU-R BT.601 weights, for grayscale and saturation
 YIQ = ((0.299, 0.587, 0.114), (0.596, -0.274, -0.322), (0.211, -0.523, 0.312))

@@ -23,20 +23,31 @@ from typing import Callable
 import torch
 from tqdm.auto import tqdm
 
-from rethinkgen import distributed
 from rethinkgen.config import RunConfig
 from rethinkgen.data.arrays import arrays_sha256
 from rethinkgen.data.dataset import Dataset
+from rethinkgen.engine import distributed
 from rethinkgen.engine.data import DeviceData, resolve_device
 from rethinkgen.engine.loop import EpochHook, train_epochs
 from rethinkgen.engine.run import RunState
+from rethinkgen.engine.speedups import Speedups
 from rethinkgen.engine.stacked import StackedStepper
 from rethinkgen.engine.summary import summary_base
+from rethinkgen.engine.trainer import (
+    RESTART_HINT,
+    RunResult,
+    finished_summary,
+    load_checkpoint,
+    open_locked,
+    prepare_data,
+    save_epoch,
+    save_initial,
+    seeded_model,
+    with_arrays,
+)
 from rethinkgen.errors import DamagedFile, RethinkgenError
-from rethinkgen.results import RunBusy, RunStore, run_lock
-from rethinkgen.speedups import Speedups
-from rethinkgen.train import (RESTART_HINT, RunResult, finished_summary, load_checkpoint, open_locked, prepare_data,
-                              save_epoch, save_initial, seeded_model, with_arrays)
+from rethinkgen.measures.runs import measure_completed
+from rethinkgen.store import RunBusy, RunStore, run_lock
 
 # settings in which the copies of one ensemble may differ
 GROUP_FREE = ("seed", "randomization_seed", "init_seed", "order_seed", "label_noise", "label_noise_mode", "inputs",
@@ -182,7 +193,7 @@ def _prepare(config: RunConfig, store: RunStore, device, log, restart: bool,
     if state:
         model.load_state_dict(state["model"])
     base = summary_base(run_id, device, model, data, record, _speedups(config, device, model))
-    run = RunState(config, store, run_dir, data, model, base, save_epoch, log)
+    run = RunState(config, store, run_dir, data, model, base, save_epoch, log, measure=measure_completed)
     run.resume(state)
     return run, state
 

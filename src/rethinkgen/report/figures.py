@@ -9,7 +9,6 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-
 LINESTYLES = ["-", "--", "-.", ":"]
 # the texts of the figures (labels, model and sweep names) come from settings files: a "$" is a dollar
 # sign, never the start of matplotlib's mathtext (a bad formula would stop the figure)
