@@ -16,12 +16,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
-from rethinkgen import models
 from rethinkgen.choices import AMP_MODES, AUGMENTATIONS, DATASETS, INPUTS, LABEL_NOISE_MODES, MEASURE_SETS, SWITCH_MODES
 from rethinkgen.data import arrays as own_data
 from rethinkgen.errors import RethinkgenError, choice_error, shown
 from rethinkgen.settings_file import read_mapping
-from rethinkgen.speedups import resolve_amp
 
 # settings that change where data is read, which device computes, how many processes load it, only the
 # order of floating-point operations, or what is measured afterwards, but not what a run is
@@ -136,6 +134,8 @@ class RunConfig:
         own_data.check_data_hash(self.dataset, self.data_hash)
         if self.inputs not in INPUTS:
             raise choice_error("input randomization", self.inputs, INPUTS)
+        from rethinkgen import models  # not at the top: `rethinkgen --help` reads this module without torch
+
         models.check_name(self.model)
         for f in dataclasses.fields(self):
             if "choices" in f.metadata and getattr(self, f.name) not in f.metadata["choices"]:
@@ -180,6 +180,9 @@ class RunConfig:
     def resolved(self) -> "RunConfig":
         """Fill in the defaults that depend on other settings (seeds, the model's learning rate, amp on
         this machine's device: bf16 changes the numbers, so ``auto`` is decided before the run id is taken)."""
+        from rethinkgen import models  # not at the top: `rethinkgen --help` reads this module without torch
+        from rethinkgen.speedups import resolve_amp
+
         return dataclasses.replace(
             self, amp=resolve_amp(self.amp, self.device), data_hash=own_data.resolved_hash(self.dataset, self.data_hash),
             randomization_seed=self.seed if self.randomization_seed is None else self.randomization_seed,
