@@ -30,7 +30,7 @@ def cut(text: str, length: int = SHOWN_LENGTH) -> str:
 
 def _cut_quoted(message: str) -> str:
     """Every quoted value in an argparse message cut to a readable length, and the message to MESSAGE_LENGTH."""
-    message = re.sub(r"'[^'\n]{%d,}'" % SHOWN_LENGTH, lambda m: cut(m.group(0), SHOWN_LENGTH - 1) + "'", message)
+    message = re.sub(r"'[^'\n]{" + str(SHOWN_LENGTH) + ",}'", lambda m: cut(m.group(0), SHOWN_LENGTH - 1) + "'", message)
     return cut(message.replace("\n", " "), MESSAGE_LENGTH)
 
 

@@ -6,10 +6,16 @@ import sys
 import time
 from pathlib import Path
 
-from rethinkgen.cli.parser import add_data, add_old_labels, add_runs, add_subset, add_test_subset
 # the rethinkgen modules read while the parser is built, none of which imports torch or numpy (the commands
 # import the heavy modules inside their functions, so that `rethinkgen --help` answers at once)
 from rethinkgen.choices import DATASETS, SCALES
+from rethinkgen.cli.parser import (
+    add_data,
+    add_old_labels,
+    add_runs,
+    add_subset,
+    add_test_subset,
+)
 from rethinkgen.errors import RethinkgenError, choice_error
 from rethinkgen.results import safe_name
 
@@ -98,19 +104,19 @@ def _commands() -> dict:
     """name -> (one-line help, description, function adding its flags, function running it)."""
     return {
         "memorize": ("fit a training set exactly with Theorem 1's 2n+d network",
-                     "Build the paper's depth-2 ReLU network with d + n + nK weights that classifies every training "
-                     "image correctly, and test it.", _add_memorize, cmd_memorize),
+                     ("Build the paper's depth-2 ReLU network with d + n + nK weights that classifies every "
+                      "training image correctly, and test it."), _add_memorize, cmd_memorize),
         "kernel": ("minimum-norm kernel interpolation K alpha = Y (Section 5)",
-                   "Solve K alpha = Y on one-hot labels and report norm and errors; several --label-noise values "
-                   "also draw the norm against the noise. --table3 runs the rows of Table 3 on the data present. "
-                   "Exits 1 when a solve stops short of its tolerance.", _add_kernel, cmd_kernel),
+                   ("Solve K alpha = Y on one-hot labels and report norm and errors; several --label-noise values "
+                    "also draw the norm against the noise. --table3 runs the rows of Table 3 on the data present. "
+                    "Exits 1 when a solve stops short of its tolerance."), _add_kernel, cmd_kernel),
         "minnorm": ("show SGD from zero converging to the minimum-norm solution", None, _add_minnorm, cmd_minnorm),
         "rademacher": ("estimate the empirical Rademacher complexity of model classes",
-                       "Fit random +-1 labels for several draws and report the mean correlation "
-                       "(1/n) sum sigma_i h(x_i), with its spread.", _add_rademacher, cmd_rademacher),
+                       ("Fit random +-1 labels for several draws and report the mean correlation "
+                        "(1/n) sum sigma_i h(x_i), with its spread."), _add_rademacher, cmd_rademacher),
         "stability": ("train twice on data differing in one example; show the drift",
-                      "A uniform-stability probe: two models from the same seed and data order, on training sets "
-                      "that differ in one example.", _add_stability, cmd_stability),
+                      ("A uniform-stability probe: two models from the same seed and data order, on training "
+                       "sets that differ in one example."), _add_stability, cmd_stability),
     }
 
 

@@ -8,12 +8,22 @@ import sys
 import typing
 from pathlib import Path
 
-from rethinkgen.cli.lists import import_modules, print_measures
-from rethinkgen.cli.parser import (HIDDEN, RenamedFlag, RenamedStore, add_data, add_old_runs_positional, add_quiet,
-                                   add_runs, add_subset, add_test_subset, runs_folder)
 # the rethinkgen modules read while the parser is built, none of which imports torch (the commands import
 # the heavy modules inside their functions, so that `rethinkgen --help` answers at once)
 from rethinkgen.choices import AUGMENTATIONS, INPUTS, MEASURE_SETS, PRESETS, SCALES
+from rethinkgen.cli.lists import import_modules, print_measures
+from rethinkgen.cli.parser import (
+    HIDDEN,
+    RenamedFlag,
+    RenamedStore,
+    add_data,
+    add_old_runs_positional,
+    add_quiet,
+    add_runs,
+    add_subset,
+    add_test_subset,
+    runs_folder,
+)
 from rethinkgen.config import RunConfig, check_device
 from rethinkgen.errors import DamagedFile, RethinkgenError, shown, warn
 from rethinkgen.executors import EXECUTORS
