@@ -29,8 +29,10 @@ def cut(text: str, length: int = SHOWN_LENGTH) -> str:
 
 
 def _cut_quoted(message: str) -> str:
-    """Every quoted value in an argparse message cut to a readable length, and the message to MESSAGE_LENGTH."""
+    """Every value in an argparse message (quoted, or a long word) cut to a readable length, and the message
+    to MESSAGE_LENGTH characters."""
     message = re.sub(r"'[^'\n]{" + str(SHOWN_LENGTH) + ",}'", lambda m: cut(m.group(0), SHOWN_LENGTH - 1) + "'", message)
+    message = re.sub(r"\S{" + str(SHOWN_LENGTH + 1) + ",}", lambda m: cut(m.group(0)), message)  # unquoted words
     return cut(message.replace("\n", " "), MESSAGE_LENGTH)
 
 
