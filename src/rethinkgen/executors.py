@@ -174,7 +174,7 @@ def _ray_task(group: list[dict], runs_dir: str, threads: int, device: str | None
 
     if not (Path(runs_dir) / INDEX_NAME).exists():
         return [("failed", (f"runs folder {runs_dir} is not visible on node {socket.gethostname()}: with Ray, "
-                            "--out must be a shared folder mounted at the same path on every node"))] * len(group)
+                            "--runs must be a shared folder mounted at the same path on every node"))] * len(group)
     return train_group(group, runs_dir, threads, device=device, index=False, restart=restart)
 
 
