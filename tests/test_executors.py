@@ -54,7 +54,7 @@ def test_a_ray_cluster_that_cannot_be_reached_is_one_line(spec_file, tmp_path, c
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["--executor", "dask"], "unknown executor 'dask'; allowed: local, ray"),
+    (["--executor", "dask"], "argument --executor: unknown value 'dask'; allowed: local, ray"),
     (["--executor", "ray", "--workers", "2"], "--workers is for the local executor"),
     (["--address", "auto"], "--address auto needs --executor ray"),
     (["--workers", "2", "--runs-per-gpu", "2"], "give --workers N for runs on the CPU or --runs-per-gpu K"),

@@ -352,7 +352,7 @@ def test_bad_input(runs_dir, tmp_path, capsys):
     code, _, err = run_cli(capsys, "measures", "--runs", str(tmp_path / "nothing"))
     assert code == 2 and "is not a runs folder" in err
     code, _, err = run_cli(capsys, "run", "--measures", "some", "--runs", str(tmp_path))
-    assert code == 2 and "unknown measure set 'some'; allowed: none, cheap, all" in err
+    assert code == 2 and "argument --measures: unknown value 'some'; allowed: none, cheap, all" in err
     code, _, err = run_cli(capsys, "measures", "--runs", str(runs_dir), "--import", "no_such_module_here")
     assert code == 2 and "cannot import 'no_such_module_here'" in err
 

@@ -86,7 +86,7 @@ def test_report_errors_and_cli(tmp_path, capsys, runs_dir):
     with pytest.raises(RethinkgenError, match="not a runs folder"):
         write_report(tmp_path)
     assert main(["report", "--runs", str(tmp_path)]) == 2 and "not a runs folder" in capsys.readouterr().err
-    assert main(["report", "--runs", str(runs_dir), "--runs", str(tmp_path / "r")]) == 0
+    assert main(["report", "--runs", str(runs_dir), "--report-dir", str(tmp_path / "r")]) == 0
     assert (tmp_path / "r" / "report.html").is_file()
 
 

@@ -181,8 +181,8 @@ def test_dry_run_lists_runs_and_estimates_without_training(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["sweep", "--preset", "figure9"], "unknown preset 'figure9'; allowed: figure1a"),
-    (["sweep", "--preset", "table1", "--scale", "huge"], "unknown scale 'huge'; allowed: paper, small, tiny"),
+    (["sweep", "--preset", "figure9"], "argument --preset: unknown value 'figure9'; allowed: figure1a"),
+    (["sweep", "--preset", "table1", "--scale", "huge"], "argument --scale: unknown value 'huge'; allowed: paper, small, tiny"),
     (["sweep"], "give either a sweep spec file or --preset"),
     (["sweep", "--preset", "table4", "--models", "resnet"], "unknown model 'resnet'"),
     (["sweep", "--preset", "figure2b", "--ensemble", "many"], "ensemble 'many' must be a whole number >= 1 or 'auto'"),

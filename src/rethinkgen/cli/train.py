@@ -110,7 +110,9 @@ def add_commands(commands) -> None:
     demo.set_defaults(handler=cmd_demo)
     _add_sweep(commands)
 
-    report = commands.add_parser("report", help="write report.html, report.md and figures from a runs folder")
+    report = commands.add_parser("report", help="write report.html, report.md and figures from a runs folder",
+                                 description="Write report.html (figures embedded), report.md and every figure as "
+                                             "PNG and SVG from the runs of a runs folder; it reads the folder only.")
     add_runs(report, old=())
     add_old_runs_positional(report)
     report.add_argument("--report-dir", metavar="DIR", help="where to write the report (default: RUNS/report)")
