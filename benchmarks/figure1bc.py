@@ -33,7 +33,7 @@ WAYS = {
 
 def time_way(extra: list[str], folder: Path) -> tuple[float, dict]:
     command = [sys.executable, "-m", "rethinkgen", "sweep", "--preset", "figure1bc", "--scale", "tiny",
-               "--models", "mlp-1x512", "--out", str(folder), "--quiet", *extra]
+               "--models", "mlp-1x512", "--runs", str(folder), "--quiet", *extra]
     started = time.perf_counter()
     subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
     seconds = time.perf_counter() - started

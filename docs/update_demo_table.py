@@ -88,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
                            env=env, capture_output=True, text=True, check=True)
     threads, torch_version = probe.stdout.split()
     with tempfile.TemporaryDirectory(prefix="rethinkgen-demo-") as runs:
-        subprocess.run([sys.executable, "-m", "rethinkgen", "demo", "--out", runs, "--quiet"], env=env, check=True)
+        subprocess.run([sys.executable, "-m", "rethinkgen", "demo", "--runs", runs, "--quiet"], env=env, check=True)
         demo_markdown = (Path(runs) / f"{DEMO_NAME}.md").read_text()
         shutil.copyfile(Path(runs) / f"{DEMO_NAME}.png", ROOT / "docs" / f"{DEMO_NAME}.png")
     date = datetime.date.today().isoformat()

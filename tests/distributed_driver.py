@@ -22,11 +22,11 @@ def interrupt_after_second_epoch(run, epoch):
 
 if __name__ == "__main__":
     out, flags = sys.argv[1], sys.argv[2:]
-    codes = {"whole": main(["run", "--out", f"{out}/whole", *flags])}
+    codes = {"whole": main(["run", "--runs", f"{out}/whole", *flags])}
     real = train_module.train  # the CLI's `run` calls it: give it the hook on every rank
     train_module.train = functools.partial(real, on_epoch_end=interrupt_after_second_epoch)
-    codes["interrupted"] = main(["run", "--out", f"{out}/resumed", *flags])
+    codes["interrupted"] = main(["run", "--runs", f"{out}/resumed", *flags])
     train_module.train = real
-    codes["resumed"] = main(["run", "--out", f"{out}/resumed", *flags])
+    codes["resumed"] = main(["run", "--runs", f"{out}/resumed", *flags])
     with open(f"{out}/codes-{os.environ['RANK']}.json", "w") as handle:
         json.dump(codes, handle)

@@ -160,14 +160,14 @@ def test_npz_sizes_are_checked_before_decompressing(tmp_path, monkeypatch):
 
 def test_cli_runs_on_an_npz_file_and_refuses_a_bad_one(tmp_path, capsys):
     path = write_npz(tmp_path / "mine.npz")
-    code = main(["run", "--dataset", str(path), "--epochs", "1", "--out", str(tmp_path / "runs"), "--quiet"])
+    code = main(["run", "--dataset", str(path), "--epochs", "1", "--runs", str(tmp_path / "runs"), "--quiet"])
     out = capsys.readouterr().out
     assert code == 0 and "[complete]" in out and "labels changed 0.0% (p=0, uniform)" in out
     (tmp_path / "broken.npz").write_bytes(b"PK\x03\x04 truncated")
-    code = main(["run", "--dataset", str(tmp_path / "broken.npz"), "--out", str(tmp_path / "runs"), "--quiet"])
+    code = main(["run", "--dataset", str(tmp_path / "broken.npz"), "--runs", str(tmp_path / "runs"), "--quiet"])
     err = capsys.readouterr().err.strip()
     assert code == 2 and err.startswith("rethinkgen: error: ") and "broken.npz" in err and "\n" not in err
-    code = main(["run", "--dataset", str(tmp_path / "missing.npz"), "--out", str(tmp_path / "runs"), "--quiet"])
+    code = main(["run", "--dataset", str(tmp_path / "missing.npz"), "--runs", str(tmp_path / "runs"), "--quiet"])
     err = capsys.readouterr().err.strip()
     assert code == 2 and err == f"rethinkgen: error: cannot read dataset file {tmp_path / 'missing.npz'}: " \
                                 "No such file or directory"

@@ -88,7 +88,7 @@ def test_idx_bomb_through_the_cli_writes_no_run(tmp_path, capsys):
     paths = _write_idx_dir(tmp_path / "data")
     header = bytes([0, 0, 8, 1]) + (0xFFFFFFFF).to_bytes(4, "big")
     paths["y_train"].write_bytes(gzip.compress(header))
-    assert_refused(capsys, "run", "--dataset", "mnist", "--data-dir", tmp_path / "data", "--out", tmp_path / "runs",
+    assert_refused(capsys, "run", "--dataset", "mnist", "--data-dir", tmp_path / "data", "--runs", tmp_path / "runs",
                    "--quiet", fragments=["train-labels-idx1-ubyte.gz: truncated", "4294967295 bytes"])
     assert run_folders(tmp_path / "runs") == []
 
@@ -105,7 +105,7 @@ def test_yaml_alias_bomb_is_refused_without_expanding_it(tmp_path, capsys, comma
     path = tmp_path / "bomb.yaml"
     path.write_text(_bomb(7) if command == "run" else "base:\n  " + _bomb(7))  # 9^7 = 4.8 million values
     argv = ["run", "--config", path] if command == "run" else ["sweep", path]
-    line = assert_refused(capsys, *argv, "--out", tmp_path / "runs",
+    line = assert_refused(capsys, *argv, "--runs", tmp_path / "runs",
                           fragments=[f"{path}, line {1 if command == 'run' else 2}: ", "aliases are not allowed"])
     assert len(line) < 300
     assert not (tmp_path / "runs").exists()
@@ -122,13 +122,13 @@ def test_a_single_alias_is_refused_too(tmp_path):
 def test_deeply_nested_yaml_is_refused(tmp_path, capsys, depth, fragment):
     path = tmp_path / "deep.yaml"
     path.write_text("model: " + "[" * depth + "]" * depth + "\n")
-    assert_refused(capsys, "run", "--config", path, "--out", tmp_path / "runs", fragments=[str(path), fragment])
+    assert_refused(capsys, "run", "--config", path, "--runs", tmp_path / "runs", fragments=[str(path), fragment])
 
 
 def test_config_that_is_not_utf8_is_refused(tmp_path, capsys):
     path = tmp_path / "latin1.yaml"
     path.write_bytes("epochs: 2\nmodel: caf\xe9\n".encode("latin-1"))
-    assert_refused(capsys, "run", "--config", path, "--out", tmp_path / "runs",
+    assert_refused(capsys, "run", "--config", path, "--runs", tmp_path / "runs",
                    fragments=[str(path), "not UTF-8", "0xe9 on line 2"])
 
 
@@ -138,7 +138,7 @@ def test_settings_file_over_the_size_limit_is_refused_before_it_is_parsed(tmp_pa
     path.write_text("epochs: 2\n# " + "x" * settings_file.MAX_BYTES + "\n")
     size = path.stat().st_size
     argv = ["run", "--config", path] if command == "run" else ["sweep", path]
-    assert_refused(capsys, *argv, "--out", tmp_path / "runs",
+    assert_refused(capsys, *argv, "--runs", tmp_path / "runs",
                    fragments=[str(path), f"{size:,} bytes", "limit is 1,048,576 bytes"])
 
 
@@ -151,10 +151,10 @@ def test_a_file_just_under_the_limit_is_read(tmp_path):
 def test_every_echoed_value_is_cut_to_a_readable_length(tmp_path, capsys):
     path = tmp_path / "long.yaml"
     path.write_text(f"model: {'x' * 100_000}\n")
-    line = assert_refused(capsys, "run", "--config", path, "--out", tmp_path / "runs", fragments=["unknown model"])
+    line = assert_refused(capsys, "run", "--config", path, "--runs", tmp_path / "runs", fragments=["unknown model"])
     assert len(line) < 400 and "..." in line
     path.write_text(f"? {'k' * 100_000}\n: 1\n")  # an explicit key: a plain one has at most 1024 characters
-    line = assert_refused(capsys, "run", "--config", path, "--out", tmp_path / "runs", fragments=["unknown config key"])
+    line = assert_refused(capsys, "run", "--config", path, "--runs", tmp_path / "runs", fragments=["unknown config key"])
     assert "k" * (SHOWN_LENGTH + 1) not in line
 
 
@@ -179,7 +179,7 @@ def test_an_integer_too_long_for_python_is_a_yaml_error(tmp_path):
 def test_duplicate_yaml_keys_are_refused_with_their_lines(tmp_path, capsys):
     path = tmp_path / "dup.yaml"
     path.write_text("epochs: 2\nlr: 0.1\nepochs: 3\n")
-    assert_refused(capsys, "run", "--config", path, "--out", tmp_path / "runs",
+    assert_refused(capsys, "run", "--config", path, "--runs", tmp_path / "runs",
                    fragments=[str(path), "line 3", "key 'epochs' is given twice (first on line 1)"])
     spec = tmp_path / "spec.yaml"
     spec.write_text("base: {epochs: 1}\naxes: {lr: [0.1]}\nbase: {epochs: 2}\n")
@@ -190,7 +190,7 @@ def test_duplicate_yaml_keys_are_refused_with_their_lines(tmp_path, capsys):
 def test_both_spellings_of_one_setting_are_refused(tmp_path, capsys):
     path = tmp_path / "both.yaml"
     path.write_text("label-noise: 0.5\nlabel_noise: 0.2\n")
-    assert_refused(capsys, "run", "--config", path, "--out", tmp_path / "runs",
+    assert_refused(capsys, "run", "--config", path, "--runs", tmp_path / "runs",
                    fragments=[str(path), "'label_noise' is given twice (as 'label-noise' and 'label_noise')"])
     spec = tmp_path / "spec.yaml"
     spec.write_text("base: {label-noise: 0.5, label_noise: 0.2}\n")
@@ -228,10 +228,10 @@ def test_preset_flags_beside_a_spec_are_refused(tmp_path, capsys, flag):
 
 
 def test_measures_refuses_no_compute_with_recompute(tmp_path, capsys):
-    with pytest.raises(SystemExit) as info:
-        main(["measures", str(tmp_path), "--no-compute", "--recompute"])
-    assert info.value.code == 2
-    assert "--recompute: not allowed with argument --no-compute" in capsys.readouterr().err
+    assert main(["measures", "--runs", str(tmp_path), "--no-compute", "--recompute"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("rethinkgen: error: ") and err.count("\n") == 1
+    assert "--recompute: not allowed with argument --no-compute" in err
 
 
 # ------------------------------------------------------------------------------------ user model factories
@@ -271,7 +271,7 @@ def user_models(tmp_path, monkeypatch):
     ("raises_on_import:build", "importing raises_on_import raised ZeroDivisionError: at import"),
 ])
 def test_a_failing_user_model_is_one_error_and_no_run_folder(tmp_path, capsys, user_models, factory, fragment):
-    assert_refused(capsys, "run", "--model", factory, *TINY, "--out", tmp_path / "runs", fragments=[fragment])
+    assert_refused(capsys, "run", "--model", factory, *TINY, "--runs", tmp_path / "runs", fragments=[fragment])
     assert run_folders(tmp_path / "runs") == []
     with pytest.raises(models.ModelFactoryError):
         models.create_model(factory, (1, 8, 8), 10)
@@ -281,7 +281,7 @@ def test_a_failing_factory_fails_its_runs_and_the_sweep_goes_on(tmp_path, capsys
     spec = tmp_path / "spec.yaml"
     spec.write_text("name: factories\nbase: {dataset: digits, subset: 100, test_subset: 50, epochs: 1, measures: none}\n"
                     "axes: {model: [mlp-1x512, 'factories_under_test:boom', 'factories_under_test:tiny']}\n")
-    code, out, err = run_cli(capsys, "sweep", spec, "--out", tmp_path / "runs", "--quiet")
+    code, out, err = run_cli(capsys, "sweep", spec, "--runs", tmp_path / "runs", "--quiet")
     assert code == 1 and "Traceback" not in err
     assert "3 run(s) trained: 2 complete, 0 diverged, 1 failed" in out
     assert "failed: model=factories_under_test:boom" in out and "factory exploded" in out
@@ -300,7 +300,7 @@ def test_a_failing_factory_fails_its_runs_and_the_sweep_goes_on(tmp_path, capsys
 def test_a_dry_run_imports_no_user_model(tmp_path, capsys, user_models):
     spec = tmp_path / "spec.yaml"
     spec.write_text("base: {epochs: 1}\naxes: {model: [mlp-1x512, 'factories_under_test:boom']}\n")
-    code, out, _ = run_cli(capsys, "sweep", spec, "--dry-run", "--out", tmp_path / "runs")
+    code, out, _ = run_cli(capsys, "sweep", spec, "--dry-run", "--runs", tmp_path / "runs")
     assert code == 0 and "factories_under_test" not in sys.modules
     line = next(line for line in out.splitlines() if "factories_under_test:boom" in line)
     assert "cost unknown" in line and "1 run(s) of a user's model not counted" in out
@@ -309,23 +309,23 @@ def test_a_dry_run_imports_no_user_model(tmp_path, capsys, user_models):
 # ------------------------------------------------------------------------------------------- CLI values
 @pytest.mark.parametrize("device", ["cuda:abc", "tpu", "", "cuda:", "cpu:0"])
 def test_malformed_devices_are_refused(tmp_path, capsys, device):
-    assert_refused(capsys, "run", "--device", device, *TINY, "--out", tmp_path / "runs",
+    assert_refused(capsys, "run", "--device", device, *TINY, "--runs", tmp_path / "runs",
                    fragments=[f"unknown device '{device}'", "allowed: auto, cpu, cuda, cuda:N"])
     assert not (tmp_path / "runs").exists()
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
 def test_measures_on_a_missing_gpu_is_one_error_before_any_run(tmp_path, capsys):
-    assert run_cli(capsys, "run", *TINY, "--out", tmp_path)[0] == 0
+    assert run_cli(capsys, "run", *TINY, "--runs", tmp_path)[0] == 0
     summary = next(tmp_path.glob("*/summary.json"))
     before = summary.read_text()
-    assert_refused(capsys, "measures", tmp_path, "--device", "cuda", "--quiet",
+    assert_refused(capsys, "measures", "--runs", tmp_path, "--device", "cuda", "--quiet",
                    fragments=["device 'cuda' requested but no CUDA GPU is available"])
     assert summary.read_text() == before
 
 
 def test_pad_is_bounded_by_the_image_size(tmp_path, capsys):
-    assert_refused(capsys, "run", "--augment", "crop", "--pad", "100000", *TINY, "--out", tmp_path / "runs",
+    assert_refused(capsys, "run", "--augment", "crop", "--pad", "100000", *TINY, "--runs", tmp_path / "runs",
                    fragments=["pad 100000 must be in 0..8 for 8x8 images"])
     assert run_folders(tmp_path / "runs") == []
 
@@ -339,17 +339,17 @@ def test_pad_is_bounded_by_the_image_size(tmp_path, capsys):
     (["--num-classes", "10000000"], "num_classes 10000000 must be in 2..1,000,000"),
 ])
 def test_models_refuses_absurd_shapes_and_class_counts(capsys, argv, fragment):
-    assert_refused(capsys, "models", *argv, fragments=[fragment])
+    assert_refused(capsys, "list", "models", *argv, fragments=[fragment])
 
 
 def test_models_counts_large_inputs_without_allocating_them(capsys):
-    code, out, _ = run_cli(capsys, "models", "--input-shape", "3,1024,1024", "--num-classes", "1000")
+    code, out, _ = run_cli(capsys, "list", "models", "--input-shape", "3,1024,1024", "--num-classes", "1000")
     assert code == 0 and f"{3 * 1024 * 1024 * 512 + 512 + 512 * 1000 + 1000:,}" in out  # mlp-1x512: 1.6 billion
 
 
 @pytest.mark.parametrize("name", ["a/b", "../x", "$\\bogus$", ".hidden"])
 def test_model_names_that_are_not_module_references_are_refused(tmp_path, capsys, name):
-    assert_refused(capsys, "run", "--model", f"{name}:build", *TINY, "--out", tmp_path / "runs",
+    assert_refused(capsys, "run", "--model", f"{name}:build", *TINY, "--runs", tmp_path / "runs",
                    fragments=["unknown model", "package.module:factory"])
 
 
@@ -357,24 +357,24 @@ def test_dollar_signs_in_report_texts_are_text_not_mathtext(tmp_path, capsys):
     spec = tmp_path / "math.yaml"
     spec.write_text("name: math\npreset: figure1a\nbase: {dataset: digits, subset: 60, test_subset: 30, epochs: 1, "
                     "measures: none}\naxes: {data_dir: ['$\\bogus$', '$x^$']}\n")
-    assert run_cli(capsys, "sweep", spec, "--out", tmp_path / "runs", "--quiet")[0] == 0
-    code, _, err = run_cli(capsys, "report", tmp_path / "runs")
+    assert run_cli(capsys, "sweep", spec, "--runs", tmp_path / "runs", "--quiet")[0] == 0
+    code, _, err = run_cli(capsys, "report", "--runs", tmp_path / "runs")
     assert code == 0, err
     assert (tmp_path / "runs" / "report" / "math-figure1a.png").stat().st_size > 0
     assert "data_dir=$\\bogus$" in (tmp_path / "runs" / "report" / "report.md").read_text()
 
 
 @pytest.mark.parametrize("argv, fragment", [
-    (["memorize", "--subset", "0"], "train subset size 0 must be an integer in 1..1347"),
-    (["memorize", "--subset", "-5"], "train subset size -5"),
+    (["theory", "memorize", "--subset", "0"], "train subset size 0 must be an integer in 1..1347"),
+    (["theory", "memorize", "--subset", "-5"], "train subset size -5"),
     (["demo", "--subset", "0"], "subset 0 must be a positive integer"),
     (["demo", "--test-subset", "0"], "test_subset 0 must be a positive integer"),
     (["demo", "--epochs", "0"], "epochs 0 must be a positive integer"),
     (["run", "--subset", "0"], "subset 0 must be a positive integer"),
     (["run", "--test-subset", "0"], "test_subset 0 must be a positive integer"),
-    (["rademacher", "--n", "0"], "n 0 must be an integer 1..1347"),
-    (["rademacher", "--draws", "0"], "draws 0 must be an integer >= 1"),
-    (["stability", "--n", "0"], "n 0 must be an integer"),
+    (["theory", "rademacher", "--subset", "0"], "n 0 must be an integer 1..1347"),
+    (["theory", "rademacher", "--draws", "0"], "draws 0 must be an integer >= 1"),
+    (["theory", "stability", "--subset", "0"], "n 0 must be an integer"),
     (["sweep", "--preset", "figure1a", "--epochs", "0", "--dry-run"], "epochs 0 must be a positive integer"),
     (["sweep", "--preset", "figure1a", "--workers", "0"], "workers 0 must be at least 1"),
     (["demo", "--dataset", ""], "unknown dataset ''"),
@@ -387,7 +387,7 @@ def test_zero_and_negative_sizes_are_refused_never_taken_for_all(tmp_path, capsy
 
 
 def test_seeds_beyond_what_torch_takes_are_refused(tmp_path, capsys):
-    assert_refused(capsys, "run", "--seed", str(10**23), *TINY, "--out", tmp_path / "runs",
+    assert_refused(capsys, "run", "--seed", str(10**23), *TINY, "--runs", tmp_path / "runs",
                    fragments=["seed 100000000000000000000000 must be an integer in 0..2**63-1"])
 
 
@@ -396,9 +396,9 @@ def test_seeds_beyond_what_torch_takes_are_refused(tmp_path, capsys):
 def test_a_data_dir_that_is_a_file_is_said_to_be_a_file(tmp_path, capsys, dataset):
     blocker = tmp_path / "a-file"
     blocker.write_text("not a folder")
-    assert_refused(capsys, "run", "--dataset", dataset, "--data-dir", blocker, "--out", tmp_path / "runs", "--quiet",
+    assert_refused(capsys, "run", "--dataset", dataset, "--data-dir", blocker, "--runs", tmp_path / "runs", "--quiet",
                    fragments=[f"{dataset}: data directory {blocker} is a file, not a folder"])
-    assert_refused(capsys, "datasets", "--data-dir", blocker, fragments=["is a file, not a folder"])
+    assert_refused(capsys, "list", "datasets", "--data-dir", blocker, fragments=["is a file, not a folder"])
 
 
 # ------------------------------------------------------------------------------ nothing written on refusal
@@ -417,9 +417,9 @@ def test_settings_refused_after_the_data_loads_leave_no_run_folder(tmp_path, cap
         "    return nn.Sequential(nn.Flatten(), nn.LazyLinear(3))\n")
     monkeypatch.syspath_prepend(str(tmp_path))
     runs = tmp_path / "runs"
-    assert run_cli(capsys, "run", *TINY, "--out", runs)[0] == 0  # a run already there is kept as it is
+    assert run_cli(capsys, "run", *TINY, "--runs", runs)[0] == 0  # a run already there is kept as it is
     kept = {p.name: sorted(f.name for f in p.iterdir()) for p in run_folders(runs)}
-    assert_refused(capsys, "run", *argv, *TINY, "--out", runs, fragments=[fragment])
+    assert_refused(capsys, "run", *argv, *TINY, "--runs", runs, fragments=[fragment])
     assert {p.name: sorted(f.name for f in p.iterdir()) for p in run_folders(runs)} == kept
     sys.modules.pop("fixed_input", None)
 
@@ -434,7 +434,7 @@ def test_a_refused_sweep_creates_no_runs_folder(tmp_path):
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
 def test_a_sweep_on_a_missing_gpu_is_one_error_before_anything(tmp_path, capsys):
     spec = _written(tmp_path / "gpu.yaml", "base: {device: cuda, epochs: 1}\naxes: {label_noise: [0.1, 0.2]}\n")
-    assert_refused(capsys, "sweep", spec, "--out", tmp_path / "runs",
+    assert_refused(capsys, "sweep", spec, "--runs", tmp_path / "runs",
                    fragments=["device 'cuda' requested but no CUDA GPU is available"])
     assert not (tmp_path / "runs").exists()
 
@@ -442,6 +442,6 @@ def test_a_sweep_on_a_missing_gpu_is_one_error_before_anything(tmp_path, capsys)
 def test_a_measures_module_that_raises_on_import_is_one_error(tmp_path, capsys, monkeypatch):
     (tmp_path / "measures_that_raise.py").write_text("raise ZeroDivisionError('at import')\n")
     monkeypatch.syspath_prepend(str(tmp_path))
-    assert_refused(capsys, "measures", tmp_path, "--import", "measures_that_raise",
+    assert_refused(capsys, "measures", "--runs", tmp_path, "--import", "measures_that_raise",
                    fragments=["importing 'measures_that_raise' raised ZeroDivisionError: at import"])
     sys.modules.pop("measures_that_raise", None)

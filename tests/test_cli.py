@@ -22,11 +22,11 @@ def run_cli(capsys, *argv):
 
 
 def test_run_trains_and_a_second_run_finds_it_complete(tmp_path, capsys):
-    code, out, _ = run_cli(capsys, "run", "--out", str(tmp_path), "--label-noise", "1", *TINY)
+    code, out, _ = run_cli(capsys, "run", "--runs", str(tmp_path), "--label-noise", "1", *TINY)
     assert code == 0 and "[complete]" in out and "train accuracy" in out
     frame = load(tmp_path)
     assert len(frame) == 1 and frame.loc[0, "label_noise"] == 1.0 and frame.loc[0, "epochs"] == 2
-    code, out, _ = run_cli(capsys, "run", "--out", str(tmp_path), "--label-noise", "1", *TINY)
+    code, out, _ = run_cli(capsys, "run", "--runs", str(tmp_path), "--label-noise", "1", *TINY)
     assert code == 0 and "already complete" in out and len(load(tmp_path)) == 1
 
 
@@ -34,7 +34,7 @@ def test_config_file_with_flags_overriding_it(tmp_path, capsys):
     config = tmp_path / "run.yaml"
     config.write_text("dataset: digits\nlabel-noise: 0.5\ninputs: shuffled-pixels\nepochs: 3\n"
                       "augment: [flip]\nstop_at_fit: false\n")
-    code, _, _ = run_cli(capsys, "run", "--config", str(config), "--epochs", "1", "--out", str(tmp_path / "runs"),
+    code, _, _ = run_cli(capsys, "run", "--config", str(config), "--epochs", "1", "--runs", str(tmp_path / "runs"),
                          "--subset", "100", "--quiet")
     assert code == 0
     row = load(tmp_path / "runs").iloc[0]
@@ -63,7 +63,8 @@ def test_every_setting_is_a_flag():
 def test_boolean_flags_can_be_switched_off(tmp_path):
     config = tmp_path / "on.yaml"
     config.write_text("stop_at_fit: true\ncorrupt_test_labels: true\n")
-    from rethinkgen.cli import _config_from_args, build_parser
+    from rethinkgen.cli import build_parser
+    from rethinkgen.cli.train import _config_from_args
 
     args = build_parser().parse_args(["run", "--config", str(config), "--no-stop-at-fit"])
     resolved = _config_from_args(args)
@@ -71,7 +72,7 @@ def test_boolean_flags_can_be_switched_off(tmp_path):
 
 
 def test_demo_prints_a_table_and_writes_a_figure(tmp_path, capsys):
-    code, out, _ = run_cli(capsys, "demo", "--out", str(tmp_path), "--subset", "120", "--test-subset", "50",
+    code, out, _ = run_cli(capsys, "demo", "--runs", str(tmp_path), "--subset", "120", "--test-subset", "50",
                            "--epochs", "3", "--quiet")
     assert code == 0
     for label in ("true labels", "label noise 0.5", "random labels", "shuffled pixels", "random pixels", "gaussian"):
@@ -83,11 +84,11 @@ def test_demo_prints_a_table_and_writes_a_figure(tmp_path, capsys):
 
 
 def test_datasets_and_models_listings(capsys):
-    code, out, _ = run_cli(capsys, "datasets")
+    code, out, _ = run_cli(capsys, "list", "datasets")
     assert code == 0 and "digits" in out and "1347 train / 450 test" in out and "cifar10" in out
-    code, out, _ = run_cli(capsys, "models")
+    code, out, _ = run_cli(capsys, "list", "models")
     assert code == 0 and "1,649,402" in out and "1,387,786" in out and "1,209,866" in out and "1,735,178" in out
-    code, out, _ = run_cli(capsys, "models", "--input-shape", "1,8,8")
+    code, out, _ = run_cli(capsys, "list", "models", "--input-shape", "1,8,8")
     assert code == 0 and "38,410" in out
 
 
@@ -111,10 +112,11 @@ def corrupt_idx_dir(tmp_path):
 BAD_INPUTS = [
     (["--model", "resnet50"], "unknown model 'resnet50'; allowed: alexnet-small"),
     (["--dataset", "imagenet"], "unknown dataset 'imagenet'; allowed: digits"),
-    (["--inputs", "noise"], "unknown input randomization 'noise'; allowed: original"),
+    (["--inputs", "noise"], "argument --inputs: unknown value 'noise'; allowed: original"),
     (["--label-noise", "1.5"], "label_noise 1.5 is outside [0, 1]"),
     (["--label-noise", "-0.2"], "label_noise -0.2 is outside [0, 1]"),
-    (["--augment", "mixup"], "unknown augmentation 'mixup'"),
+    (["--augment", "mixup"], "argument --augment: unknown value 'mixup'; allowed: crop, flip"),
+    (["--augment", "crop,mixup"], "argument --augment: unknown value 'mixup'"),
     (["--epochs", "0"], "epochs 0 must be a positive integer"),
     (["--lr-decay", "1.5"], "lr_decay 1.5 is outside (0, 1]"),
     (["--dataset", "fashion-mnist", "--data-dir", "/nonexistent/dir"], "/nonexistent/dir does not exist"),
@@ -125,14 +127,14 @@ BAD_INPUTS = [
 
 @pytest.mark.parametrize("flags, message", BAD_INPUTS)
 def test_bad_input_gives_one_line_and_exit_2(tmp_path, capsys, flags, message):
-    code, out, err = run_cli(capsys, "run", "--out", str(tmp_path), "--quiet", *flags)
+    code, out, err = run_cli(capsys, "run", "--runs", str(tmp_path), "--quiet", *flags)
     assert code == 2
     assert err.startswith("rethinkgen: error: ") and message in err
     assert err.count("\n") == 1 and "Traceback" not in err
 
 
 def test_corrupt_data_file_is_named(tmp_path, capsys, corrupt_idx_dir):
-    code, _, err = run_cli(capsys, "run", "--out", str(tmp_path / "runs"), "--dataset", "fashion-mnist",
+    code, _, err = run_cli(capsys, "run", "--runs", str(tmp_path / "runs"), "--dataset", "fashion-mnist",
                            "--data-dir", str(corrupt_idx_dir), "--quiet")
     assert code == 2 and "train-images-idx3-ubyte: truncated" in err
 
@@ -140,12 +142,12 @@ def test_corrupt_data_file_is_named(tmp_path, capsys, corrupt_idx_dir):
 def test_unknown_config_key(tmp_path, capsys):
     config = tmp_path / "bad.yaml"
     config.write_text("label_noise: 0.5\nlearning_rate: 0.1\n")
-    code, _, err = run_cli(capsys, "run", "--config", str(config), "--out", str(tmp_path))
+    code, _, err = run_cli(capsys, "run", "--config", str(config), "--runs", str(tmp_path))
     assert code == 2 and "unknown config key 'learning_rate'" in err and "allowed:" in err
     config.write_text("[1, 2]")
-    code, _, err = run_cli(capsys, "run", "--config", str(config), "--out", str(tmp_path))
+    code, _, err = run_cli(capsys, "run", "--config", str(config), "--runs", str(tmp_path))
     assert code == 2 and "must hold a mapping" in err
-    code, _, err = run_cli(capsys, "run", "--config", str(tmp_path / "missing.yaml"), "--out", str(tmp_path))
+    code, _, err = run_cli(capsys, "run", "--config", str(tmp_path / "missing.yaml"), "--runs", str(tmp_path))
     assert code == 2 and "cannot read config file" in err
 
 
@@ -155,14 +157,14 @@ def test_model_that_cannot_take_the_input_shape(tmp_path, capsys, monkeypatch):
         "def build(input_shape, num_classes):\n"
         "    return nn.Sequential(nn.Flatten(), nn.Linear(3 * 32 * 32, num_classes))\n")
     monkeypatch.syspath_prepend(str(tmp_path))
-    code, _, err = run_cli(capsys, "run", "--model", "fixed_model:build", "--out", str(tmp_path / "runs"), "--quiet")
+    code, _, err = run_cli(capsys, "run", "--model", "fixed_model:build", "--runs", str(tmp_path / "runs"), "--quiet")
     assert code == 2 and "cannot take input shape (1, 8, 8)" in err
 
 
 def test_unwritable_runs_folder(tmp_path, capsys):
     blocker = tmp_path / "a-file"
     blocker.write_text("not a folder")
-    code, _, err = run_cli(capsys, "run", "--out", str(blocker / "runs"), "--quiet")
+    code, _, err = run_cli(capsys, "run", "--runs", str(blocker / "runs"), "--quiet")
     assert code == 2 and "cannot be written" in err
 
 
@@ -174,15 +176,15 @@ def digest(folder: Path) -> dict:
 
 
 def test_bad_input_leaves_existing_runs_untouched(tmp_path, capsys):
-    assert run_cli(capsys, "run", "--out", str(tmp_path), *TINY)[0] == 0
+    assert run_cli(capsys, "run", "--runs", str(tmp_path), *TINY)[0] == 0
     before = digest(tmp_path)
     for flags, _ in BAD_INPUTS:
-        assert run_cli(capsys, "run", "--out", str(tmp_path), "--quiet", *flags)[0] == 2
+        assert run_cli(capsys, "run", "--runs", str(tmp_path), "--quiet", *flags)[0] == 2
     assert digest(tmp_path) == before
 
 
 def test_console_script_exits_non_zero_without_traceback(tmp_path):
-    completed = subprocess.run([sys.executable, "-m", "rethinkgen", "run", "--label-noise", "7", "--out", str(tmp_path)],
+    completed = subprocess.run([sys.executable, "-m", "rethinkgen", "run", "--label-noise", "7", "--runs", str(tmp_path)],
                                capture_output=True, text=True)
     assert completed.returncode == 2
     assert completed.stderr.strip() == "rethinkgen: error: label_noise 7.0 is outside [0, 1]"
@@ -214,5 +216,5 @@ def test_demo_exits_non_zero_when_its_runs_fail(tmp_path, capsys, monkeypatch):
     def broken(*args, **kwargs):
         raise RuntimeError("disk on fire")
     monkeypatch.setattr(executors, "train", broken)
-    code, _, err = run_cli(capsys, "demo", "--out", str(tmp_path), "--subset", "60", "--epochs", "1", "--quiet")
+    code, _, err = run_cli(capsys, "demo", "--runs", str(tmp_path), "--subset", "60", "--epochs", "1", "--quiet")
     assert code == 2 and "6 demo run(s) failed" in err and "disk on fire" in err

@@ -127,8 +127,10 @@ def test_configuration_page_lists_every_setting_with_its_help():
 def test_command_line_page_shows_every_commands_help():
     hook = load_module(ROOT / "docs" / "hooks" / "cli_page.py")
     page = hook.cli_reference()
-    for command in ("run", "demo", "sweep", "report", "measures", "memorize", "kernel", "datasets", "models"):
+    for command in ("run", "demo", "sweep", "report", "measures", "theory memorize", "theory kernel", "list datasets",
+                    "list models", "list presets", "list measures"):
         assert f"### `rethinkgen {command}`" in page
+    assert "### `rethinkgen memorize`" not in page  # old names are accepted but not shown
     assert "--label-noise" in page and "--runs-per-gpu" in page
 
 

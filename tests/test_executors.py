@@ -28,7 +28,7 @@ def spec_file(tmp_path):
 
 def test_without_ray_installed_one_line_says_how_to_install_it(spec_file, tmp_path, capsys, monkeypatch):
     monkeypatch.setitem(sys.modules, "ray", None)  # makes `import ray` fail as if it were not installed
-    assert main(["sweep", spec_file, "--executor", "ray", "--out", str(tmp_path / "runs"), "--quiet"]) == 2
+    assert main(["sweep", spec_file, "--executor", "ray", "--runs", str(tmp_path / "runs"), "--quiet"]) == 2
     err = capsys.readouterr().err
     assert err.strip() == ("rethinkgen: error: --executor ray needs Ray, which is not installed; "
                            "install it with: pip install 'rethinkgen[ray]'")
@@ -46,14 +46,14 @@ def test_a_ray_cluster_that_cannot_be_reached_is_one_line(spec_file, tmp_path, c
             raise ConnectionError(f"Failed to connect to Ray cluster at {address}\nmore detail")
 
     monkeypatch.setitem(sys.modules, "ray", Unreachable)
-    argv = ["sweep", spec_file, "--executor", "ray", "--address", "10.0.0.1:6379", "--out", str(tmp_path), "--quiet"]
+    argv = ["sweep", spec_file, "--executor", "ray", "--address", "10.0.0.1:6379", "--runs", str(tmp_path), "--quiet"]
     assert main(argv) == 2
     assert capsys.readouterr().err == ("rethinkgen: error: cannot reach the Ray cluster at 10.0.0.1:6379: "
                                        "ConnectionError: Failed to connect to Ray cluster at 10.0.0.1:6379\n")
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["--executor", "dask"], "unknown executor 'dask'; allowed: local, ray"),
+    (["--executor", "dask"], "argument --executor: unknown value 'dask'; allowed: local, ray"),
     (["--executor", "ray", "--workers", "2"], "--workers is for the local executor"),
     (["--address", "auto"], "--address auto needs --executor ray"),
     (["--workers", "2", "--runs-per-gpu", "2"], "give --workers N for runs on the CPU or --runs-per-gpu K"),
@@ -61,14 +61,14 @@ def test_a_ray_cluster_that_cannot_be_reached_is_one_line(spec_file, tmp_path, c
     (["--cpus-per-run", "0", "--dry-run"], "cpus_per_run 0 must be at least 1"),
 ])
 def test_bad_executor_options_are_refused_before_anything_starts(spec_file, tmp_path, capsys, argv, message):
-    assert main(["sweep", spec_file, "--out", str(tmp_path / "runs"), "--quiet"] + argv) == 2
+    assert main(["sweep", spec_file, "--runs", str(tmp_path / "runs"), "--quiet"] + argv) == 2
     assert message in capsys.readouterr().err
     assert not list((tmp_path / "runs").glob("*/summary.json"))
 
 
 def test_runs_per_gpu_without_a_gpu_is_an_error(spec_file, tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(executors, "gpu_count", lambda: 0)
-    assert main(["sweep", spec_file, "--runs-per-gpu", "2", "--out", str(tmp_path / "runs"), "--quiet"]) == 2
+    assert main(["sweep", spec_file, "--runs-per-gpu", "2", "--runs", str(tmp_path / "runs"), "--quiet"]) == 2
     assert ("--runs-per-gpu 2 needs a GPU, and none is visible here; for runs on the CPU use --workers N"
             in capsys.readouterr().err)
     assert not list((tmp_path / "runs").glob("*/summary.json"))

@@ -85,9 +85,9 @@ def test_a_hundred_thousand_points_fit_to_rounding_error():
 
 
 def test_memorize_cli_fits_random_labels_of_digits(capsys):
-    assert main(["memorize", "--dataset", "digits", "--labels", "random"]) == 0
+    assert main(["theory", "memorize", "--dataset", "digits", "--label-noise", "1"]) == 0
     out = capsys.readouterr().out
     assert "n = 1,347 points, d = 64 dimensions" in out and "parameters 14,881" in out
     assert "train accuracy 1.0000" in out
-    assert main(["memorize", "--labels", "noisy"]) == 2
-    assert "labels 'noisy'; allowed: random, true" in capsys.readouterr().err
+    assert main(["theory", "memorize", "--label-noise", "1.5"]) == 2
+    assert "label noise 1.5 is outside [0, 1]" in capsys.readouterr().err

@@ -104,7 +104,7 @@ def test_a_hostile_cifar_meta_file_is_refused_by_run_without_running_it(tmp_path
     folder = _cifar_folder(tmp_path / "cifar")
     marker = tmp_path / "pwned"
     _make_hostile(folder / "batches.meta", marker)
-    code, _, err = run_cli(capsys, "run", "--dataset", "cifar10", "--data-dir", folder, "--out", tmp_path / "runs",
+    code, _, err = run_cli(capsys, "run", "--dataset", "cifar10", "--data-dir", folder, "--runs", tmp_path / "runs",
                            *TINY_FLAGS[4:])
     line = one_error_line(err)
     assert code == 2 and not marker.exists()
@@ -117,7 +117,7 @@ def test_a_hostile_cifar_batch_is_refused_by_the_datasets_listing(tmp_path, caps
     marker = tmp_path / "pwned"
     with open(folder / "data_batch_3", "wb") as handle:
         pickle.dump({b"data": WritesAFile(marker), b"labels": []}, handle)
-    code, out, _ = run_cli(capsys, "datasets", "--data-dir", folder)
+    code, out, _ = run_cli(capsys, "list", "datasets", "--data-dir", folder)
     assert code == 0 and not marker.exists()
     assert "refused" in out and "data_batch_3" in out
 
@@ -148,7 +148,7 @@ def test_measures_rebuild_a_runs_data_through_the_restricted_reader(tmp_path, ca
     assert train(config, runs, progress=False).summary["status"] == "complete"
     marker = tmp_path / "pwned"
     _make_hostile(folder / "batches.meta", marker)
-    code, _, err = run_cli(capsys, "measures", runs, "--recompute", "--only", "frobenius_sum", "--quiet")
+    code, _, err = run_cli(capsys, "measures", "--runs", runs, "--recompute", "--only", "frobenius_sum", "--quiet")
     assert code == 1 and not marker.exists()
     warnings = [line for line in err.splitlines() if "batches.meta" in line]
     assert len(warnings) == 1 and warnings[0].startswith("rethinkgen: warning: ") and "refused" in warnings[0]
@@ -160,12 +160,12 @@ def test_a_hostile_checkpoint_is_refused_without_running_it(interrupted, tmp_pat
     marker = tmp_path / "pwned"
     torch.save({"model": WritesAFile(marker), "optimizer": {}, "step": 1, "epochs": 1, "logged_steps": 0},
                run_dir / "checkpoint.pt")
-    code, _, err = run_cli(capsys, "run", "--out", run_dir.parent, *TINY_FLAGS)
+    code, _, err = run_cli(capsys, "run", "--runs", run_dir.parent, *TINY_FLAGS)
     line = one_error_line(err)
     assert code == 2 and not marker.exists()
     assert str(run_dir / "checkpoint.pt") in line and "io.open" in line and "--restart" in line
     # the way out: --restart trains it from the start, as if it had never run
-    code, _, _ = run_cli(capsys, "run", "--out", run_dir.parent, "--restart", *TINY_FLAGS)
+    code, _, _ = run_cli(capsys, "run", "--runs", run_dir.parent, "--restart", *TINY_FLAGS)
     assert code == 0 and not marker.exists()
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["status"] == "complete" and summary["test_accuracy"] == reference.summary["test_accuracy"]
@@ -183,10 +183,10 @@ def test_a_damaged_checkpoint_is_named_and_restart_is_the_way_out(interrupted, c
         torch.save([1, 2, 3], path)
     else:
         torch.save({"model": {}, "step": 3}, path)
-    code, _, err = run_cli(capsys, "run", "--out", run_dir.parent, *TINY_FLAGS)
+    code, _, err = run_cli(capsys, "run", "--runs", run_dir.parent, *TINY_FLAGS)
     line = one_error_line(err)
     assert code == 2 and str(path) in line and "--restart" in line
-    code, out, _ = run_cli(capsys, "run", "--out", run_dir.parent, "--restart", *TINY_FLAGS)
+    code, out, _ = run_cli(capsys, "run", "--runs", run_dir.parent, "--restart", *TINY_FLAGS)
     assert code == 0 and "[complete]" in out
     resumed = train(config, run_dir.parent, progress=False)
     assert without_timing(resumed.metrics) == without_timing(reference.metrics)
@@ -203,9 +203,9 @@ def test_checkpoints_hold_only_what_weights_only_loading_accepts(interrupted):
 
 def test_restart_never_touches_a_finished_run(tmp_path, capsys):
     runs = tmp_path / "runs"
-    assert run_cli(capsys, "run", "--out", runs, *TINY_FLAGS)[0] == 0
+    assert run_cli(capsys, "run", "--runs", runs, *TINY_FLAGS)[0] == 0
     before = digest(runs / RunConfig(**TINY).run_id())
-    code, out, _ = run_cli(capsys, "run", "--out", runs, "--restart", *TINY_FLAGS)
+    code, out, _ = run_cli(capsys, "run", "--runs", runs, "--restart", *TINY_FLAGS)
     assert code == 0 and "already complete" in out
     assert digest(runs / RunConfig(**TINY).run_id()) == before
 
@@ -216,35 +216,35 @@ def test_a_damaged_randomization_record_is_named(interrupted, capsys):
     record = (run_dir / "randomization.json").read_text()
     for text, says in (('{"seed": ', "not valid JSON"), ("{}", "it lacks 'seed'"), ("[]", "not an object")):
         (run_dir / "randomization.json").write_text(text)
-        code, _, err = run_cli(capsys, "run", "--out", run_dir.parent, *TINY_FLAGS)
+        code, _, err = run_cli(capsys, "run", "--runs", run_dir.parent, *TINY_FLAGS)
         line = one_error_line(err)
         assert code == 2 and str(run_dir / "randomization.json") in line and says in line and "--restart" in line
     (run_dir / "randomization.json").write_text(record)
     (run_dir / "randomization.npz").write_bytes(b"PK garbage")
-    code, _, err = run_cli(capsys, "run", "--out", run_dir.parent, *TINY_FLAGS)
+    code, _, err = run_cli(capsys, "run", "--runs", run_dir.parent, *TINY_FLAGS)
     line = one_error_line(err)
     assert code == 2 and str(run_dir / "randomization.npz") in line and "--restart" in line
-    assert run_cli(capsys, "run", "--out", run_dir.parent, "--restart", *TINY_FLAGS)[0] == 0
+    assert run_cli(capsys, "run", "--runs", run_dir.parent, "--restart", *TINY_FLAGS)[0] == 0
 
 
 def test_a_lock_that_is_a_directory_or_a_link_is_named_and_nothing_outside_is_touched(interrupted, tmp_path, capsys):
     _, run_dir = interrupted
     (run_dir / "lock").unlink()
     (run_dir / "lock").mkdir()
-    code, _, err = run_cli(capsys, "run", "--out", run_dir.parent, *TINY_FLAGS)
+    code, _, err = run_cli(capsys, "run", "--runs", run_dir.parent, *TINY_FLAGS)
     assert code == 2 and f"the lock file {run_dir / 'lock'} is a directory" in one_error_line(err)
     (run_dir / "lock").rmdir()
     outside = tmp_path / "precious.txt"
     outside.write_text("keep me")
     (run_dir / "lock").symlink_to(outside)
-    code, _, err = run_cli(capsys, "run", "--out", run_dir.parent, *TINY_FLAGS)
+    code, _, err = run_cli(capsys, "run", "--runs", run_dir.parent, *TINY_FLAGS)
     assert code == 2 and "lock" in one_error_line(err) and outside.read_text() == "keep me"
 
 
 def test_the_lock_file_is_never_truncated(interrupted, capsys):
     _, run_dir = interrupted
     (run_dir / "lock").write_text("not empty")
-    assert run_cli(capsys, "run", "--out", run_dir.parent, *TINY_FLAGS)[0] == 0
+    assert run_cli(capsys, "run", "--runs", run_dir.parent, *TINY_FLAGS)[0] == 0
     assert (run_dir / "lock").read_text() == "not empty"
 
 
@@ -252,7 +252,7 @@ def test_stale_temporary_files_are_removed_when_the_run_is_opened(interrupted, c
     _, run_dir = interrupted
     for name in ("checkpoint.pt.k1ll3d.tmp", "summary.json.x7.tmp"):
         (run_dir / name).write_bytes(b"half a file")
-    assert run_cli(capsys, "run", "--out", run_dir.parent, *TINY_FLAGS)[0] == 0
+    assert run_cli(capsys, "run", "--runs", run_dir.parent, *TINY_FLAGS)[0] == 0
     assert not list(run_dir.glob("*.tmp"))
 
 
@@ -265,26 +265,26 @@ def _sweep_spec(tmp_path, name="noise", **extra):
 
 def test_a_garbled_summary_stops_no_other_run(tmp_path, capsys):
     runs, spec = tmp_path / "runs", _sweep_spec(tmp_path)
-    assert run_cli(capsys, "sweep", spec, "--out", runs, "--quiet")[0] == 0
+    assert run_cli(capsys, "sweep", spec, "--runs", runs, "--quiet")[0] == 0
     bad, good = (RunConfig(**{**TINY, "epochs": 2, "label_noise": p}).run_id() for p in (0.0, 1.0))
     (runs / bad / "summary.json").write_text("")
     good_files = digest(runs / good)
 
-    code, out, err = run_cli(capsys, "sweep", spec, "--out", runs, "--dry-run")
+    code, out, err = run_cli(capsys, "sweep", spec, "--runs", runs, "--dry-run")
     assert code == 0 and "unreadable" in out
     assert err.count("rethinkgen: warning:") == 1 and str(runs / bad / "summary.json") in err
 
-    code, out, err = run_cli(capsys, "sweep", spec, "--out", runs, "--quiet")
+    code, out, err = run_cli(capsys, "sweep", spec, "--runs", runs, "--quiet")
     assert code == 1 and "1 skipped (already finished)" in out and "1 skipped (summary.json damaged" in out
     assert str(runs / bad / "summary.json") in err and "--restart" in err and "Traceback" not in err
     assert (runs / bad / "summary.json").read_text() == ""  # left as it was
 
-    code, _, err = run_cli(capsys, "run", "--out", runs, "--epochs", "2", *TINY_FLAGS[:4], "--log-every", "2",
+    code, _, err = run_cli(capsys, "run", "--runs", runs, "--epochs", "2", *TINY_FLAGS[:4], "--log-every", "2",
                            "--quiet")
     line = one_error_line(err)
     assert code == 2 and str(runs / bad / "summary.json") in line and "--restart" in line
 
-    code, out, _ = run_cli(capsys, "sweep", spec, "--out", runs, "--quiet", "--restart")
+    code, out, _ = run_cli(capsys, "sweep", spec, "--runs", runs, "--quiet", "--restart")
     assert code == 0 and "1 run(s) trained: 1 complete" in out
     assert json.loads((runs / bad / "summary.json").read_text())["status"] == "complete"
     assert digest(runs / good) == good_files  # the finished run was not touched
@@ -325,7 +325,7 @@ def test_a_sweep_name_cannot_write_outside_the_sweeps_folder(tmp_path, capsys, n
     spec = _sweep_spec(tmp_path, name.format(run=finished.run_id))
     before = digest(tmp_path)
     for extra in ([], ["--dry-run"]):
-        code, _, err = run_cli(capsys, "sweep", spec, "--out", runs, "--quiet", *extra)
+        code, _, err = run_cli(capsys, "sweep", spec, "--runs", runs, "--quiet", *extra)
         assert code == 2 and "sweep name" in one_error_line(err) and "not allowed" in err
     assert digest(tmp_path) == before
     assert not os.path.exists("/tmp/rethinkgen-absolute-sweep.json")
@@ -333,7 +333,7 @@ def test_a_sweep_name_cannot_write_outside_the_sweeps_folder(tmp_path, capsys, n
 
 def test_report_ignores_manifests_and_results_that_point_outside_the_runs_folder(tmp_path, capsys):
     runs, out, outside = tmp_path / "runs", tmp_path / "out", tmp_path / "outside"
-    assert run_cli(capsys, "sweep", _sweep_spec(tmp_path), "--out", runs, "--quiet")[0] == 0
+    assert run_cli(capsys, "sweep", _sweep_spec(tmp_path), "--runs", runs, "--quiet")[0] == 0
     outside.mkdir()
     secret = outside / "secret.png"
     secret.write_bytes(b"\x89PNG secret bytes")
@@ -347,7 +347,7 @@ def test_report_ignores_manifests_and_results_that_point_outside_the_runs_folder
     (theory / "link.png").symlink_to(secret)
     (theory / "evil.json").write_text(json.dumps({"title": "Evil", "text": "", "tables": [],
                                                   "figures": [str(secret), "link.png", "/etc/passwd", "../x.png"]}))
-    code, _, err = run_cli(capsys, "report", runs, "--out", out)
+    code, _, err = run_cli(capsys, "report", "--runs", runs, "--report-dir", out)
     assert code == 0
     for name in ("evil-name.json", "evil-id.json", "garbled.json", "link.png", str(secret), "/etc/passwd"):
         assert name in err
@@ -364,7 +364,7 @@ def test_results_stored_by_older_versions_with_absolute_figure_paths_still_show(
     (theory / "fig.png").write_bytes(b"\x89PNG figure")
     (theory / "old.json").write_text(json.dumps({"title": "Old", "text": "", "tables": [[["a"], [["1"]]]],
                                                  "figures": [str((theory / "fig.png").resolve())]}))
-    assert run_cli(capsys, "report", runs, "--out", out)[0] == 0
+    assert run_cli(capsys, "report", "--runs", runs, "--report-dir", out)[0] == 0
     assert (out / "fig.png").read_bytes() == b"\x89PNG figure" and "fig.png" in (out / "report.md").read_text()
 
 
@@ -378,7 +378,7 @@ def test_a_run_id_from_the_index_cannot_reach_outside_the_runs_folder(tmp_path, 
     with db:
         db.execute("INSERT INTO runs VALUES (?, ?, ?, ?, ?)", ("../../victim", "complete", "{}", "{}", 0.0))
     db.close()
-    code, _, err = run_cli(capsys, "measures", runs, "--only", "frobenius_sum", "--quiet")
+    code, _, err = run_cli(capsys, "measures", "--runs", runs, "--only", "frobenius_sum", "--quiet")
     assert code == 0 and "../../victim" in err and "is not a run id" in err
     assert (victim / "lock").read_text() == "precious" and sorted(p.name for p in victim.iterdir()) == ["lock"]
     assert list(load(runs)["run_id"]) == [RunConfig(**TINY).run_id()]
@@ -389,9 +389,9 @@ def test_a_corrupt_index_is_rebuilt_from_the_run_folders(tmp_path, capsys):
     runs = tmp_path / "runs"
     first = train(RunConfig(**TINY), runs, progress=False)
     (runs / INDEX_NAME).write_bytes(b"this is not an sqlite database" * 100)
-    code, _, err = run_cli(capsys, "report", runs, "--out", tmp_path / "report")  # a reader: rows from folders
+    code, _, err = run_cli(capsys, "report", "--runs", runs, "--report-dir", tmp_path / "report")  # a reader: rows from folders
     assert code == 0 and "cannot be read" in err and first.run_id in (tmp_path / "report" / "report.md").read_text()
-    code, _, err = run_cli(capsys, "run", "--out", runs, "--label-noise", "1", *TINY_FLAGS)
+    code, _, err = run_cli(capsys, "run", "--runs", runs, "--label-noise", "1", *TINY_FLAGS)
     assert code == 0 and "corrupt" in err and "rebuilt it from the 1 run folder(s)" in err
     assert (runs / (INDEX_NAME + ".corrupt")).is_file()
     frame = load(runs)
@@ -401,7 +401,7 @@ def test_a_corrupt_index_is_rebuilt_from_the_run_folders(tmp_path, capsys):
 
 def test_readers_leave_a_read_only_runs_folder_untouched(tmp_path, capsys):
     runs = tmp_path / "runs"
-    assert run_cli(capsys, "sweep", _sweep_spec(tmp_path), "--out", runs, "--quiet")[0] == 0
+    assert run_cli(capsys, "sweep", _sweep_spec(tmp_path), "--runs", runs, "--quiet")[0] == 0
     before = digest(runs)
     folders = [runs, *[p for p in runs.rglob("*") if p.is_dir()]]
     for path in runs.rglob("*"):
@@ -410,9 +410,9 @@ def test_readers_leave_a_read_only_runs_folder_untouched(tmp_path, capsys):
     for folder in folders:
         folder.chmod(0o555)
     try:
-        code, _, err = run_cli(capsys, "report", runs, "--out", tmp_path / "elsewhere")
+        code, _, err = run_cli(capsys, "report", "--runs", runs, "--report-dir", tmp_path / "elsewhere")
         assert code == 0, err
-        code, out, err = run_cli(capsys, "measures", runs, "--no-compute")
+        code, out, err = run_cli(capsys, "measures", "--runs", runs, "--no-compute")
         assert code == 0 and "Kendall's tau" in out, err
         assert digest(runs) == before  # not a byte written, not a file added (as root, chmod alone stops nothing)
     finally:
@@ -489,7 +489,7 @@ def test_a_full_disk_while_training_is_one_line_and_the_run_resumes_after(interr
         except OSError:
             raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 64 vs 0") from None
     monkeypatch.setattr(torch, "save", full)
-    code, _, err = run_cli(capsys, "run", "--out", run_dir.parent, *TINY_FLAGS)
+    code, _, err = run_cli(capsys, "run", "--runs", run_dir.parent, *TINY_FLAGS)
     line = one_error_line(err)
     assert code == 2 and "the disk is full" in line and str(run_dir / "checkpoint.pt") in line
     assert (run_dir / "checkpoint.pt").read_bytes() == checkpoint and not list(run_dir.glob("*.tmp"))
@@ -516,9 +516,9 @@ def test_run_files_are_readable_as_the_umask_allows(tmp_path, umask, mode):
 
 def test_a_torn_log_line_is_skipped_with_a_warning(tmp_path, capsys):
     runs = tmp_path / "runs"
-    assert run_cli(capsys, "sweep", _sweep_spec(tmp_path, preset="figure1a"), "--out", runs, "--quiet")[0] == 0
+    assert run_cli(capsys, "sweep", _sweep_spec(tmp_path, preset="figure1a"), "--runs", runs, "--quiet")[0] == 0
     run_dir = runs / RunConfig(**{**TINY, "epochs": 2, "label_noise": 0.0}).run_id()
     rows = (run_dir / "steps.jsonl").read_text()
     (run_dir / "steps.jsonl").write_text(rows + '{"step": 99, "ep')  # as a killed writer leaves it
-    code, _, err = run_cli(capsys, "report", runs, "--out", tmp_path / "report")
+    code, _, err = run_cli(capsys, "report", "--runs", runs, "--report-dir", tmp_path / "report")
     assert code == 0 and f"{run_dir / 'steps.jsonl'}: line {rows.count(chr(10)) + 1} is damaged" in err

@@ -90,7 +90,7 @@ def test_a_run_records_the_data_hash_and_changed_data_makes_a_new_run(hf, tmp_pa
     folder = tmp_path / "saved"
     source.save_to_disk(str(folder))
     command = ["run", "--dataset", f"hf:{folder}", "--epochs", "1", "--measures", "none", "--quiet",
-               "--out", str(tmp_path / "runs")]
+               "--runs", str(tmp_path / "runs")]
     assert main(command) == 0
     first = capsys.readouterr().out.split()[1]
     config = json.loads((tmp_path / "runs" / first / "config.json").read_text())
@@ -123,6 +123,6 @@ def test_without_the_extra_one_line_says_what_to_install(tmp_path, monkeypatch, 
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "datasets" else real(name, *a))
     (tmp_path / "folder").mkdir()
-    assert main(["run", "--dataset", f"hf:{tmp_path / 'folder'}", "--out", str(tmp_path / "runs"), "--quiet"]) == 2
+    assert main(["run", "--dataset", f"hf:{tmp_path / 'folder'}", "--runs", str(tmp_path / "runs"), "--quiet"]) == 2
     err = capsys.readouterr().err.strip()
     assert err == "rethinkgen: error: " + huggingface.MISSING and "pip install 'rethinkgen[hf]'" in err

@@ -290,7 +290,7 @@ def test_streamed_batches_and_metrics_equal_those_of_the_same_data_on_the_device
 def test_a_streamed_run_end_to_end_through_the_command_line(folder, tmp_path, capsys):
     argv = ["run", "--dataset", "imagefolder", "--data-dir", str(folder), "--image-size", "32", "--model",
             "mlp-1x512", "--epochs", "3", "--batch-size", "8", "--label-noise", "0.5", "--workers", "2",
-            "--augment", "flip", "--out", str(tmp_path), "--quiet"]
+            "--augment", "flip", "--runs", str(tmp_path), "--quiet"]
     assert main(argv) == 0
     out = capsys.readouterr().out
     assert "[complete]" in out and "train accuracy" in out
@@ -327,7 +327,7 @@ def test_a_corrupt_image_stops_a_run_with_one_line(folder, tmp_path, capsys):
     victim = sorted((root / "train" / "dog").glob("*.JPEG"))[1]
     victim.write_bytes(victim.read_bytes()[:200])  # truncated
     code = main(["run", "--dataset", "imagefolder", "--data-dir", str(root), "--image-size", "16", "--epochs", "1",
-                 "--workers", "2", "--out", str(tmp_path / "runs"), "--quiet"])
+                 "--workers", "2", "--runs", str(tmp_path / "runs"), "--quiet"])
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1
     assert err.startswith("rethinkgen: error: ") and str(victim) in err and "not a readable image" in err
@@ -335,7 +335,7 @@ def test_a_corrupt_image_stops_a_run_with_one_line(folder, tmp_path, capsys):
 
 def test_the_datasets_listing_finds_a_folder(folder, capsys, monkeypatch, tmp_path):
     monkeypatch.setenv("RETHINKGEN_DATA", str(tmp_path / "cache"))
-    assert main(["datasets", "--data-dir", str(folder)]) == 0
+    assert main(["list", "datasets", "--data-dir", str(folder)]) == 0
     out = capsys.readouterr().out
     line = next(line for line in out.splitlines() if line.startswith("imagefolder "))
     assert line.split() == ["imagefolder", "found", str(folder)]

@@ -47,7 +47,7 @@ def test_inception_v3_trains_on_an_image_folder_with_top5(tmp_path, capsys):
     folder = write_folder(tmp_path / "seven", tuple(f"c{k}" for k in range(7)), n_train=14, n_test=7, size=80)
     argv = ["run", "--dataset", "imagefolder", "--data-dir", str(folder), "--image-size", "80", "--crop", "75",
             "--model", "inception-v3", "--epochs", "1", "--batch-size", "7", "--dropout", "0.2",
-            "--weight-decay", "4e-5", "--augment", "crop", "flip", "--workers", "2", "--out", str(tmp_path / "runs"),
+            "--weight-decay", "4e-5", "--augment", "crop", "flip", "--workers", "2", "--runs", str(tmp_path / "runs"),
             "--quiet"]
     assert main(argv) == 0
     assert "[complete]" in capsys.readouterr().out

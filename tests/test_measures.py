@@ -316,7 +316,7 @@ def test_cheap_measures_are_stored_with_each_run(runs_dir):
 def test_measures_command_computes_what_is_missing_and_ranks_the_measures(runs_dir, capsys, tmp_path):
     run_ids = list(load(runs_dir)["run_id"])
     before = {run_id: read_measures(runs_dir / run_id)["values"] for run_id in run_ids}
-    code, out, err = run_cli(capsys, "measures", str(runs_dir), "--quiet")
+    code, out, err = run_cli(capsys, "measures", "--runs", str(runs_dir), "--quiet")
     assert code == 0, err
     assert "measured 5 run(s)" in out and "over 5 completed run(s)" in out
     assert "hyperparameter axes: label_noise, weight_decay" in out
@@ -327,7 +327,7 @@ def test_measures_command_computes_what_is_missing_and_ranks_the_measures(runs_d
         after = read_measures(runs_dir / run_id)["values"]
         for name, value in before[run_id].items():
             assert after[name] == pytest.approx(value, rel=1e-9), (run_id, name)
-    code, out, _ = run_cli(capsys, "measures", str(runs_dir), "--quiet")
+    code, out, _ = run_cli(capsys, "measures", "--runs", str(runs_dir), "--quiet")
     assert code == 0 and "measured 0 run(s)" in out and "5 already had every measure" in out
     paths = write_report(runs_dir, tmp_path / "report")
     assert tmp_path / "report" / "measures-against-gap.png" in paths
@@ -348,13 +348,13 @@ def test_recompute_gives_the_values_stored_at_train_time(tmp_path):
 
 
 def test_bad_input(runs_dir, tmp_path, capsys):
-    code, _, err = run_cli(capsys, "measures", str(runs_dir), "--only", "path-norm")
+    code, _, err = run_cli(capsys, "measures", "--runs", str(runs_dir), "--only", "path-norm")
     assert code == 2 and "unknown measure 'path-norm'; allowed: sharpness" in err
-    code, _, err = run_cli(capsys, "measures", str(tmp_path / "nothing"))
+    code, _, err = run_cli(capsys, "measures", "--runs", str(tmp_path / "nothing"))
     assert code == 2 and "is not a runs folder" in err
-    code, _, err = run_cli(capsys, "run", "--measures", "some", "--out", str(tmp_path))
-    assert code == 2 and "unknown measure set 'some'; allowed: none, cheap, all" in err
-    code, _, err = run_cli(capsys, "measures", str(runs_dir), "--import", "no_such_module_here")
+    code, _, err = run_cli(capsys, "run", "--measures", "some", "--runs", str(tmp_path))
+    assert code == 2 and "argument --measures: unknown value 'some'; allowed: none, cheap, all" in err
+    code, _, err = run_cli(capsys, "measures", "--runs", str(runs_dir), "--import", "no_such_module_here")
     assert code == 2 and "cannot import 'no_such_module_here'" in err
 
     copy = tmp_path / "copy"
@@ -364,6 +364,6 @@ def test_bad_input(runs_dir, tmp_path, capsys):
     (copy / run_id / "measures.json").unlink()
     with pytest.raises(RethinkgenError, match=f"run {run_id} has no checkpoint.pt"):
         measure_stored_run(copy, run_id, ["path_l2"], "cpu")
-    code, out, err = run_cli(capsys, "measures", str(copy), "--quiet", "--only", "path_l2")
+    code, out, err = run_cli(capsys, "measures", "--runs", str(copy), "--quiet", "--only", "path_l2")
     assert code == 1 and f"rethinkgen: warning: run {run_id} has no checkpoint.pt" in err
     assert "| path_l2 | norm |" in out  # the other runs are still tested

@@ -106,7 +106,7 @@ def test_chance_baselines():
 
 def test_a_run_records_and_prints_its_noise_and_chance(tmp_path, capsys):
     code = main(["run", "--label-noise", "0.5", "--label-noise-mode", "other", "--corrupt-test-labels", "--subset",
-                 "200", "--test-subset", "100", "--epochs", "1", "--out", str(tmp_path), "--quiet"])
+                 "200", "--test-subset", "100", "--epochs", "1", "--runs", str(tmp_path), "--quiet"])
     out = capsys.readouterr().out
     summary = json.loads(next(tmp_path.glob("*/summary.json")).read_text())
     record = json.loads(next(tmp_path.glob("*/randomization.json")).read_text())
@@ -122,7 +122,7 @@ def test_a_run_records_and_prints_its_noise_and_chance(tmp_path, capsys):
 # ----------------------------------------------------------------------------------------- did not fit
 def test_a_run_that_ran_out_of_epochs_says_it_did_not_fit(tmp_path, capsys):
     code = main(["run", "--label-noise", "1", "--subset", "200", "--test-subset", "60", "--epochs", "1",
-                 "--out", str(tmp_path), "--quiet"])
+                 "--runs", str(tmp_path), "--quiet"])
     out = capsys.readouterr().out
     summary = json.loads(next(tmp_path.glob("*/summary.json")).read_text())
     assert code == 0 and summary["fitted"] is False

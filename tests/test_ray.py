@@ -46,7 +46,7 @@ def test_a_sweep_runs_on_ray_like_it_runs_locally(tmp_path, ray_runtime, capsys,
           label_noise: [0.0, 0.0, 0.5, 1.0]
     """))
     runs = tmp_path / "runs"
-    assert main(["sweep", str(spec), "--executor", "ray", "--out", str(runs), "--quiet"]) == 1  # one run failed
+    assert main(["sweep", str(spec), "--executor", "ray", "--runs", str(runs), "--quiet"]) == 1  # one run failed
     out = capsys.readouterr().out
     assert "4 run(s) trained: 3 complete, 0 diverged, 1 failed; 0 skipped" in out
     assert "boom in training" in out
@@ -64,7 +64,7 @@ def test_a_sweep_runs_on_ray_like_it_runs_locally(tmp_path, ray_runtime, capsys,
     assert json.loads((runs / "sweeps" / "ray-sweep.json").read_text())["runs"][0]["run_id"] == ids[0]
 
     # a second invocation trains nothing; --retry-failed trains the failed run again, and only it
-    assert main(["sweep", str(spec), "--executor", "ray", "--out", str(runs), "--quiet"]) == 0
+    assert main(["sweep", str(spec), "--executor", "ray", "--runs", str(runs), "--quiet"]) == 0
     assert "0 run(s) trained" in capsys.readouterr().out
     retried = run_sweep(plan, runs, executor="ray", retry_failed=True, progress=False)
     assert [(run.config.run_id(), status) for run, status, _ in retried.ran] == [(ids[0], "failed")]

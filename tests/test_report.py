@@ -85,8 +85,8 @@ def test_paper_values_stand_beside_measured_ones_on_cifar10(tmp_path):
 def test_report_errors_and_cli(tmp_path, capsys, runs_dir):
     with pytest.raises(RethinkgenError, match="not a runs folder"):
         write_report(tmp_path)
-    assert main(["report", str(tmp_path)]) == 2 and "not a runs folder" in capsys.readouterr().err
-    assert main(["report", str(runs_dir), "--out", str(tmp_path / "r")]) == 0
+    assert main(["report", "--runs", str(tmp_path)]) == 2 and "not a runs folder" in capsys.readouterr().err
+    assert main(["report", "--runs", str(runs_dir), "--report-dir", str(tmp_path / "r")]) == 0
     assert (tmp_path / "r" / "report.html").is_file()
 
 

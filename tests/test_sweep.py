@@ -56,10 +56,10 @@ def test_spec_file_and_cli(tmp_path, capsys):
         axes: {label_noise: [0.0, 1.0]}
     """))
     assert load_spec(path).name == "noise" and len(load_spec(path).runs) == 2
-    assert main(["sweep", str(path), "--out", str(tmp_path / "runs"), "--quiet"]) == 0
+    assert main(["sweep", str(path), "--runs", str(tmp_path / "runs"), "--quiet"]) == 0
     out = capsys.readouterr().out
     assert "2 run(s) trained: 2 complete" in out
-    assert main(["sweep", str(path), "--out", str(tmp_path / "runs"), "--quiet"]) == 0
+    assert main(["sweep", str(path), "--runs", str(tmp_path / "runs"), "--quiet"]) == 0
     again = capsys.readouterr().out
     assert "0 run(s) trained" in again and "2 skipped" in again
     manifest = json.loads((tmp_path / "runs" / "sweeps" / "noise.json").read_text())
@@ -175,21 +175,21 @@ def test_concurrent_processes_registering_in_the_index_lose_nothing(tmp_path):
 
 
 def test_dry_run_lists_runs_and_estimates_without_training(tmp_path, capsys):
-    assert main(["sweep", "--preset", "figure1bc", "--models", "mlp-1x512", "--dry-run", "--out", str(tmp_path)]) == 0
+    assert main(["sweep", "--preset", "figure1bc", "--models", "mlp-1x512", "--dry-run", "--runs", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "11 run(s)" in out and "label noise 0.3" in out and "CPU hours" in out
     assert not (tmp_path / "index.sqlite").exists() or not list(tmp_path.glob("*/summary.json"))
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["sweep", "--preset", "figure9"], "unknown preset 'figure9'; allowed: figure1a"),
-    (["sweep", "--preset", "table1", "--scale", "huge"], "unknown scale 'huge'; allowed: paper, small, tiny"),
+    (["sweep", "--preset", "figure9"], "argument --preset: unknown value 'figure9'; allowed: figure1a"),
+    (["sweep", "--preset", "table1", "--scale", "huge"], "argument --scale: unknown value 'huge'; allowed: paper, small, tiny"),
     (["sweep"], "give either a sweep spec file or --preset"),
     (["sweep", "--preset", "table4", "--models", "resnet"], "unknown model 'resnet'"),
     (["sweep", "--preset", "figure2b", "--ensemble", "many"], "ensemble 'many' must be a whole number >= 1 or 'auto'"),
 ])
 def test_bad_sweep_arguments(tmp_path, capsys, argv, message):
-    assert main(argv + ["--out", str(tmp_path)]) == 2
+    assert main(argv + ["--runs", str(tmp_path)]) == 2
     assert message in capsys.readouterr().err
 
 

@@ -46,5 +46,5 @@ def test_off_by_default_and_a_missing_extra_is_said_in_one_line(tmp_path, monkey
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "tensorboard" else real(name, *a))
     assert main(["run", "--dataset", "synthetic", "--epochs", "1", "--seed", "3", "--tensorboard", "--quiet",
-                 "--out", str(tmp_path)]) == 2
+                 "--runs", str(tmp_path)]) == 2
     assert capsys.readouterr().err.strip() == "rethinkgen: error: " + tensorboard.MISSING

@@ -8,14 +8,14 @@ from rethinkgen.report import write_report
 
 def test_theory_commands_store_results_that_the_report_shows(tmp_path, capsys):
     out = str(tmp_path / "runs")
-    assert main(["kernel", "--n", "300", "--n-test", "200", "--label-noise", "0", "1", "--out", out]) == 0
+    assert main(["theory", "kernel", "--subset", "300", "--test-subset", "200", "--label-noise", "0", "1", "--runs", out]) == 0
     printed = capsys.readouterr().out
     assert "| digits | raw | rbf | 0 | 300 | cholesky |" in printed and "| 0.00% |" in printed
-    assert main(["minnorm", "--out", out]) == 0
-    assert main(["rademacher", "--models", "constant", "linear", "--n", "40", "--draws", "3", "--out", out]) == 0
+    assert main(["theory", "minnorm", "--runs", out]) == 0
+    assert main(["theory", "rademacher", "--models", "constant", "linear", "--subset", "40", "--draws", "3", "--runs", out]) == 0
     printed = capsys.readouterr().out
     assert "| linear | 1.000 | 0.000 | 3 | 40 |" in printed  # 40 points in 64 dimensions: linear fits any signs
-    assert main(["stability", "--n", "100", "--epochs", "2", "--out", out]) == 0
+    assert main(["theory", "stability", "--subset", "100", "--epochs", "2", "--runs", out]) == 0
     assert "| 2 |" in capsys.readouterr().out
     write_report(out)
     markdown = (tmp_path / "runs" / "report" / "report.md").read_text()
@@ -34,52 +34,53 @@ def test_table3_runs_on_the_data_present(tmp_path, capsys, monkeypatch):
     from rethinkgen.theory import experiments
 
     monkeypatch.setitem(experiments.TABLE3_SIZES, "tiny", (300, 200))
-    assert main(["kernel", "--table3", "--out", str(tmp_path / "runs")]) == 0
+    assert main(["theory", "kernel", "--table3", "--runs", str(tmp_path / "runs")]) == 0
     printed = capsys.readouterr().out
     assert "Table 3" in printed and "| raw |" in printed and "| gabor |" in printed
     assert "paper: test error" in printed
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["kernel", "--seed", "-1"], "--seed -1 must be an integer >= 0"),
-    (["kernel", "--n", "0"], "--n 0 must be an integer >= 1"),
-    (["kernel", "--n-test", "0"], "--n-test 0 must be an integer >= 1"),
-    (["kernel", "--solver", "cg", "--max-iter", "0"], "--max-iter 0 must be an integer >= 1"),
-    (["kernel", "--precondition-rank", "-3"], "--precondition-rank -3 must be an integer >= 0"),
-    (["kernel", "--tol", "0"], "--tol 0.0 must be in (0, 1)"),
-    (["kernel", "--bandwidth", "wide"], "--bandwidth 'wide' must be a number > 0 or one of half-median, median"),
-    (["kernel", "--bandwidth", "-2"], "--bandwidth -2.0 must be a number > 0"),
-    (["kernel", "--memory-budget", "0"], "--memory-budget 0.0 must be a positive number of GiB"),
-    (["kernel", "--memory-budget", "0.01"], "every solver needs at least"),
-    (["kernel", "--device", "gpu0"], "unknown device 'gpu0'"),
-    (["kernel", "--table3", "--labels", "noisy"], "unknown labels 'noisy'"),
-    (["kernel", "--n", "99999"], "99999"),
-    (["kernel", "--label-noise", "1.5"], "label noise 1.5 is outside [0, 1]"),
-    (["kernel", "--table3", "--scale", "huge"], "unknown scale 'huge'"),
-    (["rademacher", "--models", "resnet"], "resnet"),
-    (["stability", "--n", "99999"], "99999"),
-    (["memorize", "--dataset", "imagenet"], "unknown dataset 'imagenet'"),
+    (["theory", "kernel", "--seed", "-1"], "--seed -1 must be an integer >= 0"),
+    (["theory", "kernel", "--subset", "0"], "--subset 0 must be an integer >= 1"),
+    (["theory", "kernel", "--test-subset", "0"], "--test-subset 0 must be an integer >= 1"),
+    (["theory", "kernel", "--solver", "cg", "--max-iter", "0"], "--max-iter 0 must be an integer >= 1"),
+    (["theory", "kernel", "--precondition-rank", "-3"], "--precondition-rank -3 must be an integer >= 0"),
+    (["theory", "kernel", "--tol", "0"], "--tol 0.0 must be in (0, 1)"),
+    (["theory", "kernel", "--bandwidth", "wide"], "--bandwidth 'wide' must be a number > 0 or one of half-median, median"),
+    (["theory", "kernel", "--bandwidth", "-2"], "--bandwidth -2.0 must be a number > 0"),
+    (["theory", "kernel", "--memory-budget", "0"], "--memory-budget 0.0 must be a positive number of GiB"),
+    (["theory", "kernel", "--memory-budget", "0.01"], "every solver needs at least"),
+    (["theory", "kernel", "--device", "gpu0"], "unknown device 'gpu0'"),
+    (["theory", "kernel", "--table3", "--label-noise", "0.5"], "--table3 takes --label-noise 0 (true labels) and/or 1"),
+    (["theory", "kernel", "--subset", "99999"], "99999"),
+    (["theory", "kernel", "--label-noise", "1.5"], "label noise 1.5 is outside [0, 1]"),
+    (["theory", "rademacher", "--models", "resnet"], "resnet"),
+    (["theory", "stability", "--subset", "99999"], "99999"),
+    (["theory", "memorize", "--dataset", "imagenet"], "argument --dataset: unknown value 'imagenet'; allowed: digits"),
 ])
 def test_bad_theory_arguments(tmp_path, capsys, argv, message):
-    assert main(argv + ["--out", str(tmp_path)] if argv[0] != "memorize" else argv) == 2
+    assert main(argv + ["--runs", str(tmp_path)] if argv[1] != "memorize" else argv) == 2
     err = capsys.readouterr().err
     assert message in err and err.startswith("rethinkgen: error: ") and err.count("\n") == 1
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["kernel", "--kernel", "poly"], "invalid choice: 'poly'"),
-    (["kernel", "--features", "sift"], "invalid choice: 'sift'"),
-    (["kernel", "--solver", "svd"], "invalid choice: 'svd'"),
-    (["kernel", "--factorization", "qr"], "invalid choice: 'qr'"),
+    (["theory", "kernel", "--kernel", "poly"], "argument --kernel: unknown value 'poly'; allowed: linear, rbf"),
+    (["theory", "kernel", "--features", "sift"], "unknown value 'sift'; allowed: raw, gabor, random-conv"),
+    (["theory", "kernel", "--solver", "svd"], "unknown value 'svd'"),
+    (["theory", "kernel", "--factorization", "qr"], "unknown value 'qr'"),
+    (["theory", "kernel", "--table3", "--scale", "huge"], "argument --scale: unknown value 'huge'"),
 ])
 def test_kernel_enumerations_are_argparse_choices(capsys, argv, message):
-    with pytest.raises(SystemExit) as exit:
-        main(argv)
-    assert exit.value.code == 2 and message in capsys.readouterr().err
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.startswith("rethinkgen: error: ") and err.count("\n") == 1
 
 
 def test_kernel_choices_match_the_library():
-    from rethinkgen.theory import cli, features, kernels
+    from rethinkgen.cli import theory as cli
+    from rethinkgen.theory import features, kernels
 
     assert cli.KERNEL_CHOICES == kernels.KERNELS and cli.SOLVER_CHOICES == kernels.SOLVERS
     assert cli.FACTORIZATION_CHOICES == kernels.FACTORIZATIONS and cli.BANDWIDTH_CHOICES == kernels.BANDWIDTHS
@@ -87,12 +88,12 @@ def test_kernel_choices_match_the_library():
 
 
 def test_a_solve_that_stops_short_of_its_tolerance_exits_non_zero_and_says_so(tmp_path, capsys):
-    argv = ["kernel", "--n", "200", "--n-test", "100", "--solver", "cg", "--max-iter", "2", "--precondition-rank",
-            "0", "--out", str(tmp_path)]
+    argv = ["theory", "kernel", "--subset", "200", "--test-subset", "100", "--solver", "cg", "--max-iter", "2", "--precondition-rank",
+            "0", "--runs", str(tmp_path)]
     assert main(argv) == 1
     captured = capsys.readouterr()
     assert "(not converged)" in captured.out
     assert ("rethinkgen: warning: digits raw label noise 0: the cg solve stopped after 2 iterations at relative "
             "residual") in captured.err and "> tolerance 1e-06; the solution does not interpolate" in captured.err
-    assert main(argv[:5] + ["--solver", "mixed", "--out", str(tmp_path)]) == 0
+    assert main(argv[:6] + ["--solver", "mixed", "--runs", str(tmp_path)]) == 0
     assert "| mixed (" in capsys.readouterr().out

@@ -17,6 +17,17 @@ MARKER = "<!-- cli-help -->"
 WIDTH = "100"
 
 
+def _commands(parser: argparse.ArgumentParser, prefix: str = ""):
+    """(name, parser) of every command the help lists, groups (``theory``, ``list``) followed by their commands;
+    the old names, accepted but not listed, are left out."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for listed in action._choices_actions:
+                command = action.choices[listed.dest]
+                yield prefix + listed.dest, command
+                yield from _commands(command, prefix + listed.dest + " ")
+
+
 def cli_reference() -> str:
     """Markdown: the top-level help, then each command's help in a code block."""
     if str(SRC) not in sys.path:
@@ -27,9 +38,8 @@ def cli_reference() -> str:
     os.environ["COLUMNS"] = WIDTH  # argparse wraps its help to the terminal's width
     try:
         parser = build_parser()
-        commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
         parts = ["```text", parser.format_help().rstrip(), "```", ""]
-        for name, command in commands.choices.items():
+        for name, command in _commands(parser):
             parts += [f"### `rethinkgen {name}`", "", "```text", command.format_help().rstrip(), "```", ""]
     finally:
         if previous is None:

@@ -22,3 +22,5 @@ MEASURE_KINDS = ("size", "norm", "margin", "flatness", "optimization", "user")
 AMP_MODES = ("off", "bf16", "auto")
 SWITCH_MODES = ("off", "on", "auto")
 SCALES = ("paper", "small", "tiny")
+EXECUTORS = ("local", "ray")  # where a sweep's runs go: processes here, or a Ray cluster
+RESULT_FORMATS = ("table", "csv", "json", "parquet")  # rethinkgen results --format

@@ -45,7 +45,7 @@ def _f(default, help: str, **extra):
 @dataclass
 class RunConfig:
     # data
-    dataset: str = _f("digits", "data source (see `rethinkgen datasets`), the path of an .npz file of your own, or a "
+    dataset: str = _f("digits", "data source (see `rethinkgen list datasets`), the path of an .npz file of your own, or a "
                                 "Hugging Face dataset: hf:OWNER/NAME or hf:PATH (pip install 'rethinkgen[hf]')")
     data_hash: Optional[str] = _f(None, "SHA-256 of your own data (an .npz file's bytes, or the arrays given to "
                                         "train(config, dataset=...)); filled in when the run is set up, and part of "
@@ -76,7 +76,7 @@ class RunConfig:
     inputs: str = _f("original", "input randomization: " + ", ".join(INPUTS))
     corrupt_test_labels: bool = _f(False, "apply the label noise to the test labels too (the paper does not)")
     # model
-    model: str = _f("mlp-1x512", "model name (see `rethinkgen models`) or package.module:factory")
+    model: str = _f("mlp-1x512", "model name (see `rethinkgen list models`) or package.module:factory")
     dropout: float = _f(0.0, "dropout probability in the model's head (0 = off, as in the paper's CIFAR runs)",
         within=(0, 1, False, True))
     crop: str = _f("auto", "centre crop: auto (32x32 to 28x28, as the paper), none, or a size")

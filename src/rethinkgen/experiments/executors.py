@@ -21,13 +21,13 @@ from typing import Iterator
 
 import torch
 
+from rethinkgen.choices import EXECUTORS
 from rethinkgen.config import RunConfig
 from rethinkgen.engine.ensemble import train_ensemble
 from rethinkgen.engine.trainer import train
 from rethinkgen.errors import DamagedFile, RethinkgenError, choice_error, warn
 from rethinkgen.store import INDEX_NAME, RunBusy, RunStore, read_json, read_summary
 
-EXECUTORS = ("local", "ray")
 RAY_INSTALL = "pip install 'rethinkgen[ray]'"
 
 
@@ -169,7 +169,7 @@ def _ray_task(group: list[dict], runs_dir: str, threads: int, device: str | None
     The SQLite index is written by the driver only, since SQLite's locks do not hold across machines."""
     if not (Path(runs_dir) / INDEX_NAME).exists():
         return [("failed", (f"runs folder {runs_dir} is not visible on node {socket.gethostname()}: with Ray, "
-                            "--out must be a shared folder mounted at the same path on every node"))] * len(group)
+                            "--runs must be a shared folder mounted at the same path on every node"))] * len(group)
     return train_group(group, runs_dir, threads, device=device, index=False, restart=restart)
 
 

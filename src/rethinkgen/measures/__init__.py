@@ -29,7 +29,7 @@ Add your own::
         '''log of the number of weights of the conv and linear layers.'''
         return math.log(sum(w.numel() for w in context.weights))
 
-and import the module before ``rethinkgen measures RUNS_DIR --import mymodule`` computes it.
+and import the module before ``rethinkgen measures --runs RUNS_DIR --import mymodule`` computes it.
 """
 
 from __future__ import annotations

@@ -13,9 +13,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from rethinkgen import store
+from rethinkgen.choices import RESULT_FORMATS
 from rethinkgen.errors import RethinkgenError, choice_error, shown
 
-FORMATS = ("table", "csv", "json", "parquet")
+FORMATS = RESULT_FORMATS
 PARQUET_MISSING = "the parquet format needs pyarrow: pip install pyarrow"
 
 

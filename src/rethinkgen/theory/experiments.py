@@ -143,7 +143,7 @@ def table3(scale: str = "tiny", seed: int = 0, data_dir: str | None = None, labe
     if "mnist" not in found:
         notes.append("MNIST not found: the paper's MNIST rows (1.2% raw, 0.6% Gabor) are not run.")
     if "cifar10" not in found:
-        notes.append("CIFAR-10 not found: its rows are skipped (see `rethinkgen datasets`).")
+        notes.append("CIFAR-10 not found: its rows are skipped (see `rethinkgen list datasets`).")
     if not found:
         notes.append("No image dataset found: the rows run on scikit-learn's digits.")
     rows, cells = [], []

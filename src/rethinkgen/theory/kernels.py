@@ -253,7 +253,7 @@ def plan_solve(solver: str, n: int, d: int, outputs: int, budget_bytes: int | No
     where = "GPU memory" if torch.device(device).type == "cuda" else "memory"
     what = "every solver needs at least" if solver == "auto" else f"the {solver} solver needs about"
     raise RethinkgenError(f"n = {n:,}: {what} {_gib(min(options))} but only {_gib(budget)} of {where} is "
-                          f"available; use a smaller --n, free memory or raise --memory-budget")
+                          f"available; use a smaller --subset, free memory or raise --memory-budget")
 
 
 # --------------------------------------------------------------------------------------------- fits

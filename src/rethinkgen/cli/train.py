@@ -1,4 +1,4 @@
-"""The ``rethinkgen`` command line: run, demo, sweep, report, measures, datasets, models."""
+"""The training commands of ``rethinkgen``: run, demo, sweep, report, measures (parsing and printing only)."""
 
 from __future__ import annotations
 
@@ -8,11 +8,43 @@ import sys
 import typing
 from pathlib import Path
 
-from rethinkgen.choices import PRESETS as PRESET_NAMES
+# the rethinkgen modules read while the parser is built, none of which imports torch (the commands import
+# the heavy modules inside their functions, so that `rethinkgen --help` answers at once)
+from rethinkgen.choices import AUGMENTATIONS, EXECUTORS, INPUTS, MEASURE_SETS, PRESETS, RESULT_FORMATS, SCALES
+from rethinkgen.cli.lists import import_modules, print_measures
+from rethinkgen.cli.parser import (
+    HIDDEN,
+    RenamedFlag,
+    RenamedStore,
+    add_data,
+    add_old_runs_positional,
+    add_quiet,
+    add_runs,
+    add_subset,
+    add_test_subset,
+    runs_folder,
+)
 from rethinkgen.config import RunConfig, check_device
-from rethinkgen.errors import DamagedFile, RethinkgenError, raised, shown, warn
+from rethinkgen.errors import DamagedFile, RethinkgenError, shown, warn
 
 RUN_FLAG_TYPES = {int: int, float: float, str: str}
+# config fields that the config checks itself but that are enumerations all the same
+FIELD_CHOICES = {"inputs": INPUTS, "measures": MEASURE_SETS}
+
+
+def comma_choices(allowed: tuple[str, ...]):
+    """An argparse ``type`` for a list flag whose items may also be comma-separated (``crop,flip``): each name
+    must be one of ``allowed`` (kept as the function's ``choices``)."""
+
+    def names(text: str) -> list[str]:
+        items = [name for name in text.split(",") if name]
+        for name in items:
+            if name not in allowed:
+                raise argparse.ArgumentTypeError(f"unknown value {shown(name)}; allowed: {', '.join(allowed)}")
+        return items
+
+    names.choices = allowed
+    return names
 
 
 def _add_config_flags(parser: argparse.ArgumentParser) -> None:
@@ -24,72 +56,98 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
         flag = "--" + f.name.replace("_", "-")
         help_text = f"{f.metadata['help']} (default: {f.default})" if f.default not in ((), None) \
             else f.metadata["help"]
+        choices = f.metadata.get("choices", FIELD_CHOICES.get(f.name))
         if base is bool:
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS, help=help_text)
-        elif base is list:
-            parser.add_argument(flag, nargs="+", default=argparse.SUPPRESS, metavar="NAME", help=help_text)
-        elif "choices" in f.metadata:
-            parser.add_argument(flag, choices=f.metadata["choices"], default=argparse.SUPPRESS, help=help_text)
+        elif f.name == "augment":
+            parser.add_argument(flag, nargs="+", type=comma_choices(AUGMENTATIONS), default=argparse.SUPPRESS,
+                                metavar="NAME", help=help_text)
+        elif choices is not None:
+            parser.add_argument(flag, choices=choices, default=argparse.SUPPRESS, help=help_text)
         else:
             parser.add_argument(flag, type=RUN_FLAG_TYPES[base], default=argparse.SUPPRESS,
                                 metavar=f.name.upper(), help=help_text)
 
 
 def _config_from_args(args: argparse.Namespace) -> RunConfig:
+    """The run's settings: the --config file (if any) overridden by the flags given."""
     names = {f.name for f in dataclasses.fields(RunConfig)}
     given = {k: v for k, v in vars(args).items() if k in names}
     if "augment" in given:
-        given["augment"] = [name for item in given["augment"] for name in item.split(",") if name]
+        given["augment"] = [name for names_given in given["augment"] for name in names_given]
     if args.config:
         return RunConfig.from_file(args.config, given)
     return RunConfig.from_mapping(given)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="rethinkgen",
-        description="Randomization tests of Zhang et al., 'Understanding deep learning requires rethinking "
-                    "generalization' (ICLR 2017).")
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
+def add_commands(commands) -> None:
+    """The run, demo, sweep, report and measures commands, on the ``rethinkgen`` sub-command group."""
     run = commands.add_parser("run", help="train one run (resumes it if it was interrupted)",
                               description="Train one run. Every setting is a flag, or a key of --config.")
-    run.add_argument("--config", help="YAML or JSON file of settings; flags override it")
-    run.add_argument("--out", default="runs", help="runs folder (default: runs)")
-    run.add_argument("--quiet", action="store_true", help="no progress bar")
+    run.add_argument("--config", metavar="FILE", help="YAML or JSON file of settings; flags override it")
+    run.add_argument("--print-config", action="store_true",
+                     help="print the resolved settings as YAML (a file --config reads back) and train nothing")
+    add_runs(run)
+    add_quiet(run)
     run.add_argument("--restart", action="store_true",
                      help="if the run has not finished (interrupted, failed, or its checkpoint damaged), discard its "
                           "checkpoint and logs and train it from the start; a finished run is left as it is")
     _add_config_flags(run)
+    run.set_defaults(handler=cmd_run)
 
     demo = commands.add_parser("demo", help="the main job: six randomizations, a figure and a table",
                                description="Train one model on true labels, label noise 0.5, random labels, "
                                            "shuffled pixels, random pixels and Gaussian inputs.")
-    demo.add_argument("--dataset", help="data source (default: digits, bundled)")
-    demo.add_argument("--data-dir", help="directory holding the dataset's files")
+    add_data(demo, None, what="data source (default: digits, bundled)")
     demo.add_argument("--model", help="model (default: mlp-1x512)")
-    demo.add_argument("--subset", type=int, help="number of training examples (default: all)")
-    demo.add_argument("--test-subset", type=int, help="number of test examples (default: all)")
+    add_subset(demo)
+    add_test_subset(demo)
     demo.add_argument("--epochs", type=int, help="epoch budget per run (default: 600; each stops at fit)")
     demo.add_argument("--seed", type=int, help="seed (default: 0)")
-    demo.add_argument("--out", default="runs", help="runs folder (default: runs)")
-    demo.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_runs(demo)
+    add_quiet(demo)
+    demo.set_defaults(handler=cmd_demo)
+    _add_sweep(commands)
 
+    report = commands.add_parser("report", help="write report.html, report.md and figures from a runs folder",
+                                 description="Write report.html (figures embedded), report.md and every figure as "
+                                             "PNG and SVG from the runs of a runs folder; it reads the folder only.")
+    add_runs(report, old=())
+    add_old_runs_positional(report)
+    report.add_argument("--report-dir", metavar="DIR", help="where to write the report (default: RUNS/report)")
+    report.add_argument("--out", dest="report_dir", action=RenamedStore, new="--report-dir", help=HIDDEN)
+    report.set_defaults(handler=cmd_report)
+    _add_measures(commands)
+
+    table = commands.add_parser("results", help="the runs table (one row per run) as text, CSV, JSON or parquet",
+                                description="One row per run of a runs folder: its settings and summary metrics.")
+    add_runs(table, old=())
+    add_old_runs_positional(table)
+    table.add_argument("--format", default="table", choices=RESULT_FORMATS,
+                       help="table, csv, json or parquet (parquet needs pyarrow and --output) (default: table)")
+    table.add_argument("--where", nargs="+", default=[], metavar="KEY=VALUE",
+                       help="keep the runs whose column KEY is VALUE")
+    table.add_argument("--columns", help="the columns to show, as a,b,c (default: all)")
+    table.add_argument("--output", metavar="FILE", help="write to this file (default: standard output)")
+    table.set_defaults(handler=cmd_results)
+
+
+def _add_sweep(commands) -> None:
     sweep = commands.add_parser("sweep", help="run many runs from a spec file or a preset of the paper",
                                 description="Run a sweep: a YAML/JSON spec (base, axes, zip, seeds) or --preset. "
                                             "Finished runs are skipped, interrupted ones resumed.")
     sweep.add_argument("spec", nargs="?", help="sweep spec file (YAML or JSON)")
-    sweep.add_argument("--preset", help="one of: " + ", ".join(PRESET_NAMES))
-    sweep.add_argument("--scale", help="paper, small or tiny (default: tiny; presets only)")
-    sweep.add_argument("--dataset", help="data source (default: cifar10 at paper scale, else digits; presets only)")
-    sweep.add_argument("--data-dir", help="directory holding the dataset's files")
+    sweep.add_argument("--preset", choices=PRESETS, help="one of the paper's experiments (see `rethinkgen list presets`)")
+    sweep.add_argument("--scale", choices=SCALES, help="size of a preset's runs (default: tiny; presets only)")
+    add_data(sweep, None, what="data source (default: cifar10 at paper scale, else digits; presets only)")
     sweep.add_argument("--models", nargs="+", metavar="MODEL", help="models to include (presets only)")
     sweep.add_argument("--seeds", nargs="+", type=int, metavar="SEED", help="seeds (default: 0)")
     sweep.add_argument("--fit-threshold", type=float, help="training accuracy that counts as fitted (default: 1.0)")
     sweep.add_argument("--epochs", type=int, help="override every run's epoch budget")
-    sweep.add_argument("--out", default="runs", help="runs folder (default: runs)")
-    sweep.add_argument("--executor", default="local", help="local (this machine) or ray (a Ray cluster; "
-                                                           "pip install 'rethinkgen[ray]') (default: local)")
+    add_runs(sweep)
+    sweep.add_argument("--executor", default="local", choices=EXECUTORS,
+                       help="local (this machine) or ray (a Ray cluster; pip install 'rethinkgen[ray]') "
+                            "(default: local)")
     sweep.add_argument("--address", help="Ray cluster address, e.g. auto or HOST:6379 (default: Ray's RAY_ADDRESS, "
                                          "a cluster started here with `ray start`, or a new local runtime)")
     sweep.add_argument("--workers", type=int, help="runs at once, in local processes (default: 1)")
@@ -105,55 +163,49 @@ def build_parser() -> argparse.ArgumentParser:
                        help="train every unfinished run (interrupted, failed, damaged) from the start, discarding its "
                             "checkpoint and logs; finished runs are left as they are")
     sweep.add_argument("--dry-run", action="store_true", help="list the runs and their estimated cost; train nothing")
-    sweep.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_quiet(sweep)
+    sweep.set_defaults(handler=cmd_sweep)
 
-    report = commands.add_parser("report", help="write report.html, report.md and figures from a runs folder")
-    report.add_argument("runs_dir", nargs="?", default="runs", help="runs folder (default: runs)")
-    report.add_argument("--out", help="where to write the report (default: RUNS_DIR/report)")
 
+def _add_measures(commands) -> None:
     measure = commands.add_parser(
         "measures", help="compute complexity measures of finished runs and test them against the generalization gap",
         description="Compute the measures each completed run lacks, from its checkpoint and on the data it trained "
                     "on; then print, for each measure, Kendall's tau with the generalization gap across the runs and "
                     "the granulated tau (Jiang et al. 2019: the mean over hyperparameter axes of tau when only that "
                     "axis varies), with the number of runs behind each figure.")
-    measure.add_argument("runs_dir", nargs="?", default="runs", help="runs folder (default: runs)")
-    measure.add_argument("--only", nargs="+", metavar="NAME", help="compute and test only these measures (default: all)")
-    measure.add_argument("--list", action="store_true", help="list the measures with their formulas and exit")
+    add_runs(measure, old=())
+    add_old_runs_positional(measure)
+    measure.add_argument("--only", nargs="+", metavar="NAME",
+                         help="compute and test only these measures (default: all; see `rethinkgen list measures`)")
+    measure.add_argument("--list", action=RenamedFlag, new="`rethinkgen list measures`", help=HIDDEN)
     computing = measure.add_mutually_exclusive_group()
     computing.add_argument("--recompute", action="store_true", help="compute again the measures already stored")
     computing.add_argument("--no-compute", action="store_true", help="test the stored values only; compute nothing")
     measure.add_argument("--import", dest="imports", nargs="+", default=[], metavar="MODULE",
                          help="import these modules first (to register measures of your own)")
     measure.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
-    measure.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_quiet(measure)
+    measure.set_defaults(handler=cmd_measures)
 
-    from rethinkgen.theory import cli as theory_cli
 
-    theory_cli.add_commands(commands)
+def print_config(config: RunConfig) -> None:
+    """The resolved settings as YAML, in the config's field order: a file that ``--config`` reads back."""
+    import yaml
 
-    table = commands.add_parser("results", help="the runs table (one row per run) as text, CSV, JSON or parquet")
-    table.add_argument("runs_dir", nargs="?", default="runs", help="runs folder (default: runs)")
-    table.add_argument("--format", default="table", help="table, csv, json or parquet (needs pyarrow) (default: table)")
-    table.add_argument("--where", nargs="+", default=[], metavar="KEY=VALUE", help="keep the runs whose column KEY is VALUE")
-    table.add_argument("--columns", help="the columns to show, as a,b,c (default: all)")
-    table.add_argument("--output", help="write to this file (default: standard output; parquet needs a file)")
-
-    datasets = commands.add_parser("datasets", help="list the data sources, where they were found, and their shapes")
-    datasets.add_argument("--data-dir", help="also look in this directory")
-
-    model_list = commands.add_parser("models", help="list the models with their parameter counts")
-    model_list.add_argument("--input-shape", default="3,28,28", help="C,H,W (default: 3,28,28, the paper's)")
-    model_list.add_argument("--num-classes", type=int, default=10)
-    return parser
+    print(yaml.safe_dump(config.resolved().to_dict(), sort_keys=False, default_flow_style=False), end="")
 
 
 def cmd_run(args) -> int:
+    # training imports torch: imported here, not at the top, so that `rethinkgen --help` stays fast
     from rethinkgen.engine import distributed
     from rethinkgen.engine.trainer import train
 
     config = _config_from_args(args)
-    result = train(config, args.out, progress=not args.quiet, log=print if args.quiet else None, restart=args.restart)
+    if args.print_config:
+        print_config(config)
+        return 0
+    result = train(config, args.runs_dir, progress=not args.quiet, log=print if args.quiet else None, restart=args.restart)
     if not distributed.from_environment().is_main:
         return 0  # under torchrun, rank 0 reports for all
     from rethinkgen.outcome import DID_NOT_FIT, did_not_fit, fit_words, label_words
@@ -177,7 +229,7 @@ def cmd_demo(args) -> int:
     from rethinkgen.experiments.demo import run_demo
 
     overrides = {k: getattr(args, k) for k in ("dataset", "data_dir", "model", "subset", "test_subset", "epochs", "seed")}
-    table, table_path, figure_path = run_demo(args.out, progress=not args.quiet, **overrides)
+    table, table_path, figure_path = run_demo(args.runs_dir, progress=not args.quiet, **overrides)
     print(table)
     print(f"table:  {table_path}\nfigure: {figure_path}")
     return 0
@@ -193,7 +245,7 @@ def cmd_sweep(args) -> int:
                               "use `torchrun ... -m rethinkgen run` for one data-parallel run")
     overrides = {k: v for k, v in (("fit_threshold", args.fit_threshold), ("epochs", args.epochs)) if v is not None}
     if (args.spec is None) == (args.preset is None):
-        raise RethinkgenError("give either a sweep spec file or --preset NAME (one of: " + ", ".join(PRESET_NAMES) + ")")
+        raise RethinkgenError("give either a sweep spec file or --preset NAME (one of: " + ", ".join(PRESETS) + ")")
     if args.spec:
         if any(value is not None for value in (args.seeds, args.models, args.dataset, args.scale)):
             raise RethinkgenError("--seeds, --models, --dataset and --scale apply to presets; put them in the spec file")
@@ -211,7 +263,7 @@ def cmd_sweep(args) -> int:
             unknown += seconds is None
             cost = "cost unknown" if seconds is None else f"~{seconds / 60:7.1f} CPU min"
             try:
-                status = (sweep.run_status(args.out, run.config.run_id()) or {}).get("status", "new")
+                status = (sweep.run_status(args.runs_dir, run.config.run_id()) or {}).get("status", "new")
             except DamagedFile as damaged:
                 warn(f"{damaged}; `sweep --restart` trains the run from the start")
                 status = sweep.UNREADABLE
@@ -220,7 +272,7 @@ def cmd_sweep(args) -> int:
         print(f"estimated: at most {total / 3600:.2f} CPU hours on a 2-core CPU (runs that stop at fit take less)"
               + (f"; {unknown} run(s) of a user's model not counted (cost unknown)" if unknown else ""))
         return 0
-    outcome = sweep.run_sweep(plan, args.out, workers=args.workers, retry_failed=args.retry_failed,
+    outcome = sweep.run_sweep(plan, args.runs_dir, workers=args.workers, retry_failed=args.retry_failed,
                               progress=not args.quiet, executor=args.executor, address=args.address,
                               runs_per_gpu=args.runs_per_gpu, cpus_per_run=args.cpus_per_run,
                               ensemble=args.ensemble, restart=args.restart)
@@ -231,13 +283,12 @@ def cmd_sweep(args) -> int:
 def cmd_report(args) -> int:
     from rethinkgen.report import write_report
 
-    paths = write_report(args.runs_dir, args.out)
+    paths = write_report(runs_folder(args), args.report_dir)
     print("\n".join(str(p) for p in paths))
     return 0
 
 
 def cmd_measures(args) -> int:
-    import importlib
     import time
 
     from tqdm.auto import tqdm
@@ -245,26 +296,16 @@ def cmd_measures(args) -> int:
     from rethinkgen import measures
     from rethinkgen.measures import analysis, runs as stored
 
-    for module in args.imports:
-        try:
-            importlib.import_module(module)
-        except ImportError as error:
-            raise RethinkgenError(f"cannot import {shown(module)}: {error}") from None
-        except Exception as error:  # the module's own code raised while it was imported
-            raise RethinkgenError(f"importing {shown(module)} raised {raised(error)}") from None
+    import_modules(args.imports)
     if args.list:
-        for name in measures.measure_names():
-            measure = measures.get_measure(name)
-            print(f"{name:<34} {measure.kind:<12} {'' if measure.cheap else '(not computed at train time) '}"
-                  f"{measure.description}")
-        return 0
+        return print_measures(measures)
     names = measures.resolve(args.only)
     check_device(args.device)
     if not args.no_compute:
         from rethinkgen.engine.trainer import resolve_device
 
         resolve_device(args.device)  # a device this machine lacks is said once, before any run is touched
-    runs_dir = Path(args.runs_dir)
+    runs_dir = Path(runs_folder(args))
     rows = stored.finished_runs(runs_dir)
     if not rows:
         raise RethinkgenError(f"no completed runs in {runs_dir}")
@@ -297,68 +338,7 @@ def cmd_measures(args) -> int:
 def cmd_results(args) -> int:
     from rethinkgen.report import runs_table
 
-    if args.format not in runs_table.FORMATS:  # before reading the runs
-        raise RethinkgenError(f"unknown format {shown(args.format)}; allowed: {', '.join(runs_table.FORMATS)}")
-    frame = runs_table.runs_table(args.runs_dir, args.where, runs_table.parse_columns(args.columns))
+    frame = runs_table.runs_table(runs_folder(args), args.where, runs_table.parse_columns(args.columns))
     text = runs_table.write(frame, args.format, args.output)
     sys.stdout.write(text or f"{len(frame)} run(s) written to {args.output}\n")
     return 0
-
-
-def cmd_datasets(args) -> int:
-    from rethinkgen.data import source_status
-    from rethinkgen.data.download import check_folder
-
-    if args.data_dir is not None:
-        check_folder("--data-dir", Path(args.data_dir))
-    rows = source_status(args.data_dir)
-    width = max(len(row["name"]) for row in rows)
-    for row in rows:
-        mark = "found  " if row["found"] else "missing"
-        print(f"{row['name']:<{width}}  {mark}  {row['where']}\n{'':<{width}}           {row['shape'] or row['description']}")
-    return 0
-
-
-def cmd_models(args) -> int:
-    import torch
-
-    from rethinkgen import models
-
-    try:
-        shape = tuple(int(s) for s in args.input_shape.split(","))
-    except ValueError:
-        raise RethinkgenError(f"input shape {shown(args.input_shape)} must be C,H,W, e.g. 3,28,28") from None
-    models.check_input(shape, args.num_classes)
-    print(f"{'model':<22}{'parameters':>12}  {'lr':>5}  description (input {'x'.join(map(str, shape))})")
-    for name in models.model_names():
-        try:  # on the meta device: counts parameters without allocating them
-            with torch.device("meta"):
-                count = f"{models.count_parameters(models.create_model(name, shape, args.num_classes)):,}"
-        except RethinkgenError as error:  # e.g. inception-v3 without torchvision, or on images below 75x75
-            count, why = "-", f" [{error}]"
-        else:
-            why = ""
-        print(f"{name:<22}{count:>12}  {models.default_lr(name):>5g}  {models.describe(name)}{why}")
-    return 0
-
-
-COMMANDS = {"run": cmd_run, "demo": cmd_demo, "sweep": cmd_sweep, "report": cmd_report, "measures": cmd_measures,
-            "results": cmd_results, "datasets": cmd_datasets, "models": cmd_models}
-
-
-def main(argv: list[str] | None = None) -> int:
-    from rethinkgen.theory.cli import COMMANDS as THEORY_COMMANDS
-
-    args = build_parser().parse_args(argv)
-    try:
-        return {**COMMANDS, **THEORY_COMMANDS}[args.command](args)
-    except RethinkgenError as error:
-        print(f"rethinkgen: error: {error}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("rethinkgen: interrupted; run the same command again to resume", file=sys.stderr)
-        return 130
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,4 +1,4 @@
-"""Command-line commands for the theory: memorize, kernel, minnorm, rademacher, stability."""
+"""The theory commands of ``rethinkgen``: ``rethinkgen theory memorize|kernel|minnorm|rademacher|stability``."""
 
 from __future__ import annotations
 
@@ -6,8 +6,16 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
-
+# the rethinkgen modules read while the parser is built, none of which imports torch or numpy (the commands
+# import the heavy modules inside their functions, so that `rethinkgen --help` answers at once)
+from rethinkgen.choices import DATASETS, SCALES
+from rethinkgen.cli.parser import (
+    add_data,
+    add_old_labels,
+    add_runs,
+    add_subset,
+    add_test_subset,
+)
 from rethinkgen.errors import RethinkgenError, choice_error
 from rethinkgen.store import safe_name
 
@@ -18,30 +26,29 @@ FEATURE_CHOICES = ("raw", "gabor", "random-conv")
 SOLVER_CHOICES = ("auto", "cholesky", "mixed", "cg")
 FACTORIZATION_CHOICES = ("auto", "blocked", "lapack")
 BANDWIDTH_CHOICES = ("half-median", "median", "recipe")
+TABLE3_LABELS = {0.0: "true", 1.0: "random"}  # the label noise of Table 3's two kinds of labels
+RESULTS = "runs folder where results and figures are kept"
 
 
-def add_commands(commands) -> None:
-    memorize = commands.add_parser("memorize", help="fit a training set exactly with Theorem 1's 2n+d network",
-                                   description="Build the paper's depth-2 ReLU network with d + n + nK weights that "
-                                               "classifies every training image correctly, and test it.")
-    memorize.add_argument("--dataset", default="digits", help="data source (default: digits)")
-    memorize.add_argument("--data-dir", help="directory holding the dataset's files")
-    memorize.add_argument("--labels", default="random", help="random (default) or true training labels")
-    memorize.add_argument("--subset", type=int, help="number of training examples (default: all)")
+def _add_memorize(memorize) -> None:
+    add_data(memorize, "digits", DATASETS)
+    memorize.add_argument("--label-noise", type=float, default=1.0, metavar="P",
+                          help="probability that a training label is replaced by a random class "
+                               "(default: 1, random labels; 0: true labels)")
+    add_old_labels(memorize)
+    add_subset(memorize)
     memorize.add_argument("--seed", type=int, default=0, help="seed of the random labels and the direction")
 
-    kernel = commands.add_parser("kernel", help="minimum-norm kernel interpolation K alpha = Y (Section 5)",
-                                 description="Solve K alpha = Y on one-hot labels and report norm and errors; "
-                                             "several --label-noise values also draw the norm against the noise. "
-                                             "--table3 runs the rows of Table 3 on the data present. Exits 1 "
-                                             "when a solve stops short of its tolerance.")
-    kernel.add_argument("--dataset", default="digits", help="data source (default: digits)")
-    kernel.add_argument("--data-dir", help="directory holding the dataset's files")
+
+def _add_kernel(kernel) -> None:
+    add_data(kernel, "digits", DATASETS)
     kernel.add_argument("--kernel", default="rbf", choices=KERNEL_CHOICES, help="kernel (default: rbf)")
     kernel.add_argument("--features", default="raw", choices=FEATURE_CHOICES, help="feature map (default: raw)")
-    kernel.add_argument("--n", type=int, help="training points (default: all)")
-    kernel.add_argument("--n-test", type=int, help="test points (default: all)")
-    kernel.add_argument("--label-noise", type=float, nargs="+", default=[0.0], metavar="P", help="one or more levels")
+    add_subset(kernel, what="training points", old=("--n",))
+    add_test_subset(kernel, old=("--n-test",))
+    kernel.add_argument("--label-noise", type=float, nargs="+", default=[0.0], metavar="P",
+                        help="one or more levels (default: 0); with --table3: 0 (true labels) and/or 1 (random)")
+    add_old_labels(kernel, nargs="+")
     kernel.add_argument("--bandwidth", default="half-median",
                         help=f"a number, or {', '.join(BANDWIDTH_CHOICES)} (default: half-median, half the median "
                              "distance; recipe is exp(-0.02 |x - x'|^2), the MNIST recipe)")
@@ -63,38 +70,70 @@ def add_commands(commands) -> None:
                              "progress bar) or lapack (one call, no progress)")
     kernel.add_argument("--seed", type=int, default=0)
     kernel.add_argument("--table3", action="store_true", help="run Table 3's rows instead")
-    kernel.add_argument("--scale", default="tiny", help="Table 3 size: tiny (2,000), small (10,000) or paper (all)")
-    kernel.add_argument("--labels", nargs="+", default=["true"], metavar="KIND",
-                        help="Table 3's labels: true and/or random (default: true)")
-    kernel.add_argument("--out", default="runs", help="runs folder where results and figures are kept")
+    kernel.add_argument("--scale", default="tiny", choices=SCALES,
+                        help="Table 3 size: tiny (2,000), small (10,000) or paper (all) (default: tiny)")
+    add_runs(kernel, RESULTS)
 
-    rademacher = commands.add_parser("rademacher", help="estimate the empirical Rademacher complexity of model classes",
-                                     description="Fit random +-1 labels for several draws and report the mean "
-                                                 "correlation (1/n) sum sigma_i h(x_i), with its spread.")
-    rademacher.add_argument("--dataset", default="digits", help="data source (default: digits)")
-    rademacher.add_argument("--data-dir", help="directory holding the dataset's files")
+
+def _add_rademacher(rademacher) -> None:
+    add_data(rademacher, "digits", DATASETS)
     rademacher.add_argument("--models", nargs="+", default=["constant", "linear", "mlp-1x512"],
                             help="constant, linear, or model names (default: constant linear mlp-1x512)")
-    rademacher.add_argument("--n", type=int, default=200, help="sample size (default: 200)")
+    add_subset(rademacher, 200, "training examples (the sample size)", old=("--n",))
     rademacher.add_argument("--draws", type=int, default=5, help="draws of the signs (default: 5)")
     rademacher.add_argument("--epochs", type=int, default=500, help="epoch budget of network fits (default: 500)")
     rademacher.add_argument("--seed", type=int, default=0)
-    rademacher.add_argument("--out", default="runs", help="runs folder where the result and figure are kept")
+    add_runs(rademacher, RESULTS)
 
-    stability = commands.add_parser("stability", help="train twice on data differing in one example; show the drift",
-                                    description="A uniform-stability probe: two models from the same seed and data "
-                                                "order, on training sets that differ in one example.")
-    stability.add_argument("--dataset", default="digits", help="data source (default: digits)")
-    stability.add_argument("--data-dir", help="directory holding the dataset's files")
+
+def _add_stability(stability) -> None:
+    add_data(stability, "digits", DATASETS)
     stability.add_argument("--model", default="mlp-1x512", help="model (default: mlp-1x512)")
-    stability.add_argument("--n", type=int, default=500, help="training examples (default: 500)")
+    add_subset(stability, 500, old=("--n",))
     stability.add_argument("--epochs", type=int, default=30, help="epochs (default: 30)")
     stability.add_argument("--index", type=int, default=0, help="which training example is replaced (default: 0)")
     stability.add_argument("--seed", type=int, default=0)
-    stability.add_argument("--out", default="runs", help="runs folder where the result and figure are kept")
+    add_runs(stability, RESULTS)
 
-    minnorm = commands.add_parser("minnorm", help="show SGD from zero converging to the minimum-norm solution")
-    minnorm.add_argument("--out", default="runs", help="runs folder where the result and figure are kept")
+
+def _add_minnorm(minnorm) -> None:
+    add_runs(minnorm, RESULTS)
+
+
+def _commands() -> dict:
+    """name -> (one-line help, description, function adding its flags, function running it)."""
+    return {
+        "memorize": ("fit a training set exactly with Theorem 1's 2n+d network",
+                     ("Build the paper's depth-2 ReLU network with d + n + nK weights that classifies every "
+                      "training image correctly, and test it."), _add_memorize, cmd_memorize),
+        "kernel": ("minimum-norm kernel interpolation K alpha = Y (Section 5)",
+                   ("Solve K alpha = Y on one-hot labels and report norm and errors; several --label-noise values "
+                    "also draw the norm against the noise. --table3 runs the rows of Table 3 on the data present. "
+                    "Exits 1 when a solve stops short of its tolerance."), _add_kernel, cmd_kernel),
+        "minnorm": ("show SGD from zero converging to the minimum-norm solution", None, _add_minnorm, cmd_minnorm),
+        "rademacher": ("estimate the empirical Rademacher complexity of model classes",
+                       ("Fit random +-1 labels for several draws and report the mean correlation "
+                        "(1/n) sum sigma_i h(x_i), with its spread."), _add_rademacher, cmd_rademacher),
+        "stability": ("train twice on data differing in one example; show the drift",
+                      ("A uniform-stability probe: two models from the same seed and data order, on training "
+                       "sets that differ in one example."), _add_stability, cmd_stability),
+    }
+
+
+def add_commands(commands) -> None:
+    """``rethinkgen theory COMMAND`` on the top-level sub-command group, and the old top-level names, hidden."""
+    theory = commands.add_parser("theory", help="the paper's theory, executable: memorize, kernel, minnorm, "
+                                                "rademacher, stability",
+                                 description="The paper's theory made executable; each command prints its result "
+                                             "and keeps it in the runs folder, where the report shows it.")
+    group = theory.add_subparsers(dest="theory_command", required=True, metavar="COMMAND")
+    for name, (help_text, description, add, handler) in _commands().items():
+        add(group.add_parser(name, help=help_text, description=description or help_text))
+        group.choices[name].set_defaults(handler=handler)
+    for name, (help_text, description, add, handler) in _commands().items():
+        old = commands.add_parser(name, description=description or help_text)  # no help: not listed
+        add(old)
+        old.set_defaults(handler=handler, old_command=name, new_command=f"theory {name}")
 
 
 def _print_section(section) -> None:
@@ -117,26 +156,29 @@ def _theory_dir(runs_dir: str) -> Path:
 
 
 def cmd_memorize(args) -> int:
+    import numpy as np  # here, not at the top: `rethinkgen --help` imports no numpy
+
     from rethinkgen import data
     from rethinkgen.data.randomize import randomize
     from rethinkgen.theory.expressivity import class_accuracy, memorize
 
-    if args.labels not in ("random", "true"):
-        raise choice_error("labels", args.labels, ("random", "true"))
+    if not 0 <= args.label_noise <= 1:
+        raise RethinkgenError(f"label noise {args.label_noise!r} is outside [0, 1]")
     if args.dataset not in data.SOURCES:
         raise choice_error("dataset", args.dataset, data.SOURCES)
     options = {"data_dir": args.data_dir} if data.SOURCES[args.dataset].locate else {}
     dataset = data.load(args.dataset, **options)
     if args.subset is not None:  # 0 is refused by subset(), never taken for "all"
         dataset = dataset.subset(args.subset, seed=args.seed)
-    dataset, _ = randomize(dataset, label_noise=1.0 if args.labels == "random" else 0.0, seed=args.seed)
+    dataset, _ = randomize(dataset, label_noise=args.label_noise, seed=args.seed)
     started = time.perf_counter()
     X, labels = dataset.x_train.reshape(len(dataset.x_train), -1) / 255.0, dataset.y_train
     fit = memorize(X, np.eye(dataset.num_classes)[labels], seed=args.seed)
     seconds = time.perf_counter() - started
     train_acc = class_accuracy(fit.network, X, labels)
     test_acc = class_accuracy(fit.network, dataset.x_test.reshape(len(dataset.x_test), -1) / 255.0, dataset.y_test)
-    print(f"{dataset.name}, {args.labels} labels: n = {fit.n:,} points, d = {fit.d:,} dimensions, "
+    kind = {0.0: "true labels", 1.0: "random labels"}.get(args.label_noise, f"label noise {args.label_noise:g}")
+    print(f"{dataset.name}, {kind}: n = {fit.n:,} points, d = {fit.d:,} dimensions, "
           f"{fit.outputs} outputs")
     print(f"  parameters {fit.parameters:,} (d + n + nK = {fit.d + fit.n + fit.n * fit.outputs:,}), "
           f"smallest gap {fit.smallest_gap:.3g}, max residual {fit.max_residual:.3g}")
@@ -147,7 +189,8 @@ def cmd_memorize(args) -> int:
 
 def _kernel_settings(args) -> dict:
     """The kernel command's numeric settings checked, and its solver options for ``interpolate``."""
-    for flag, value, low in (("--seed", args.seed, 0), ("--n", args.n, 1), ("--n-test", args.n_test, 1),
+    for flag, value, low in (("--seed", args.seed, 0), ("--subset", args.subset, 1),
+                             ("--test-subset", args.test_subset, 1),
                              ("--max-iter", args.max_iter, 1), ("--precondition-rank", args.precondition_rank, 0)):
         if value is not None and value < low:
             raise RethinkgenError(f"{flag} {value} must be an integer >= {low}")
@@ -184,17 +227,26 @@ def _report_unconverged(rows) -> int:
     return 1 if short else 0
 
 
+def _table3_labels(levels: list[float]) -> list[str]:
+    """Table 3's kinds of labels from --label-noise levels: 0 true, 1 random."""
+    for level in levels:
+        if level not in TABLE3_LABELS:
+            raise RethinkgenError(f"--table3 takes --label-noise 0 (true labels) and/or 1 (random labels), "
+                                  f"not {level!r}")
+    return [TABLE3_LABELS[level] for level in dict.fromkeys(levels)]
+
+
 def cmd_kernel(args) -> int:
     from rethinkgen import data
     from rethinkgen.report import save_section
     from rethinkgen.theory import experiments
 
     settings = _kernel_settings(args)
-    folder = _theory_dir(args.out)
+    folder = _theory_dir(args.runs_dir)
     if args.table3:
-        section, _, rows = experiments.table3(args.scale, args.seed, args.data_dir, labels=args.labels,
+        section, _, rows = experiments.table3(args.scale, args.seed, args.data_dir, labels=_table3_labels(args.label_noise),
                                               progress=True, **settings["solve"])
-        save_section(args.out, f"table3-{args.scale}", section)
+        save_section(args.runs_dir, f"table3-{args.scale}", section)
         _print_section(section)
         return _report_unconverged(rows)
     if args.dataset not in data.SOURCES:
@@ -202,14 +254,14 @@ def cmd_kernel(args) -> int:
     for noise in args.label_noise:
         if not 0 <= noise <= 1:
             raise RethinkgenError(f"label noise {noise!r} is outside [0, 1]")
-    rows = experiments.kernel_rows(args.dataset, args.kernel, args.features, sorted(args.label_noise), args.n,
-                                   args.n_test, settings["bandwidth"], args.l2, args.solver, args.seed,
+    rows = experiments.kernel_rows(args.dataset, args.kernel, args.features, sorted(args.label_noise), args.subset,
+                                   args.test_subset, settings["bandwidth"], args.l2, args.solver, args.seed,
                                    args.data_dir, precondition_rank=args.precondition_rank, progress=True,
                                    **settings["solve"])
     name = safe_name(f"kernel-{args.dataset}-{args.features}-{args.kernel}-n{rows[0]['n']}", "result name")
     figure = experiments.norm_against_noise(rows, folder / f"{name}.png") if len(rows) > 1 else None
     section = experiments.kernel_section(rows, figure)
-    save_section(args.out, name, section)
+    save_section(args.runs_dir, name, section)
     _print_section(section)
     return _report_unconverged(rows)
 
@@ -218,8 +270,8 @@ def cmd_minnorm(args) -> int:
     from rethinkgen.report import save_section
     from rethinkgen.theory.experiments import min_norm_section
 
-    section = min_norm_section(_theory_dir(args.out) / "sgd-min-norm.png")
-    save_section(args.out, "sgd-min-norm", section)
+    section = min_norm_section(_theory_dir(args.runs_dir) / "sgd-min-norm.png")
+    save_section(args.runs_dir, "sgd-min-norm", section)
     _print_section(section)
     return 0
 
@@ -237,17 +289,17 @@ def cmd_rademacher(args) -> int:
     from rethinkgen.theory import capacity
 
     dataset = _load(args.dataset, args.data_dir)
-    results = capacity.rademacher_suite(dataset, args.models, n=args.n, draws=args.draws, epochs=args.epochs,
+    results = capacity.rademacher_suite(dataset, args.models, n=args.subset, draws=args.draws, epochs=args.epochs,
                                         seed=args.seed)
-    name = safe_name(f"rademacher-{args.dataset}-n{args.n}", "result name")
-    figure = capacity.plot_rademacher(results, _theory_dir(args.out) / f"{name}.png",
-                                      title=f"{args.dataset}, n = {args.n}, {args.draws} draws")
+    name = safe_name(f"rademacher-{args.dataset}-n{args.subset}", "result name")
+    figure = capacity.plot_rademacher(results, _theory_dir(args.runs_dir) / f"{name}.png",
+                                      title=f"{args.dataset}, n = {args.subset}, {args.draws} draws")
     rows = [[label, f"{r.mean:.3f}", f"{r.std:.3f}", str(r.draws), str(r.n)] for label, r in results.items()]
-    section = Section(f"Empirical Rademacher complexity ({args.dataset}, n = {args.n})",
+    section = Section(f"Empirical Rademacher complexity ({args.dataset}, n = {args.subset})",
                       "Mean over draws of (1/n) sum sigma_i h(x_i), h trained on random signs sigma. 1 is the trivial "
                       "bound: a class that fits every draw has a vacuous Rademacher bound.",
                       [(["model class", "mean", "std", "draws", "n"], rows)], [figure])
-    save_section(args.out, name, section)
+    save_section(args.runs_dir, name, section)
     _print_section(section)
     return 0
 
@@ -256,12 +308,12 @@ def cmd_stability(args) -> int:
     from rethinkgen.report import Section, save_section
     from rethinkgen.theory import capacity
 
-    name = safe_name(f"stability-{args.dataset}-{args.model.replace(':', '_')}-n{args.n}", "result name")
+    name = safe_name(f"stability-{args.dataset}-{args.model.replace(':', '_')}-n{args.subset}", "result name")
     dataset = _load(args.dataset, args.data_dir)
-    result = capacity.stability_probe(dataset, model=args.model, n=args.n, epochs=args.epochs,
+    result = capacity.stability_probe(dataset, model=args.model, n=args.subset, epochs=args.epochs,
                                       replaced_index=args.index, seed=args.seed)
-    figure = capacity.plot_stability(result, _theory_dir(args.out) / f"{name}.png",
-                                     title=f"{args.model} on {args.dataset}, n = {args.n}")
+    figure = capacity.plot_stability(result, _theory_dir(args.runs_dir) / f"{name}.png",
+                                     title=f"{args.model} on {args.dataset}, n = {args.subset}")
     rows = [[str(r["epoch"]), f"{r['loss_difference']:.2e}", f"{r['max_loss_difference']:.2e}",
              f"{r['disagreement']:.3f}", f"{r['parameter_distance']:.3e}"] for r in result.rows]
     section = Section(f"Uniform-stability probe ({args.model} on {args.dataset})",
@@ -269,10 +321,6 @@ def cmd_stability(args) -> int:
                       "far their test losses, predictions and weights drift apart.",
                       [(["epoch", "mean |loss difference|", "max |loss difference|", "disagreement",
                          "parameter distance"], rows)], [figure])
-    save_section(args.out, name, section)
+    save_section(args.runs_dir, name, section)
     _print_section(section)
     return 0
-
-
-COMMANDS = {"memorize": cmd_memorize, "kernel": cmd_kernel, "minnorm": cmd_minnorm, "rademacher": cmd_rademacher,
-            "stability": cmd_stability}

@@ -1,0 +1,125 @@
+"""The listings of ``rethinkgen``: ``rethinkgen list models|datasets|presets|measures``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from rethinkgen.errors import RethinkgenError, raised, shown
+
+
+def _add_models(parser) -> None:
+    parser.add_argument("--input-shape", default="3,28,28", help="C,H,W (default: 3,28,28, the paper's)")
+    parser.add_argument("--num-classes", type=int, default=10, help="number of classes (default: 10)")
+
+
+def _add_datasets(parser) -> None:
+    parser.add_argument("--data-dir", metavar="DIR", help="also look in this directory")
+
+
+def _add_measures(parser) -> None:
+    parser.add_argument("--import", dest="imports", nargs="+", default=[], metavar="MODULE",
+                        help="import these modules first (to list measures of your own)")
+
+
+def _commands() -> dict:
+    """name -> (one-line help, function adding its flags, function running it)."""
+    return {
+        "models": ("the models with their parameter counts and learning rates", _add_models, cmd_models),
+        "datasets": ("the data sources, where they were found, and their shapes", _add_datasets, cmd_datasets),
+        "presets": ("the paper's experiments that `rethinkgen sweep --preset NAME` runs", None, cmd_presets),
+        "measures": ("the complexity measures with their formulas", _add_measures, cmd_measures),
+    }
+
+
+def add_commands(commands) -> None:
+    """``rethinkgen list WHAT`` on the top-level sub-command group; ``datasets`` and ``models`` also under their
+    old top-level names, hidden."""
+    listing = commands.add_parser("list", help="list the models, datasets, presets or measures",
+                                  description="List what a command can be given.")
+    group = listing.add_subparsers(dest="list_command", required=True, metavar="WHAT")
+    for name, (help_text, add, handler) in _commands().items():
+        parser = group.add_parser(name, help=help_text, description=f"List {help_text}.")
+        if add is not None:
+            add(parser)
+        parser.set_defaults(handler=handler)
+    for name in ("datasets", "models"):
+        help_text, add, handler = _commands()[name]
+        old = commands.add_parser(name, description=f"List {help_text}.")  # no help: not listed
+        add(old)
+        old.set_defaults(handler=handler, old_command=name, new_command=f"list {name}")
+
+
+def import_modules(names: list[str]) -> None:
+    """Import the modules given with --import (measures of a user's own register themselves)."""
+    import importlib
+
+    for module in names:
+        try:
+            importlib.import_module(module)
+        except ImportError as error:
+            raise RethinkgenError(f"cannot import {shown(module)}: {error}") from None
+        except Exception as error:  # the module's own code raised while it was imported
+            raise RethinkgenError(f"importing {shown(module)} raised {raised(error)}") from None
+
+
+def print_measures(measures) -> int:
+    """List the registered measures (``measures``: the rethinkgen.measures module) with their formulas."""
+    for name in measures.measure_names():
+        measure = measures.get_measure(name)
+        print(f"{name:<34} {measure.kind:<12} {'' if measure.cheap else '(not computed at train time) '}"
+              f"{measure.description}")
+    return 0
+
+
+def cmd_datasets(args) -> int:
+    from rethinkgen.data import source_status
+    from rethinkgen.data.download import check_folder
+
+    if args.data_dir is not None:
+        check_folder("--data-dir", Path(args.data_dir))
+    rows = source_status(args.data_dir)
+    width = max(len(row["name"]) for row in rows)
+    for row in rows:
+        mark = "found  " if row["found"] else "missing"
+        print(f"{row['name']:<{width}}  {mark}  {row['where']}\n{'':<{width}}           {row['shape'] or row['description']}")
+    return 0
+
+
+def cmd_models(args) -> int:
+    import torch  # here, not at the top: `rethinkgen --help` imports no torch
+
+    from rethinkgen import models
+
+    try:
+        shape = tuple(int(s) for s in args.input_shape.split(","))
+    except ValueError:
+        raise RethinkgenError(f"input shape {shown(args.input_shape)} must be C,H,W, e.g. 3,28,28") from None
+    models.check_input(shape, args.num_classes)
+    print(f"{'model':<22}{'parameters':>12}  {'lr':>5}  description (input {'x'.join(map(str, shape))})")
+    for name in models.model_names():
+        try:  # on the meta device: counts parameters without allocating them
+            with torch.device("meta"):
+                count = f"{models.count_parameters(models.create_model(name, shape, args.num_classes)):,}"
+        except RethinkgenError as error:  # e.g. inception-v3 without torchvision, or on images below 75x75
+            count, why = "-", f" [{error}]"
+        else:
+            why = ""
+        print(f"{name:<22}{count:>12}  {models.default_lr(name):>5g}  {models.describe(name)}{why}")
+    return 0
+
+
+def cmd_presets(args) -> int:
+    from rethinkgen.experiments import presets
+
+    width = max(map(len, presets.DESCRIPTIONS))
+    for name, description in presets.DESCRIPTIONS.items():
+        print(f"{name:<{width}}  {description}")
+        print(f"{'':<{width}}  models: {' '.join(presets.DEFAULT_MODELS[name])}")
+    return 0
+
+
+def cmd_measures(args) -> int:
+    from rethinkgen import measures
+
+    import_modules(args.imports)
+    return print_measures(measures)
