@@ -167,3 +167,32 @@ def test_unknown_metric_and_width_are_refused(noisy_curve):
         noisy_curve.peak_width("accuracy")
     with pytest.raises(RethinkgenError, match="width 7 was not measured"):
         noisy_curve.row(7)
+
+
+def test_the_command_prints_the_table_and_keeps_the_result_for_the_report(tmp_path, capsys):
+    from rethinkgen.cli import main
+    from rethinkgen.cli.theory import RANDOM_FEATURES
+    from rethinkgen.theory.double_descent import FEATURES
+
+    assert RANDOM_FEATURES == FEATURES
+    code = main(["theory", "double-descent", "--subset", "40", "--test-subset", "100", "--widths", "10", "40", "160",
+                 "--label-noise", "0.2", "--seeds", "0", "--runs", str(tmp_path)])
+    out = capsys.readouterr().out
+    assert code == 0 and "| N | N / n |" in out and "test error peaks" in out
+    stored = sorted(p.name for p in (tmp_path / "theory").iterdir())
+    assert stored == [f"double-descent-digits-relu-n40-noise0.2.{ext}" for ext in ("csv", "json", "png", "svg")]
+    rows = json.loads((tmp_path / "theory" / stored[1]).read_text())["result"]["rows"]
+    assert [r["width"] for r in rows] == [10, 40, 160] and rows[1]["interpolates"] and not rows[0]["interpolates"]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--bandwidth", "wide"], "unknown bandwidth 'wide'"),
+    (["--random-features", "tanh"], "unknown value 'tanh'; allowed: relu, fourier"),
+    (["--subset", "0"], "n"),
+])
+def test_the_command_refuses_bad_values_in_one_line(tmp_path, capsys, args, message):
+    from rethinkgen.cli import main
+
+    assert main(["theory", "double-descent", *args, "--runs", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("rethinkgen: error: ") and message in err and err.count("\n") == 1

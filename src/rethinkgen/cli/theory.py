@@ -1,4 +1,4 @@
-"""The theory commands of ``rethinkgen``: ``rethinkgen theory memorize|kernel|minnorm|rademacher|stability``."""
+"""The theory commands of ``rethinkgen``: ``rethinkgen theory memorize|kernel|minnorm|rademacher|stability|double-descent``."""
 
 from __future__ import annotations
 
@@ -28,6 +28,7 @@ FACTORIZATION_CHOICES = ("auto", "blocked", "lapack")
 BANDWIDTH_CHOICES = ("half-median", "median", "recipe")
 TABLE3_LABELS = {0.0: "true", 1.0: "random"}  # the label noise of Table 3's two kinds of labels
 RESULTS = "runs folder where results and figures are kept"
+RANDOM_FEATURES = ("relu", "fourier")  # checked against rethinkgen.theory.double_descent.FEATURES in the tests
 
 
 def _add_memorize(memorize) -> None:
@@ -96,6 +97,27 @@ def _add_stability(stability) -> None:
     add_runs(stability, RESULTS)
 
 
+def _add_double_descent(parser) -> None:
+    add_data(parser, "digits", DATASETS)
+    parser.add_argument("--random-features", default="relu", choices=RANDOM_FEATURES,
+                        help="random ReLU features of the centred pixels, or random Fourier features of a Gaussian "
+                             "kernel (default: relu)")
+    add_subset(parser, 200, "training points n")
+    add_test_subset(parser)
+    parser.add_argument("--widths", type=int, nargs="+", metavar="N",
+                        help="feature counts N (default: 25 widths from n/20 to 20n, n among them)")
+    parser.add_argument("--label-noise", type=float, default=0.0, metavar="P",
+                        help="fraction of training labels replaced by random ones (default: 0; noise sharpens "
+                             "the peak)")
+    parser.add_argument("--ridge", type=float, default=0.0,
+                        help="ridge term (default: 0, the minimum-norm least-squares fit)")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2],
+                        help="one fit per seed: the subset, the changed labels and the features (default: 0 1 2)")
+    parser.add_argument("--bandwidth", default="half-median",
+                        help=f"fourier only: a number, or {', '.join(BANDWIDTH_CHOICES)} (default: half-median)")
+    add_runs(parser, RESULTS)
+
+
 def _add_minnorm(minnorm) -> None:
     add_runs(minnorm, RESULTS)
 
@@ -117,20 +139,29 @@ def _commands() -> dict:
         "stability": ("train twice on data differing in one example; show the drift",
                       ("A uniform-stability probe: two models from the same seed and data order, on training "
                        "sets that differ in one example."), _add_stability, cmd_stability),
+        "double-descent": ("test error and norm of least squares on N random features, for N from n/20 to 20n",
+                           ("Random-features double descent (Belkin, Hsu, Ma & Mandal 2019): the minimum-norm "
+                            "least-squares fit on N random features of n training images; the test error peaks "
+                            "where N reaches n and falls beyond it, as the norm does."),
+                           _add_double_descent, cmd_double_descent),
     }
+
+
+OLD_NAMES = ("memorize", "kernel", "minnorm", "rademacher", "stability")  # once top-level commands
 
 
 def add_commands(commands) -> None:
     """``rethinkgen theory COMMAND`` on the top-level sub-command group, and the old top-level names, hidden."""
     theory = commands.add_parser("theory", help="the paper's theory, executable: memorize, kernel, minnorm, "
-                                                "rademacher, stability",
+                                                "rademacher, stability, double-descent",
                                  description="The paper's theory made executable; each command prints its result "
                                              "and keeps it in the runs folder, where the report shows it.")
     group = theory.add_subparsers(dest="theory_command", required=True, metavar="COMMAND")
     for name, (help_text, description, add, handler) in _commands().items():
         add(group.add_parser(name, help=help_text, description=description or help_text))
         group.choices[name].set_defaults(handler=handler)
-    for name, (help_text, description, add, handler) in _commands().items():
+    for name in OLD_NAMES:
+        help_text, description, add, handler = _commands()[name]
         old = commands.add_parser(name, description=description or help_text)  # no help: not listed
         add(old)
         old.set_defaults(handler=handler, old_command=name, new_command=f"theory {name}")
@@ -264,6 +295,27 @@ def cmd_kernel(args) -> int:
     save_section(args.runs_dir, name, section)
     _print_section(section)
     return _report_unconverged(rows)
+
+
+def cmd_double_descent(args) -> int:
+    from rethinkgen.theory.double_descent import double_descent, save_double_descent
+
+    bandwidth = args.bandwidth
+    try:
+        bandwidth = float(bandwidth)
+    except ValueError:
+        if bandwidth not in BANDWIDTH_CHOICES:
+            raise choice_error("bandwidth", bandwidth, (*BANDWIDTH_CHOICES, "a positive number")) from None
+    result = double_descent(args.dataset, args.subset, args.test_subset, args.widths, args.random_features,
+                            args.label_noise, args.ridge, args.seeds, bandwidth, args.data_dir)
+    paths = save_double_descent(result, args.runs_dir)
+    headers, rows = result.table()
+    print("| " + " | ".join(headers) + " |")
+    for row in rows:
+        print("| " + " | ".join(row) + " |")
+    print(result.summary())
+    print(f"figure: {paths['png']}")
+    return 0
 
 
 def cmd_minnorm(args) -> int:
