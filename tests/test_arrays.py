@@ -200,3 +200,25 @@ def test_a_sweep_and_the_measures_take_arrays(tmp_path):
         measure_stored_run(tmp_path, run_id, ["num_parameters"], "cpu", recompute=True, dataset=other)
     with pytest.raises(RethinkgenError, match="train in this process only"):
         run_sweep(sweep, tmp_path / "other", progress=False, dataset=data, workers=2)
+
+
+def test_list_datasets_shows_your_npz_file_with_its_data_hash(tmp_path, capsys):
+    from rethinkgen.cli import main
+    from rethinkgen.data.arrays import file_sha256
+
+    path = tmp_path / "mine.npz"
+    write_npz(path)
+    assert main(["list", "datasets", "--dataset", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "digits" in out and f"{path}  found" in out and f"data hash {file_sha256(path)}" in out
+    assert main(["list", "datasets", "--dataset", str(tmp_path / "missing.npz")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("rethinkgen: error: ") and "missing.npz" in err and err.count("\n") == 1
+
+
+def test_list_models_shows_the_families(capsys):
+    from rethinkgen.cli import main
+
+    assert main(["list", "models", "--input-shape", "1,8,8"]) == 0
+    out = capsys.readouterr().out
+    assert "mlp-DxW" in out and "cnn5-K" in out and "Nakkiran" in out

@@ -14,6 +14,9 @@ def _add_models(parser) -> None:
 
 def _add_datasets(parser) -> None:
     parser.add_argument("--data-dir", metavar="DIR", help="also look in this directory")
+    parser.add_argument("--dataset", dest="own", action="append", default=[], metavar="PATH",
+                        help="also show this data of your own (an .npz file, or hf:NAME / hf:PATH): its shape and "
+                             "the data hash its runs' ids cover; may be repeated")
 
 
 def _add_measures(parser) -> None:
@@ -82,7 +85,24 @@ def cmd_datasets(args) -> int:
     for row in rows:
         mark = "found  " if row["found"] else "missing"
         print(f"{row['name']:<{width}}  {mark}  {row['where']}\n{'':<{width}}           {row['shape'] or row['description']}")
+    for name in args.own:
+        _print_own(name)
     return 0
+
+
+def _print_own(name: str) -> None:
+    """One dataset of the user's own: where it is, its shape and its data hash (refused in one line when it
+    cannot be read)."""
+    from rethinkgen.data import arrays, huggingface
+
+    if huggingface.is_hf(name):
+        dataset, data_hash = huggingface.load_hf(name, {}, None)
+    elif arrays.is_npz(name):
+        dataset, data_hash = arrays.read_npz(name)
+    else:
+        raise RethinkgenError(f"--dataset {shown(name)} is not an .npz file or hf:NAME (the built-in sources are "
+                              "listed anyway)")
+    print(f"{name}  found  {dataset.describe().split(': ', 1)[1]}\n    data hash {data_hash}")
 
 
 def cmd_models(args) -> int:
@@ -105,6 +125,10 @@ def cmd_models(args) -> int:
         else:
             why = ""
         print(f"{name:<22}{count:>12}  {models.default_lr(name):>5g}  {models.describe(name)}{why}")
+    print("families (the size in the name):")
+    for family, example in (("mlp-DxW", "mlp-1x64"), ("cnn5-K", "cnn5-16")):
+        print(f"{family:<22}{'':>12}  {models.default_lr(example):>5g}  {models.describe(example)} "
+              f"(e.g. {example})")
     return 0
 
 
