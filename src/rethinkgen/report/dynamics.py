@@ -9,6 +9,7 @@ import statistics
 from pathlib import Path
 
 import matplotlib.pyplot as plt
+from matplotlib.ticker import FuncFormatter
 
 from rethinkgen.report import COLORS, Run, Section, by_label, by_model, mean_sd, save, status_of
 from rethinkgen.report.figures import plot_memorization
@@ -109,7 +110,10 @@ def _plot_double_descent(stats: list[dict], threshold: int | None, path: Path) -
                           color=COLORS[i % len(COLORS)], alpha=1.0 if len(s["histories"]) == 1 else 0.6,
                           label=f"width {s['width']}" if j == 0 else None)
     by_epoch.set(xscale="log", xlabel="epoch", ylabel="test error", title="(b) test error against epochs")
-    for ax in (by_width, by_epoch):
+    by_width.set_xticks(widths)
+    for ax in (by_width, by_epoch):  # plain numbers: the report's text is never parsed as mathtext
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+        ax.xaxis.set_minor_formatter(FuncFormatter(lambda value, _: ""))
         ax.grid(alpha=0.3)
         ax.legend(frameon=False, fontsize=8)
     return save(fig, path)
