@@ -141,10 +141,10 @@ def test_presets_page_budgets_match_the_presets():
     lines = [line.strip() for line in page.splitlines() if line.strip().startswith("| ")]
     header = next(line for line in lines if line.startswith("| scale |"))
     columns = [cell.strip() for cell in header.strip("|").split("|")][1:]
-    assert {preset for column in columns for preset in re.findall(r"`(\w+)`", column)} == set(EPOCHS)
+    assert {preset for column in columns for preset in re.findall(r"`([\w-]+)`", column)} == set(EPOCHS)
     for scale in ("paper", "small", "tiny"):
         row = next(line for line in lines if line.startswith(f"| `{scale}` |") and line.count("|") == len(columns) + 2)
         budgets = [int(cell) for cell in row.strip("|").split("|")[1:]]
         for column, budget in zip(columns, budgets):
-            for preset in re.findall(r"`(\w+)`", column):
+            for preset in re.findall(r"`([\w-]+)`", column):
                 assert EPOCHS[preset][scale] == budget, (preset, scale)

@@ -13,7 +13,9 @@ MODELS = tuple(MODEL_LRS)
 # model families whose size is in the name (D hidden layers of W units; a 5-layer CNN of base width K), for
 # model-size sweeps: the pattern whose groups are the sizes, and the family's initial learning rate
 MODEL_FAMILIES = {"mlp-DxW": (r"mlp-([1-9])x([1-9][0-9]{0,4})", 0.01), "cnn5-K": (r"cnn5-([1-9][0-9]{0,2})", 0.01)}
-PRESETS = ("figure1a", "figure1bc", "table1", "table4", "figure2b", "measures", "table2")  # the paper's order
+# the paper's order, then the experiments that followed it
+PRESETS = ("figure1a", "figure1bc", "table1", "table4", "figure2b", "measures", "table2", "memorization",
+           "double-descent")
 INPUTS = ("original", "shuffled-pixels", "random-pixels", "gaussian")  # input randomizations
 LABEL_NOISE_MODES = ("uniform", "other")  # a corrupted label: uniform over all classes, or over the others
 AUGMENTATIONS = ("crop", "flip", "rotate", "jitter")

@@ -360,9 +360,12 @@ def section_population(name: str, runs: list[Run], out: Path) -> Section:
                    [(headers, rows)])
 
 
+from rethinkgen.report.dynamics import section_double_descent, section_memorization  # noqa: E402
+
 SECTIONS = {"figure1a": section_figure1a, "demo": section_figure1a, "figure1bc": section_figure1bc, "table1": section_table1,
             "table4": section_table4, "figure2b": section_figure2b, "measures": section_population,
-            "table2": section_table2}
+            "table2": section_table2, "memorization": section_memorization,
+            "double-descent": section_double_descent}
 
 
 SCATTER_COLUMNS = 4

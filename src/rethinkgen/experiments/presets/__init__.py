@@ -1,4 +1,4 @@
-"""One preset per experiment of the paper, at three scales.
+"""One preset per experiment of the paper, and two of the experiments that followed it, at three scales.
 
 - ``paper``: the paper's data (CIFAR-10 by default) and settings, meant for a GPU;
 - ``small``: 5,000 training and 1,000 test examples, for a patient CPU;
@@ -17,12 +17,19 @@ the rate falling x0.94 every 2 epochs, weight decay 4e-5, dropout 0.2. The initi
 with SGD; see models/inception_v3.py). Its "data aug" is random crop, flip and colour jitter, the
 closest of this project's batched augmentations to that package's distortions. It trains a fixed
 budget (no stop at fit), as the table reports accuracies after training.
+
+``memorization`` (Arpit et al. 2017) and ``double-descent`` (Nakkiran et al. 2019, model size) train
+a fixed budget with label noise: the changed labels are memorized long after the kept ones are fit.
+Their networks depend on the scale: the MLPs at ``tiny``/``small``, the conv nets at ``paper``;
+``double-descent`` sweeps the width of ``mlp-1xW`` or ``cnn5-K`` at a constant rate.
 """
 
 from __future__ import annotations
 
 import math
+import re
 
+from rethinkgen.choices import MODEL_FAMILIES
 from rethinkgen.config import RunConfig
 from rethinkgen.errors import RethinkgenError, choice_error
 from rethinkgen.experiments.sweep import DATASET_SHAPES, Sweep, SweepRun
@@ -40,6 +47,8 @@ EPOCHS = {  # epoch budget per preset and scale
     "figure2b": {"paper": 52, "small": 60, "tiny": 100},      # Figure 2b runs to 20k steps = 52 epochs
     "measures": {"paper": 100, "small": 150, "tiny": 600},    # a population for the complexity measures
     "table2": {"paper": 250, "small": 60, "tiny": 30},        # Figure 2a: 10M steps of 32 = 250 epochs
+    "memorization": {"paper": 200, "small": 300, "tiny": 600},  # fixed budgets: the changed labels are fit late
+    "double-descent": {"paper": 500, "small": 500, "tiny": 400},
 }
 DEFAULT_MODELS = {
     "figure1a": ["inception-small"],
@@ -49,6 +58,12 @@ DEFAULT_MODELS = {
     "figure2b": ["inception-small", "inception-small-nobn"],
     "measures": ["mlp-1x512", "mlp-3x512"],  # the fastest to fit; add --models alexnet-small inception-small
     "table2": ["inception-v3"],
+    # presets whose networks differ with the scale: {scale: models}
+    "memorization": {"paper": ["alexnet-small", "inception-small"], "small": ["mlp-1x512", "mlp-3x512"],
+                     "tiny": ["mlp-1x512", "mlp-3x512"]},
+    "double-descent": {"paper": [f"cnn5-{k}" for k in (1, 2, 4, 6, 8, 12, 16, 24, 32, 48, 64)],
+                       "small": [f"mlp-1x{w}" for w in (2, 4, 8, 12, 16, 24, 32, 64, 128, 256, 512, 1024)],
+                       "tiny": [f"mlp-1x{w}" for w in (2, 4, 6, 8, 10, 12, 16, 24, 32, 64, 128, 256, 512)]},
 }
 DESCRIPTIONS = {
     "figure1a": "Figure 1a: training loss against steps on true labels, random labels, shuffled pixels, "
@@ -62,6 +77,10 @@ DESCRIPTIONS = {
                 "tested against the generalization gap (rethinkgen measures)",
     "table2": "Table 2: ImageNet-style folder, Inception V3, top-1 and top-5 accuracy with data augmentation, "
               "dropout and weight decay on and off, and on random labels",
+    "memorization": "Memorization dynamics (Arpit et al. 2017): accuracy on the kept and on the changed labels "
+                    "against steps at label noise 0.2, 0.4, 0.6, 0.8, for a fixed budget",
+    "double-descent": "Model-wise and epoch-wise double descent (Nakkiran et al. 2019): test error against "
+                      "width and against epochs at label noise 0.2, for a fixed budget",
 }
 FIGURE1A_SETTINGS = [("true labels", 0.0, "original"), ("random labels", 1.0, "original"),
                      ("shuffled pixels", 0.0, "shuffled-pixels"), ("random pixels", 0.0, "random-pixels"),
@@ -72,6 +91,10 @@ NOISE_LEVELS = [round(0.1 * i, 1) for i in range(11)]
 MEASURES_NOISE = [0.0, 0.5, 1.0]
 MEASURES_WEIGHT_DECAY = [0.0, 10 * WEIGHT_DECAY]  # the paper's 5e-4 barely acts in the few hundred steps of tiny runs
 DEFAULT_SEEDS = {"measures": [0, 1]}  # the other presets: [0]
+MEMORIZATION_NOISE = [0.2, 0.4, 0.6, 0.8]
+DOUBLE_DESCENT_NOISE = 0.2
+DOUBLE_DESCENT_LR = 0.05         # constant (no decay): memorizing the noise late in the budget needs a rate that stays
+FIXED_BUDGET = ("figure2b", "table2", "memorization", "double-descent")  # presets whose runs never stop at fit
 # Table 2's rows: (random labels, data aug, dropout, weight decay)
 TABLE2_ROWS = [(False, True, True, True), (False, True, False, False), (False, False, False, True),
                (False, False, False, False), (True, False, True, True), (True, False, False, True),
@@ -92,6 +115,21 @@ def lr_decay_for(scale_decay: float, n_train: int, batch_size: int, paper_steps:
     return scale_decay ** (math.ceil(n_train / batch_size) / paper_steps)
 
 
+def default_models(preset: str, scale: str) -> list[str]:
+    """The models ``preset`` trains at ``scale`` unless told otherwise."""
+    models = DEFAULT_MODELS[preset]
+    return models[scale] if isinstance(models, dict) else models
+
+
+def model_width(model: str) -> int | None:
+    """The width of a model of a sized family (W of ``mlp-DxW``, K of ``cnn5-K``); None for other models."""
+    for pattern, _ in MODEL_FAMILIES.values():
+        match = re.fullmatch(pattern, model)
+        if match:
+            return int(match.groups()[-1])
+    return None
+
+
 def build(preset: str, dataset: str | None = None, models: list[str] | None = None, seeds: list[int] | None = None,
           scale: str = "tiny", data_dir: str | None = None, name: str | None = None,
           figure1a_settings: list = FIGURE1A_SETTINGS, **overrides) -> Sweep:
@@ -100,9 +138,10 @@ def build(preset: str, dataset: str | None = None, models: list[str] | None = No
         raise choice_error("preset", preset, EPOCHS)
     if scale not in SCALES:
         raise choice_error("scale", scale, SCALES)
+    defaults = default_models(preset, scale)
     if dataset is None:  # an empty name is refused as an unknown dataset, not taken for the default
         dataset = TABLE2_DATASET if preset == "table2" else "cifar10" if scale == "paper" else "digits"
-    models = models or DEFAULT_MODELS[preset]
+    models = models or defaults
     seeds = seeds or DEFAULT_SEEDS.get(preset, [0])
     train_size, test_size = SCALES[scale]
     full_train, full_test, values = DATASET_SHAPES.get(dataset, (None, None, None))
@@ -118,6 +157,8 @@ def build(preset: str, dataset: str | None = None, models: list[str] | None = No
     steps_per_epoch = math.ceil(n_train / batch_size)
     paper_steps = TABLE2_STEPS_PER_EPOCH if preset == "table2" else PAPER_STEPS_PER_EPOCH
     preset_settings = {}
+    if preset == "double-descent":
+        preset_settings = {"lr": DOUBLE_DESCENT_LR, "lr_decay": 1.0}
     if preset == "table2":
         preset_settings = {"batch_size": batch_size, "eval_batch_size": TABLE2_EVAL_BATCH_SIZE}
         if dataset == "imagefolder":
@@ -131,9 +172,9 @@ def build(preset: str, dataset: str | None = None, models: list[str] | None = No
             settings["pad"] = max(1, image_size // 8)
         values = dict(dataset=dataset, data_dir=data_dir, subset=subset, test_subset=test_subset, model=model,
                       seed=seed, epochs=EPOCHS[preset][scale],
-                      stop_at_fit=preset not in ("figure2b", "table2"), log_every=max(1, min(20, steps_per_epoch)),
-                      lr_decay=decay if scale == "paper" else lr_decay_for(decay, n_train, batch_size, paper_steps),
-                      **preset_settings)
+                      stop_at_fit=preset not in FIXED_BUDGET, log_every=max(1, min(20, steps_per_epoch)),
+                      lr_decay=decay if scale == "paper" else lr_decay_for(decay, n_train, batch_size, paper_steps))
+        values.update(preset_settings)
         return RunConfig.from_mapping({**values, **settings, **overrides})
 
     runs = []
@@ -144,7 +185,7 @@ def build(preset: str, dataset: str | None = None, models: list[str] | None = No
                                      {"model": model, "seed": seed, **group}))
     if not runs:
         raise RethinkgenError(f"preset {preset} with models {', '.join(models)} has no runs; "
-                              f"its models are {', '.join(DEFAULT_MODELS[preset])}")
+                              f"its models are {', '.join(defaults)}")
     return Sweep(name or f"{preset}-{dataset}-{scale}", runs, preset=preset, scale=scale)
 
 
@@ -179,6 +220,13 @@ def _rows(preset: str, model: str, figure1a_settings: list):
             for decay in MEASURES_WEIGHT_DECAY:
                 yield (f"label noise {noise:g}, weight decay {decay:g}", {"label_noise": noise, "weight_decay": decay},
                        {"label_noise": noise, "weight_decay": decay})
+    elif preset == "memorization":
+        for noise in MEMORIZATION_NOISE:
+            yield f"label noise {noise:g}", {"label_noise": noise}, {"label_noise": noise}
+    elif preset == "double-descent":
+        width = model_width(model)
+        yield (f"width {width}" if width else model, {"width": width, "label_noise": DOUBLE_DESCENT_NOISE},
+               {"label_noise": DOUBLE_DESCENT_NOISE})
     elif preset == "table2":
         for random_labels, augmentation, dropout, decay in TABLE2_ROWS:
             yield (f"{'random' if random_labels else 'true'} labels, aug {'yes' if augmentation else 'no'}, "
