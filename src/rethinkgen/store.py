@@ -43,6 +43,7 @@ NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.+=,@-]*")
 MAX_NAME = 120
 TEMPORARY_SUFFIX = ".tmp"
 LOCK_NAME = "lock"
+FINISHED = ("complete", "diverged")  # the statuses of a finished run: a re-run leaves it alone
 
 
 # ------------------------------------------------------------------------------------------- names
@@ -177,6 +178,32 @@ def read_summary(run_dir: Path) -> dict | None:
     """A run's summary.json, or None if it has none yet; DamagedFile if it cannot be read."""
     path = Path(run_dir) / "summary.json"
     return read_json(path) if path.exists() else None
+
+
+def is_finished(status: str | None) -> bool:
+    """Whether a run with this status has finished (complete or diverged) and is never trained again.
+
+    Args:
+        status: the ``status`` of the run's summary.json, or None for a run without one.
+    """
+    return status in FINISHED
+
+
+def finished_summary(run_dir: Path, restart: bool = False) -> dict | None:
+    """The summary of a run that finished (complete or diverged), else None.
+
+    Args:
+        run_dir: the run's folder.
+        restart: if true, a summary.json that cannot be read counts as no summary (the run is then trained
+            again from the start); if false, it raises DamagedFile.
+    """
+    try:
+        summary = read_summary(run_dir)
+    except DamagedFile:
+        if restart:
+            return None
+        raise
+    return summary if summary is not None and is_finished(summary.get("status")) else None
 
 
 def read_jsonl(path: Path) -> list[dict]:

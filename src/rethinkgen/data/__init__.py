@@ -19,6 +19,8 @@ __all__ = ["Dataset", "ImageFiles", "load", "load_for_run", "SOURCES", "source_s
 
 @dataclass(frozen=True)
 class Source:
+    """A named data source: its loader and what ``rethinkgen list datasets`` says about it."""
+
     name: str
     description: str
     load: Callable[..., Dataset | ImageFiles]

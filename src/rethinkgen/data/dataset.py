@@ -39,10 +39,12 @@ class Dataset:
 
     @property
     def num_classes(self) -> int:
+        """The number of classes (``len(classes)``)."""
         return len(self.classes)
 
     @property
     def image_shape(self) -> tuple[int, int, int]:
+        """One image's shape, (C, H, W)."""
         return tuple(self.x_train.shape[1:])
 
     def subset(self, n: int | None = None, seed: int = 0, n_test: int | None = None) -> "Dataset":
@@ -69,6 +71,7 @@ class Dataset:
         return digest.hexdigest()[:16]
 
     def describe(self) -> str:
+        """One line: name, split sizes, image shape and number of classes."""
         return (f"{self.name}: {len(self.y_train)} train / {len(self.y_test)} test, "
                 f"images {'x'.join(map(str, self.image_shape))}, {self.num_classes} classes")
 

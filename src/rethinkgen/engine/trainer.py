@@ -38,13 +38,12 @@ from rethinkgen.store import (  # noqa: F401
     RunStore,
     StoredRun,
     append_jsonl,
+    finished_summary,
     read_summary,
     run_lock,
     write_json,
     write_jsonl,
 )
-
-FINISHED = ("complete", "diverged")  # statuses a re-run leaves alone
 
 
 @dataclass
@@ -135,18 +134,6 @@ def _train(config: RunConfig, runs_dir, progress, log, ctx: distributed.Context,
         ctx.on_main(lock)  # rank 0 holds the lock; every rank learns if the run is busy
         return _train_locked(config, store, run_id, run_dir, device, randomized, record, device_data, model,
                              progress, log, ctx, on_epoch_end, restart)
-
-
-def finished_summary(run_dir: Path, restart: bool = False) -> dict | None:
-    """The summary of a run that finished (complete or diverged), else None. A summary that cannot be read
-    raises DamagedFile, unless ``restart`` (the run is then trained again from the start)."""
-    try:
-        summary = read_summary(run_dir)
-    except DamagedFile:
-        if restart:
-            return None
-        raise
-    return summary if summary is not None and summary.get("status") in FINISHED else None
 
 
 def discard_run_files(run_dir: Path) -> None:

@@ -35,7 +35,7 @@ from rethinkgen.errors import DamagedFile, RethinkgenError, shown, warn
 from rethinkgen.experiments.executors import check_options, execute, import_ray
 from rethinkgen.outcome import did_not_fit, fit_words
 from rethinkgen.settings_file import read_mapping
-from rethinkgen.store import RunStore, read_summary, run_path, safe_name, write_json
+from rethinkgen.store import RunStore, is_finished, read_summary, run_path, safe_name, write_json
 
 SPEC_KEYS = ("name", "base", "axes", "zip", "seeds", "preset")
 # rough training speeds (images/s at 3x28x28, batch 128, 2 CPU cores, torch 2.13) for --dry-run estimates
@@ -253,22 +253,34 @@ def run_sweep(sweep: Sweep, runs_dir: str | Path, workers: int | None = None, re
               progress: bool = True, executor: str = "local", runs_per_gpu: int | None = None,
               cpus_per_run: int | None = None, address: str | None = None, ensemble: str | int = 1,
               restart: bool = False, dataset=None) -> SweepOutcome:
-    """Run every run of ``sweep`` not yet finished: here or in ``workers`` local processes, or on Ray
-    (``executor="ray"``, ``address`` of the cluster); see executors.py for ``runs_per_gpu``, ``cpus_per_run``.
-    Compatible runs train ``ensemble`` at a time as one batched model (see engine/ensemble.py).
+    """Run every run of ``sweep`` not yet finished, here, in local processes or on Ray.
 
     A run whose summary.json cannot be read is named in a warning and left alone; the others go on.
-    ``restart=True`` trains every unfinished run (failed and damaged ones included) from the start,
-    discarding its checkpoint and logs; finished runs are never touched. ``dataset``: your arrays
-    (``rethinkgen.data.from_arrays``) for every run, trained in this process (one local worker)."""
+    Finished runs (complete or diverged) are never touched.
+
+    Args:
+        sweep: the runs, from ``load_spec``, ``expand`` or a preset.
+        runs_dir: the runs folder; the sweep's list of runs is saved there as ``sweeps/NAME.json``.
+        workers: local processes training at once (None: one, in this process); see executors.py.
+        retry_failed: train failed runs again (resuming from their checkpoints).
+        progress: show a progress bar over the runs.
+        executor: ``"local"`` or ``"ray"``.
+        runs_per_gpu: runs that share one GPU at once (see executors.py).
+        cpus_per_run: CPU cores each run may use (see executors.py).
+        address: the Ray cluster's address (``executor="ray"``).
+        ensemble: compatible runs trained at a time as one batched model (see engine/ensemble.py): a number,
+            or ``"auto"`` (see ``ensemble_size``).
+        restart: train every unfinished run (failed and damaged ones included) from the start, discarding
+            its checkpoint and logs.
+        dataset: your arrays (``rethinkgen.data.from_arrays``) for every run, trained in this process (one
+            local worker).
+
+    Returns:
+        The runs trained, skipped and not fitted, with their statuses.
+    """
     check_options(executor, workers, runs_per_gpu, cpus_per_run, address)
     if dataset is not None:
-        if executor != "local":
-            raise RethinkgenError("arrays given in Python train in this process only, not on Ray; save them as an "
-                                  ".npz file (numpy.savez) and give its path as the runs' dataset")
-        data_hash = data.arrays.arrays_sha256(dataset)
-        sweep = dataclasses.replace(sweep, runs=[dataclasses.replace(run, config=with_arrays(run.config, dataset, data_hash))
-                                                 for run in sweep.runs])
+        sweep = _with_arrays(sweep, dataset, executor)
     safe_name(sweep.name, "sweep name")
     if executor == "ray":
         import_ray()  # before the data are loaded: a missing Ray is said at once
@@ -280,7 +292,37 @@ def run_sweep(sweep: Sweep, runs_dir: str | Path, workers: int | None = None, re
     manifest = store.manifest_path(sweep.name)
     manifest.parent.mkdir(exist_ok=True)
     write_json(manifest, sweep.manifest())
-    outcome, todo, seen = SweepOutcome(), [], set()
+    outcome = SweepOutcome()
+    todo = _runs_to_train(sweep, store, failures, retry_failed, restart, outcome)
+    size = ensemble_size(ensemble, len(todo), workers or 1)  # checked before Ray or workers start
+    index_of = {id(run.config): i for i, run in enumerate(todo)}
+    groups = [[index_of[id(config)] for config in group] for group in group_configs([run.config for run in todo], size)]
+    results = execute([run.config.to_dict() for run in todo], str(store.root), executor, workers=workers,
+                      runs_per_gpu=runs_per_gpu, cpus_per_run=cpus_per_run, address=address, groups=groups,
+                      restart=restart, dataset=dataset)
+    _collect(results, todo, outcome, progress, sweep.name)
+    order = {id(run): i for i, run in enumerate(sweep.runs)}
+    outcome.ran.sort(key=lambda item: order[id(item[0])])
+    outcome.not_fitted = unfitted(store.root, [run for run, status, _ in outcome.ran if status == "complete"])
+    return outcome
+
+
+def _with_arrays(sweep: Sweep, dataset, executor: str) -> Sweep:
+    """The sweep with every run set to train on ``dataset`` (arrays given in Python; local executor only)."""
+    if executor != "local":
+        raise RethinkgenError("arrays given in Python train in this process only, not on Ray; save them as an "
+                              ".npz file (numpy.savez) and give its path as the runs' dataset")
+    data_hash = data.arrays.arrays_sha256(dataset)
+    return dataclasses.replace(sweep, runs=[dataclasses.replace(run, config=with_arrays(run.config, dataset, data_hash))
+                                            for run in sweep.runs])
+
+
+def _runs_to_train(sweep: Sweep, store: RunStore, failures: dict[int, str], retry_failed: bool, restart: bool,
+                   outcome: SweepOutcome) -> list[SweepRun]:
+    """The runs of ``sweep`` to train, each once. Runs finished, failed (unless retried), damaged (unless
+    restarted) or repeated go to ``outcome.skipped``; runs whose model cannot be built (``failures``, from
+    ``preflight``) are recorded as failed in the store and in ``outcome.ran``."""
+    todo, seen = [], set()
     for i, run in enumerate(sweep.runs):
         run_id = run.config.run_id()
         try:
@@ -294,7 +336,7 @@ def run_sweep(sweep: Sweep, runs_dir: str | Path, workers: int | None = None, re
                 continue
             summary = None
         status = summary.get("status") if summary else None
-        if status in ("complete", "diverged") or (status == "failed" and not (retry_failed or restart)) \
+        if is_finished(status) or (status == "failed" and not (retry_failed or restart)) \
                 or run_id in seen:
             outcome.skipped.append((run, status or "duplicate"))
         elif i in failures:  # its model could not be built: it fails, recorded as any failed run is
@@ -303,13 +345,12 @@ def run_sweep(sweep: Sweep, runs_dir: str | Path, workers: int | None = None, re
         else:
             todo.append(run)
         seen.add(run_id)
-    size = ensemble_size(ensemble, len(todo), workers or 1)  # checked before Ray or workers start
-    index_of = {id(run.config): i for i, run in enumerate(todo)}
-    groups = [[index_of[id(config)] for config in group] for group in group_configs([run.config for run in todo], size)]
-    results = execute([run.config.to_dict() for run in todo], str(store.root), executor, workers=workers,
-                      runs_per_gpu=runs_per_gpu, cpus_per_run=cpus_per_run, address=address, groups=groups,
-                      restart=restart, dataset=dataset)
-    bar = tqdm(total=len(todo), disable=not progress, desc=f"sweep {sweep.name}", unit="run", dynamic_ncols=True)
+    return todo
+
+
+def _collect(results, todo: list[SweepRun], outcome: SweepOutcome, progress: bool, name: str) -> None:
+    """Record each ``(index into todo, status, message)`` of ``results`` as it arrives, with a progress bar."""
+    bar = tqdm(total=len(todo), disable=not progress, desc=f"sweep {name}", unit="run", dynamic_ncols=True)
     try:
         for i, status, message in results:
             outcome.ran.append((todo[i], status, message))
@@ -317,10 +358,6 @@ def run_sweep(sweep: Sweep, runs_dir: str | Path, workers: int | None = None, re
             bar.update()
     finally:
         bar.close()
-    order = {id(run): i for i, run in enumerate(sweep.runs)}
-    outcome.ran.sort(key=lambda item: order[id(item[0])])
-    outcome.not_fitted = unfitted(store.root, [run for run, status, _ in outcome.ran if status == "complete"])
-    return outcome
 
 
 def unfitted(runs_dir: Path, runs: list[SweepRun]) -> list[tuple[SweepRun, str]]:

@@ -291,14 +291,24 @@ def stability_probe(dataset: Dataset, model: str = "mlp-1x512", n: int = 500, ep
                     replacement: int | str | None = "random", n_test: int | None = None) -> StabilityResult:
     """Train twins on S and S' (S with example ``replaced_index`` swapped) and record how they drift apart.
 
-    S is ``dataset.subset(n, seed)``. ``replacement`` is ``"random"`` (one training example outside S,
-    drawn from ``seed``), an index into the full training set, or ``None``: the example is replaced by
-    itself, a no-op twin whose drift must be exactly 0 (a check of determinism). Both models start from
-    the same init and see the same data order, so every difference comes from the one example.
+    Both models start from the same init and see the same data order, so every difference comes from the
+    one example. Each row: epoch, mean and max |loss_A - loss_B| over test examples (uniform stability is
+    the sup), the fraction of test predictions that differ, the L2 distance of the parameter vectors, and
+    the train / test accuracies of both models.
 
-    Each row: epoch, mean and max |loss_A - loss_B| over test examples (uniform stability is the sup),
-    the fraction of test predictions that differ, the L2 distance of the parameter vectors, and the
-    train / test accuracies of both models.
+    Args:
+        dataset: the data; S is ``dataset.subset(n, seed)``.
+        model: a registered model name.
+        n: the size of S.
+        epochs: epochs of SGD with momentum 0.9 for each twin.
+        replaced_index: the position in S of the example that S' replaces.
+        seed: seeds S, the replacement drawn, the init, the data order and dropout.
+        lr: the learning rate (None: the model's default).
+        batch_size: the minibatch size.
+        replacement: ``"random"`` (one training example outside S, drawn from ``seed``), an index into the
+            full training set, or ``None``: the example is replaced by itself, a no-op twin whose drift must
+            be exactly 0 (a check of determinism).
+        n_test: test examples the losses are compared on (None: the whole test set).
     """
     if not isinstance(dataset, Dataset):
         raise RethinkgenError(f"dataset must be a rethinkgen Dataset, got {type(dataset).__name__}")
@@ -311,34 +321,14 @@ def stability_probe(dataset: Dataset, model: str = "mlp-1x512", n: int = 500, ep
     lr = models.default_lr(model) if lr is None else _positive("lr", lr)
     if n_test is not None:
         n_test = _integer("n_test", n_test, 1, len(dataset.y_test))
+    chosen, twin = _twin_indices(dataset, n, replaced_index, seed, replacement)
+    original, new = int(chosen[replaced_index]), int(twin[replaced_index])
 
-    # the same indices dataset.subset(n, seed) takes, so that we know which examples lie outside S
-    chosen = dataset.subset_indices(n, seed)
-    original = int(chosen[replaced_index])
-    if replacement is None:
-        new = original
-    elif isinstance(replacement, str):
-        if replacement != "random":
-            raise RethinkgenError(f"replacement {replacement!r} must be 'random', a training index or None")
-        outside = np.setdiff1d(np.arange(total), chosen)
-        new = int(np.random.default_rng([seed, 1]).choice(outside))
-    else:
-        new = _integer("replacement", replacement, 0, total - 1)
-    twin = chosen.copy()
-    twin[replaced_index] = new
+    sets, x_test, y_test = _twin_tensors(dataset, chosen, twin, seed, n_test)
 
-    crop = crop_size_for(dataset.image_shape[1], "auto")
-    x_all = preprocess(torch.from_numpy(dataset.x_train), crop)
-    y_all = torch.from_numpy(dataset.y_train)
-    test = dataset if n_test is None else dataset.subset(None, seed, n_test=n_test)
-    x_test = preprocess(torch.from_numpy(test.x_test), crop)
-    y_test = torch.from_numpy(test.y_test)
-    sets = [(x_all[torch.from_numpy(idx)], y_all[torch.from_numpy(idx)]) for idx in (chosen, twin)]
-
-    model_a = _new_model(model, x_all.shape[1:], dataset.num_classes, seed)
+    model_a = _new_model(model, x_test.shape[1:], dataset.num_classes, seed)
     model_b = copy.deepcopy(model_a)
-    twins = [(model_a, torch.optim.SGD(model_a.parameters(), lr=lr, momentum=0.9)),
-             (model_b, torch.optim.SGD(model_b.parameters(), lr=lr, momentum=0.9))]
+    twins = [(net, torch.optim.SGD(net.parameters(), lr=lr, momentum=0.9)) for net in (model_a, model_b)]
 
     rows = []
     for epoch in range(epochs):
@@ -348,22 +338,7 @@ def stability_probe(dataset: Dataset, model: str = "mlp-1x512", n: int = 500, ep
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(epoch_seed(seed, epoch, "dropout"))
                 _train_epoch(net, optimizer, x, y, order, batch_size)
-        test_logits = [predict(net, x_test, EVAL_BATCH, plan=False) for net, _ in twins]
-        losses = [F.cross_entropy(logits, y_test, reduction="none") for logits in test_logits]
-        predictions = [logits.argmax(1) for logits in test_logits]
-        gap = (losses[0] - losses[1]).abs()
-        row = {
-            "epoch": epoch + 1,
-            "loss_difference": gap.mean().item(),
-            "max_loss_difference": gap.max().item(),
-            "disagreement": (predictions[0] != predictions[1]).double().mean().item(),
-            "parameter_distance": (_flat_parameters(model_a) - _flat_parameters(model_b)).norm().item(),
-        }
-        for label, (net, _), (x, y), pred in zip("ab", twins, sets, predictions):
-            train_guesses = predict(net, x, EVAL_BATCH, plan=False).argmax(1)
-            row[f"train_accuracy_{label}"] = (train_guesses == y).double().mean().item()
-            row[f"test_accuracy_{label}"] = (pred == y_test).double().mean().item()
-        rows.append(row)
+        rows.append(_drift_row(epoch, [net for net, _ in twins], sets, x_test, y_test))
 
     config = {"dataset": dataset.name, "model": model, "n": n, "n_test": len(y_test), "epochs": epochs,
               "lr": lr, "momentum": 0.9, "batch_size": batch_size, "seed": seed,
@@ -371,6 +346,60 @@ def stability_probe(dataset: Dataset, model: str = "mlp-1x512", n: int = 500, ep
               "original_label": int(dataset.y_train[original]), "replacement_label": int(dataset.y_train[new]),
               "no_op": new == original, "parameters": models.count_parameters(model_a)}
     return StabilityResult(rows, config)
+
+
+def _twin_indices(dataset: Dataset, n: int, replaced_index: int, seed: int,
+                  replacement: int | str | None) -> tuple[np.ndarray, np.ndarray]:
+    """The training indices of S (those ``dataset.subset(n, seed)`` takes) and of S', which differs from S
+    at ``replaced_index`` only (see ``stability_probe`` for ``replacement``)."""
+    total = len(dataset.y_train)
+    chosen = dataset.subset_indices(n, seed)
+    if replacement is None:
+        new = int(chosen[replaced_index])
+    elif isinstance(replacement, str):
+        if replacement != "random":
+            raise RethinkgenError(f"replacement {replacement!r} must be 'random', a training index or None")
+        outside = np.setdiff1d(np.arange(total), chosen)
+        new = int(np.random.default_rng([seed, 1]).choice(outside))
+    else:
+        new = _integer("replacement", replacement, 0, total - 1)
+    twin = chosen.copy()
+    twin[replaced_index] = new
+    return chosen, twin
+
+
+def _twin_tensors(dataset: Dataset, chosen: np.ndarray, twin: np.ndarray, seed: int,
+                  n_test: int | None) -> tuple[list, torch.Tensor, torch.Tensor]:
+    """The preprocessed training sets S and S' (``chosen`` and ``twin`` indices) as [(x, y), (x, y)], and the
+    test images and labels (``n_test`` of them drawn from ``seed``; None: all)."""
+    crop = crop_size_for(dataset.image_shape[1], "auto")
+    x_all = preprocess(torch.from_numpy(dataset.x_train), crop)
+    y_all = torch.from_numpy(dataset.y_train)
+    test = dataset if n_test is None else dataset.subset(None, seed, n_test=n_test)
+    x_test = preprocess(torch.from_numpy(test.x_test), crop)
+    y_test = torch.from_numpy(test.y_test)
+    sets = [(x_all[torch.from_numpy(idx)], y_all[torch.from_numpy(idx)]) for idx in (chosen, twin)]
+    return sets, x_test, y_test
+
+
+def _drift_row(epoch: int, nets: list, sets: list, x_test: torch.Tensor, y_test: torch.Tensor) -> dict:
+    """One row of ``stability_probe``: how far the two twins ``nets`` (trained on ``sets``) have drifted."""
+    test_logits = [predict(net, x_test, EVAL_BATCH, plan=False) for net in nets]
+    losses = [F.cross_entropy(logits, y_test, reduction="none") for logits in test_logits]
+    predictions = [logits.argmax(1) for logits in test_logits]
+    gap = (losses[0] - losses[1]).abs()
+    row = {
+        "epoch": epoch + 1,
+        "loss_difference": gap.mean().item(),
+        "max_loss_difference": gap.max().item(),
+        "disagreement": (predictions[0] != predictions[1]).double().mean().item(),
+        "parameter_distance": (_flat_parameters(nets[0]) - _flat_parameters(nets[1])).norm().item(),
+    }
+    for label, net, (x, y), pred in zip("ab", nets, sets, predictions):
+        train_guesses = predict(net, x, EVAL_BATCH, plan=False).argmax(1)
+        row[f"train_accuracy_{label}"] = (train_guesses == y).double().mean().item()
+        row[f"test_accuracy_{label}"] = (pred == y_test).double().mean().item()
+    return row
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -302,40 +302,31 @@ def interpolate(X, Y, kernel: str = "rbf", bandwidth: float | str | None = None,
                 solver: str = "auto", tol: float = 1e-6, max_iter: int = 2000, budget_bytes: int | None = None,
                 precondition_rank: int = PRECONDITION_RANK, seed: int = 0, progress: bool = False,
                 device: str = "cpu", factorization: str = "auto") -> KernelFit:
-    """Solve (K + l2 I) alpha = Y; ``Y`` is [n, K] (e.g. one-hot) or [n] real targets.
+    """Solve (K + l2 I) alpha = Y: the minimum-norm kernel interpolant (or ridge fit) of ``Y`` on ``X``.
 
-    X: [n, ...] inputs (flattened). kernel: linear, rbf or laplacian. bandwidth: a number, or half-median
-    (default), median or recipe (see ``choose_bandwidth``). l2: ridge term (0 = interpolate). solver: auto,
-    cholesky, mixed or cg (module docstring). tol: the relative residual |K alpha - Y| / |Y| at which the
-    iterative solvers stop. max_iter: their iteration cap. budget_bytes: memory allowed (default: what is
-    available now); a solve that cannot fit is refused before anything large is allocated.
-    precondition_rank: the Nystrom rank for cg. seed: its random directions. progress: show progress bars.
-    device: where the matrix lives (cpu, cuda, cuda:1). factorization: auto, blocked (with progress) or
-    lapack (see ``cholesky_in_place``).
+    Args:
+        X: [n, ...] inputs (flattened).
+        Y: [n, K] targets (e.g. one-hot) or [n] real targets.
+        kernel: linear, rbf or laplacian.
+        bandwidth: a number, or half-median (default), median or recipe (see ``choose_bandwidth``).
+        l2: the ridge term (0 = interpolate).
+        solver: auto, cholesky, mixed or cg (module docstring).
+        tol: the relative residual |K alpha - Y| / |Y| at which the iterative solvers stop.
+        max_iter: the iterative solvers' iteration cap.
+        budget_bytes: memory allowed (default: what is available now); a solve that cannot fit is refused
+            before anything large is allocated.
+        precondition_rank: the Nystrom rank for cg.
+        seed: seeds the Nystrom preconditioner's random directions.
+        progress: show progress bars.
+        device: where the matrix lives (cpu, cuda, cuda:1).
+        factorization: auto, blocked (with progress) or lapack (see ``cholesky_in_place``).
 
-    The result's ``decision(X)`` gives the fitted function; ``norm`` its RKHS norm; ``relative_residual``
-    how exactly it interpolates and ``converged`` whether that met ``tol`` (direct solves always do).
+    Returns:
+        A KernelFit: ``decision(X)`` gives the fitted function; ``norm`` its RKHS norm;
+        ``relative_residual`` how exactly it interpolates and ``converged`` whether that met ``tol`` (direct
+        solves always do).
     """
-    if kernel not in KERNELS:
-        raise choice_error("kernel", kernel, KERNELS)
-    if solver not in SOLVERS:
-        raise choice_error("solver", solver, SOLVERS)
-    if factorization not in FACTORIZATIONS:
-        raise choice_error("factorization", factorization, FACTORIZATIONS)
-    if not (l2 >= 0):
-        raise RethinkgenError(f"l2 {l2!r} must be >= 0")
-    if not (isinstance(precondition_rank, int) and precondition_rank >= 0):
-        raise RethinkgenError(f"precondition rank {precondition_rank!r} must be an integer >= 0")
-    if not (0 < tol < 1):
-        raise RethinkgenError(f"tolerance {tol!r} must be in (0, 1)")
-    if not (isinstance(max_iter, int) and max_iter >= 1):
-        raise RethinkgenError(f"max_iter {max_iter!r} must be an integer >= 1")
-    try:
-        device = torch.device(device)
-    except RuntimeError:
-        raise RethinkgenError(f"unknown device {device!r}; use cpu, cuda or cuda:N") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise RethinkgenError("device cuda requested but torch sees no CUDA device")
+    device = _check_solve_options(kernel, solver, factorization, l2, precondition_rank, tol, max_iter, device)
     X = _as_tensor(X)
     Y = torch.as_tensor(np.asarray(Y, dtype=np.float64))
     Y = Y[:, None] if Y.ndim == 1 else Y
@@ -359,6 +350,32 @@ def interpolate(X, Y, kernel: str = "rbf", bandwidth: float | str | None = None,
     fit.seconds, fit.tol, fit.device = time.perf_counter() - started, tol, str(device)
     fit.estimated_peak_bytes = plan.peak_bytes
     return fit
+
+
+def _check_solve_options(kernel: str, solver: str, factorization: str, l2: float, precondition_rank: int,
+                         tol: float, max_iter: int, device: str) -> torch.device:
+    """Refuse a bad option of ``interpolate`` in one line; returns the device to solve on."""
+    if kernel not in KERNELS:
+        raise choice_error("kernel", kernel, KERNELS)
+    if solver not in SOLVERS:
+        raise choice_error("solver", solver, SOLVERS)
+    if factorization not in FACTORIZATIONS:
+        raise choice_error("factorization", factorization, FACTORIZATIONS)
+    if not (l2 >= 0):
+        raise RethinkgenError(f"l2 {l2!r} must be >= 0")
+    if not (isinstance(precondition_rank, int) and precondition_rank >= 0):
+        raise RethinkgenError(f"precondition rank {precondition_rank!r} must be an integer >= 0")
+    if not (0 < tol < 1):
+        raise RethinkgenError(f"tolerance {tol!r} must be in (0, 1)")
+    if not (isinstance(max_iter, int) and max_iter >= 1):
+        raise RethinkgenError(f"max_iter {max_iter!r} must be an integer >= 1")
+    try:
+        device = torch.device(device)
+    except RuntimeError:
+        raise RethinkgenError(f"unknown device {device!r}; use cpu, cuda or cuda:N") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise RethinkgenError("device cuda requested but torch sees no CUDA device")
+    return device
 
 
 def _finish(X, Y, alpha, residual_vector, solver, precision, iterations, converged, phases, kernel, bandwidth,
