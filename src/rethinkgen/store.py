@@ -136,14 +136,32 @@ def atomic_write(path: str | Path, write: Callable[[BinaryIO], None]) -> None:
 
 
 def atomic_write_text(path: Path, text: str) -> None:
+    """Write ``text`` (UTF-8) to ``path`` atomically (see ``atomic_write``).
+
+    Args:
+        path: the file.
+        text: its new content.
+    """
     atomic_write(path, lambda handle: handle.write(text.encode()))
 
 
 def write_json(path: Path, value) -> None:
+    """Write ``value`` to ``path`` as indented JSON with sorted keys, atomically.
+
+    Args:
+        path: the file.
+        value: anything ``json.dumps`` takes.
+    """
     atomic_write_text(path, json.dumps(value, indent=2, sort_keys=True) + "\n")
 
 
 def write_jsonl(path: Path, rows: list[dict]) -> None:
+    """Write ``rows`` to ``path``, one JSON object a line, atomically.
+
+    Args:
+        path: the file.
+        rows: the rows.
+    """
     atomic_write_text(path, "".join(json.dumps(row, sort_keys=True) + "\n" for row in rows))
 
 
@@ -228,10 +246,12 @@ class StoredRun:
 
     @property
     def metrics(self) -> list[dict]:
+        """The run's per-epoch rows (metrics.jsonl)."""
         return read_jsonl(self.run_dir / "metrics.jsonl")
 
     @property
     def steps(self) -> list[dict]:
+        """The run's running mean training loss (steps.jsonl)."""
         return read_jsonl(self.run_dir / "steps.jsonl")
 
 
@@ -422,6 +442,11 @@ class RunStore:
             os.close(folder)
 
     def run_dir(self, run_id: str) -> Path:
+        """The folder of run ``run_id`` (the id checked first).
+
+        Args:
+            run_id: a run id (12 hexadecimal digits).
+        """
         return run_path(self.root, run_id)
 
     def manifest_path(self, name: str) -> Path:
@@ -430,8 +455,13 @@ class RunStore:
 
     def register(self, run_id: str, config: dict, summary: dict) -> None:
         """Insert or update a run's row in the index. A running run's progress is indexed at most every
-        RUNNING_INDEX_INTERVAL_S (its summary.json has every epoch): a sqlite transaction per epoch took
-        14% of a tiny run's time."""
+        RUNNING_INDEX_INTERVAL_S (its summary.json has every epoch; see docs/benchmarks.md).
+
+        Args:
+            run_id: the run's id.
+            config: its settings (``RunConfig.to_dict()``).
+            summary: its summary; its ``status`` is the row's.
+        """
         if not self.index:
             return
         check_run_id(run_id)
@@ -444,6 +474,7 @@ class RunStore:
         self._write_index(lambda db: db.execute(INSERT, row))
 
     def rows(self) -> list[dict]:
+        """The index's rows, oldest first (rebuilt from the run folders if the index is damaged)."""
         return index_rows(self.root)
 
 

@@ -48,6 +48,15 @@ from rethinkgen.store import (  # noqa: F401
 
 @dataclass
 class RunResult(StoredRun):
+    """A trained (or skipped, or failed) run as ``train`` returns it; its logs are read from ``run_dir``.
+
+    Args:
+        run_id: the run's id.
+        run_dir: its folder.
+        config: its settings.
+        summary: its summary (``status``, final metrics, time to fit, provenance).
+    """
+
     run_id: str
     run_dir: Path
     config: RunConfig

@@ -96,6 +96,7 @@ def execute(configs: list[dict], runs_dir: str, executor: str = "local", workers
 
 # ------------------------------------------------------------------------------------------------- local
 def gpu_count() -> int:
+    """The number of GPUs torch sees on this machine."""
     return torch.cuda.device_count()
 
 
@@ -154,6 +155,7 @@ def _local(configs, jobs, runs_dir, workers, slots, threads, restart=False,
 
 # --------------------------------------------------------------------------------------------------- ray
 def import_ray():
+    """The ``ray`` module; one clear error saying how to install it when it is missing."""
     try:
         import ray  # optional extra: rethinkgen[ray]
     except ImportError:
@@ -174,6 +176,12 @@ def _ray_task(group: list[dict], runs_dir: str, threads: int, device: str | None
 
 
 def ray_wants_gpu(device: str, cluster_gpus: float) -> bool:
+    """Whether a run on Ray asks for a GPU.
+
+    Args:
+        device: the run's device setting (``auto``, ``cpu``, ``cuda``, ``cuda:N``).
+        cluster_gpus: the GPUs the Ray cluster has.
+    """
     return device.startswith("cuda") or (device == "auto" and cluster_gpus > 0)
 
 

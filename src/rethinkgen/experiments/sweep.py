@@ -54,6 +54,14 @@ MAX_RUNS = 10_000  # runs one spec may expand to (the paper's largest preset has
 
 @dataclass
 class SweepRun:
+    """One run of a sweep.
+
+    Args:
+        label: how reports name the run, e.g. "random labels".
+        config: its settings.
+        group: preset-specific facts for reports, e.g. ``{"row": 3}``.
+    """
+
     label: str          # how reports name this run, e.g. "random labels"
     config: RunConfig
     group: dict = field(default_factory=dict)  # preset-specific facts for reports, e.g. {"row": 3}
@@ -61,12 +69,22 @@ class SweepRun:
 
 @dataclass
 class Sweep:
+    """A named list of runs, as a spec or a preset expands to.
+
+    Args:
+        name: names the manifest ``sweeps/NAME.json`` and the report's figures (a plain file name).
+        runs: the runs.
+        preset: the preset whose report section shows the runs (None: a plain table).
+        scale: the preset's scale, when it is one.
+    """
+
     name: str
     runs: list[SweepRun]
     preset: str | None = None
     scale: str | None = None
 
     def manifest(self) -> dict:
+        """The sweep as saved in ``sweeps/NAME.json``: its runs' ids, labels, groups and configs."""
         return {"name": self.name, "preset": self.preset, "scale": self.scale, "created": time.time(),
                 "runs": [{"run_id": r.config.run_id(), "label": r.label, "group": r.group,
                           "config": r.config.to_dict()} for r in self.runs]}
@@ -87,6 +105,14 @@ def _mapping(spec: dict, key: str, where: str) -> dict:
 
 
 def expand(spec: dict, default_name: str = "sweep", overrides: dict | None = None, where: str = "") -> Sweep:
+    """A spec (a mapping, as in this module's docstring) expanded into its runs, each validated.
+
+    Args:
+        spec: the spec's keys (``SPEC_KEYS``).
+        default_name: the sweep's name when the spec gives none.
+        overrides: settings that replace the spec's base settings in every run.
+        where: a prefix for error messages that says where the spec came from (e.g. its file).
+    """
     unknown = sorted(set(spec) - set(SPEC_KEYS))
     if unknown:
         raise RethinkgenError(f"{where}unknown sweep key {shown(unknown[0])}; allowed: {', '.join(SPEC_KEYS)}")
@@ -206,11 +232,20 @@ def run_status(runs_dir: Path, run_id: str) -> dict | None:
 
 @dataclass
 class SweepOutcome:
+    """What ``run_sweep`` did.
+
+    Args:
+        ran: (run, status, message) for each run trained (or failed before training).
+        skipped: (run, its existing status) for each run left alone.
+        not_fitted: (run, why in words) for each complete run that did not fit its training labels.
+    """
+
     ran: list[tuple[SweepRun, str, str]] = field(default_factory=list)       # (run, status, message)
     skipped: list[tuple[SweepRun, str]] = field(default_factory=list)        # (run, existing status)
     not_fitted: list[tuple[SweepRun, str]] = field(default_factory=list)     # (run, why): complete, did not fit
 
     def lines(self) -> list[str]:
+        """The outcome in words: a count line, then one line per run that did not complete or did not fit."""
         statuses = [status for _, status, _ in self.ran]
         unreadable = sum(status == UNREADABLE for _, status in self.skipped)
         lines = [f"{len(self.ran)} run(s) trained: {statuses.count('complete')} complete, "

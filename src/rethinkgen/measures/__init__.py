@@ -56,6 +56,15 @@ class MeasureUnavailable(Exception):
 
 @dataclass(frozen=True)
 class Measure:
+    """A registered complexity measure.
+
+    Args:
+        name: its registry name.
+        function: ``function(context) -> float``; its docstring's first paragraph is the measure's description.
+        kind: its family (one of ``KINDS``).
+        cheap: computed at the end of every run by default (the rest, e.g. flatness, on request).
+    """
+
     name: str
     function: Callable[["MeasureContext"], float]
     kind: str
@@ -82,10 +91,20 @@ def register_measure(name: str, kind: str = "user", cheap: bool = True):
 
 
 def measure_names(cheap_only: bool = False) -> list[str]:
+    """The registered measures' names, in registration order.
+
+    Args:
+        cheap_only: only those computed at the end of every run by default.
+    """
     return [name for name, m in _REGISTRY.items() if m.cheap or not cheap_only]
 
 
 def get_measure(name: str) -> Measure:
+    """The registered measure ``name``; one error naming the allowed ones if there is none.
+
+    Args:
+        name: a measure's registry name.
+    """
     if name not in _REGISTRY:
         raise choice_error("measure", name, list(_REGISTRY))
     return _REGISTRY[name]
@@ -159,6 +178,12 @@ class MeasureContext:
         return value
 
     def setting(self, name: str, default):
+        """A measure setting given for this context, else ``default``.
+
+        Args:
+            name: the setting (e.g. a key of ``measures.flatness.DEFAULTS``).
+            default: its value when it was not given.
+        """
         return self.settings.get(name, default)
 
 

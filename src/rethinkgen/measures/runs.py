@@ -65,6 +65,11 @@ def save_measures(run_dir: Path, values: dict, unavailable: dict, settings: dict
 
 
 def summary_fields(stored: dict) -> dict:
+    """The summary keys of stored measures: ``measure_<name>`` for each value.
+
+    Args:
+        stored: the run's measures.json, as ``save_measures`` returns it.
+    """
     return {SUMMARY_PREFIX + name: value for name, value in stored["values"].items()}
 
 
@@ -78,6 +83,11 @@ def measure_model(context: measures.MeasureContext, run_dir: Path, names: list[s
 
 
 def initial_state(run_dir: Path) -> dict | None:
+    """The model weights a run started from (``initial.pt``), or None if the file is missing.
+
+    Args:
+        run_dir: the run's folder.
+    """
     path = Path(run_dir) / "initial.pt"
     return load_state(path).get("model") if path.exists() else None
 

@@ -39,6 +39,11 @@ class ModelFactoryError(RethinkgenError):
 
 
 def describe(name: str) -> str:
+    """The one-line description model ``name`` was registered with.
+
+    Args:
+        name: a registered model name.
+    """
     return entry(name).description
 
 

@@ -101,6 +101,7 @@ class RademacherResult:
     config: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
+        """The result as JSON-ready data."""
         return asdict(self)
 
 
@@ -279,6 +280,7 @@ class StabilityResult:
     config: dict
 
     def to_dict(self) -> dict:
+        """The result as JSON-ready data."""
         return {"rows": self.rows, "config": self.config}
 
 

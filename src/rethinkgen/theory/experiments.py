@@ -100,6 +100,12 @@ def _row_cells(row: dict) -> list[str]:
 
 
 def norm_against_noise(rows: list[dict], path: Path) -> Path:
+    """A figure of the interpolant's RKHS norm and its errors against label noise; returns ``path``.
+
+    Args:
+        rows: one per noise level, with ``label_noise``, ``norm``, ``train_error`` and ``test_error``.
+        path: the PNG to write (an SVG goes beside it).
+    """
     fig, (norm_ax, error_ax) = plt.subplots(1, 2, figsize=(11, 4.2))
     noise = [r["label_noise"] for r in rows]
     norm_ax.plot(noise, [r["norm"] for r in rows], marker="o")

@@ -229,6 +229,15 @@ def _gib(size: float) -> str:
 
 @dataclass
 class Plan:
+    """How a kernel system will be solved.
+
+    Args:
+        solver: cholesky, mixed or cg.
+        store: cg only: K kept in float32 (else recomputed at every product).
+        peak_bytes: the estimated peak memory.
+        budget_bytes: the memory allowed (None: no limit known).
+    """
+
     solver: str        # cholesky, mixed or cg
     store: bool        # cg only: K kept in float32 (else recomputed at every product)
     peak_bytes: int    # the estimate
@@ -294,6 +303,12 @@ class KernelFit:
 
 
 def one_hot(labels, num_classes: int | None = None) -> np.ndarray:
+    """Labels as one-hot rows, float64 ``[n, num_classes]``.
+
+    Args:
+        labels: integer labels, ``[n]``.
+        num_classes: the number of columns (None: the largest label + 1).
+    """
     labels = np.asarray(labels)
     return np.eye(num_classes or int(labels.max()) + 1)[labels]
 
