@@ -149,7 +149,7 @@ class RunConfig:
         values = setting_names(read_mapping(path, "config file"), f"config file {path}")
         return cls.from_mapping({**values, **(overrides or {})}, where=f"{path}: ")
 
-    def replace(self, **changes) -> "RunConfig":
+    def replace(self, **changes: object) -> "RunConfig":
         """A validated copy with some settings changed.
 
         Args:

@@ -145,7 +145,7 @@ def atomic_write_text(path: Path, text: str) -> None:
     atomic_write(path, lambda handle: handle.write(text.encode()))
 
 
-def write_json(path: Path, value) -> None:
+def write_json(path: Path, value: object) -> None:
     """Write ``value`` to ``path`` as indented JSON with sorted keys, atomically.
 
     Args:

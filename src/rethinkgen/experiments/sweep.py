@@ -287,7 +287,7 @@ def ensemble_size(value: str | int, runs: int, workers: int) -> int:
 def run_sweep(sweep: Sweep, runs_dir: str | Path, workers: int | None = None, retry_failed: bool = False,
               progress: bool = True, executor: str = "local", runs_per_gpu: int | None = None,
               cpus_per_run: int | None = None, address: str | None = None, ensemble: str | int = 1,
-              restart: bool = False, dataset=None) -> SweepOutcome:
+              restart: bool = False, dataset: data.Dataset | None = None) -> SweepOutcome:
     """Run every run of ``sweep`` not yet finished, here, in local processes or on Ray.
 
     A run whose summary.json cannot be read is named in a warning and left alone; the others go on.

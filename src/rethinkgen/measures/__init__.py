@@ -177,7 +177,7 @@ class MeasureContext:
                                      f"misclassifies more than {MARGIN_PERCENTILE}% of its training examples")
         return value
 
-    def setting(self, name: str, default):
+    def setting(self, name: str, default: object) -> object:
         """A measure setting given for this context, else ``default``.
 
         Args:

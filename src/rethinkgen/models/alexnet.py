@@ -98,7 +98,7 @@ def _pooled(size: int) -> int:
 
 
 @register_model("alexnet-small", ALEXNET_LR, "small AlexNet with LRN (1,387,786 params at 3x28x28)")
-def alexnet_small(input_shape, num_classes: int, dropout: float = 0.0) -> nn.Sequential:
+def alexnet_small(input_shape: tuple[int, int, int], num_classes: int, dropout: float = 0.0) -> nn.Sequential:
     """The paper's small AlexNet: two conv, max-pool and LRN blocks, then two hidden fully connected layers.
 
     Args:

@@ -64,7 +64,7 @@ class Concat(nn.Module):
         return torch.cat([branch(x) for branch in self.branches], dim=1)
 
 
-def small_inception(input_shape, num_classes: int, batch_norm: bool = True, dropout: float = 0.0) -> nn.Sequential:
+def small_inception(input_shape: tuple[int, int, int], num_classes: int, batch_norm: bool = True, dropout: float = 0.0) -> nn.Sequential:
     """The paper's small Inception (Appendix A).
 
     Args:
@@ -100,7 +100,7 @@ def small_inception(input_shape, num_classes: int, batch_norm: bool = True, drop
 
 
 @register_model("inception-small", INCEPTION_LR, "small Inception of Figure 3 (1,649,402 params at 3x28x28)")
-def inception_small(input_shape, num_classes: int, dropout: float = 0.0) -> nn.Sequential:
+def inception_small(input_shape: tuple[int, int, int], num_classes: int, dropout: float = 0.0) -> nn.Sequential:
     """The small Inception with batch norm.
 
     Args:
@@ -112,7 +112,7 @@ def inception_small(input_shape, num_classes: int, dropout: float = 0.0) -> nn.S
 
 
 @register_model("inception-small-nobn", INCEPTION_LR, "small Inception without batch norm (1,649,402 params)")
-def inception_small_nobn(input_shape, num_classes: int, dropout: float = 0.0) -> nn.Sequential:
+def inception_small_nobn(input_shape: tuple[int, int, int], num_classes: int, dropout: float = 0.0) -> nn.Sequential:
     """The small Inception without batch norm.
 
     Args:

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from numpy.typing import ArrayLike
 from scipy.signal import lfilter
 from torch import nn
 
@@ -130,7 +131,7 @@ def choose_direction(X: np.ndarray, rng: np.random.Generator, tries: int = DIREC
     return best
 
 
-def memorize(X, y, seed: int = 0, check_duplicates: bool = True) -> Memorized:
+def memorize(X: ArrayLike, y: ArrayLike, seed: int = 0, check_duplicates: bool = True) -> Memorized:
     """Build the network of Theorem 1 that fits ``y`` exactly on the rows of ``X``.
 
     Args:

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import scipy.linalg
 import torch
+from numpy.typing import ArrayLike
 from tqdm.auto import tqdm
 
 from rethinkgen.errors import RethinkgenError, choice_error
@@ -268,6 +269,30 @@ def plan_solve(solver: str, n: int, d: int, outputs: int, budget_bytes: int | No
 # --------------------------------------------------------------------------------------------- fits
 @dataclass
 class KernelFit:
+    """A solved kernel system (K + l2 I) alpha = Y, as ``interpolate`` returns it.
+
+    Args:
+        X: the training points, ``[n, d]`` float64.
+        alpha: the coefficients, ``[n, outputs]``.
+        kernel: linear, rbf or laplacian.
+        bandwidth: the kernel's bandwidth.
+        l2: the ridge term.
+        solver: the solver that ran.
+        norm: the RKHS norm of the fitted function, sqrt(trace(alpha^T K alpha)).
+        relative_residual: |K alpha - Y| / |Y|.
+        iterations: the iterative solver's iterations (0 for a direct solve).
+        seconds: the solve's wall time.
+        weights: the linear kernel's w = X^T alpha, when solved in the primal.
+        converged: whether the residual reached ``tol`` (always true for direct solves).
+        tol: the tolerance asked for.
+        precision: what held K and computed the residual.
+        device: where the solve ran.
+        estimated_peak_bytes: the memory estimate the solve was planned with.
+        shift: the diagonal shift of the float32 preconditioner, if its Cholesky failed.
+        phases: seconds per phase: build, factorize, solve / refine.
+        fitted: K alpha at the training points (= Y - the residual), in float64.
+    """
+
     X: torch.Tensor
     alpha: torch.Tensor
     kernel: str
@@ -302,7 +327,7 @@ class KernelFit:
         return self.decision(X).argmax(1)
 
 
-def one_hot(labels, num_classes: int | None = None) -> np.ndarray:
+def one_hot(labels: ArrayLike, num_classes: int | None = None) -> np.ndarray:
     """Labels as one-hot rows, float64 ``[n, num_classes]``.
 
     Args:
@@ -313,7 +338,7 @@ def one_hot(labels, num_classes: int | None = None) -> np.ndarray:
     return np.eye(num_classes or int(labels.max()) + 1)[labels]
 
 
-def interpolate(X, Y, kernel: str = "rbf", bandwidth: float | str | None = None, l2: float = 0.0,
+def interpolate(X: ArrayLike, Y: ArrayLike, kernel: str = "rbf", bandwidth: float | str | None = None, l2: float = 0.0,
                 solver: str = "auto", tol: float = 1e-6, max_iter: int = 2000, budget_bytes: int | None = None,
                 precondition_rank: int = PRECONDITION_RANK, seed: int = 0, progress: bool = False,
                 device: str = "cpu", factorization: str = "auto") -> KernelFit:
