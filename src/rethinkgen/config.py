@@ -145,7 +145,12 @@ class RunConfig:
 
     @classmethod
     def from_file(cls, path: str | Path, overrides: dict | None = None) -> "RunConfig":
-        """Read a YAML or JSON file (JSON is YAML), then apply ``overrides``."""
+        """Read a YAML or JSON file (JSON is YAML), then apply ``overrides``.
+
+        Args:
+            path: the file.
+            overrides: settings that replace the file's.
+        """
         values = setting_names(read_mapping(path, "config file"), f"config file {path}")
         return cls.from_mapping({**values, **(overrides or {})}, where=f"{path}: ")
 

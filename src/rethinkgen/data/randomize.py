@@ -141,6 +141,15 @@ def randomize(dataset: Dataset | ImageFiles, label_noise: float = 0.0, inputs: s
     ``label_noise_mode``: ``uniform`` draws a corrupted label over all classes (the paper's), ``other``
     over the other classes only (see ``rethinkgen.data.label_noise``).
 
+    Args:
+        dataset: the data to randomize.
+        label_noise: the fraction of training labels to corrupt, in [0, 1] (1: random labels).
+        inputs: the input randomization: ``original``, ``shuffled-pixels``, ``random-pixels`` or ``gaussian``.
+        seed: seeds every draw.
+        corrupt_test_labels: corrupt the test labels in the same way.
+        label_noise_mode: ``uniform`` draws a corrupted label over all classes (the paper's), ``other`` over the
+            other classes only (see ``rethinkgen.data.label_noise``).
+
     >>> noisy, record = randomize(load("digits"), label_noise=1.0, seed=3)   # random labels
     """
     validate(label_noise, inputs, seed, label_noise_mode)

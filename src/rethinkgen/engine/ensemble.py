@@ -54,7 +54,11 @@ GROUP_FREE = ("seed", "randomization_seed", "init_seed", "order_seed", "label_no
 
 
 def group_key(config: RunConfig) -> str | None:
-    """Runs with the same key can share an ensemble; None for a run that must be trained alone."""
+    """Runs with the same key can share an ensemble; None for a run that must be trained alone.
+
+    Args:
+        config: the run's settings.
+    """
     config = config.resolved()
     if config.dropout or config.dataset == "imagefolder":  # masks under vmap; data streamed from disk
         return None
@@ -62,7 +66,12 @@ def group_key(config: RunConfig) -> str | None:
 
 
 def group_configs(configs: list[RunConfig], size: int) -> list[list[RunConfig]]:
-    """Compatible runs in groups of at most ``size``, in their original order; incompatible runs alone."""
+    """Compatible runs in groups of at most ``size``, in their original order; incompatible runs alone.
+
+    Args:
+        configs: the runs' settings.
+        size: the largest group (1: every run alone).
+    """
     if size < 1:
         raise RethinkgenError(f"ensemble size {size} must be at least 1")
     groups, open_groups = [], {}

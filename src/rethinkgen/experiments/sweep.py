@@ -91,7 +91,12 @@ class Sweep:
 
 
 def load_spec(path: str | Path, overrides: dict | None = None) -> Sweep:
-    """Read a YAML/JSON spec file and expand it into runs (validated, not yet checked against data)."""
+    """Read a YAML/JSON spec file and expand it into runs (validated, not yet checked against data).
+
+    Args:
+        path: the spec file.
+        overrides: settings that replace the spec's base settings in every run.
+    """
     path = Path(path)
     spec = read_mapping(path, "sweep spec")
     return expand(spec, default_name=path.stem, overrides=overrides, where=f"{path}: ")
@@ -168,11 +173,16 @@ def _report_as(preset, where: str) -> str | None:
     return preset
 
 
-def preflight(sweep: Sweep, dataset=None) -> dict[int, str]:
+def preflight(sweep: Sweep, dataset: data.Dataset | None = None) -> dict[int, str]:
     """Check that every run can be built (data found, crop and pad fit the images, model takes the input
     shape) before any starts; raise RethinkgenError for the first that cannot. A user's model whose factory
     raises fails its own runs only: returns {index in ``sweep.runs``: message} for those. ``dataset``: the
-    arrays that runs on ``arrays:NAME`` train on."""
+    arrays that runs on ``arrays:NAME`` train on.
+
+    Args:
+        sweep: the runs to check.
+        dataset: the arrays that runs on ``arrays:NAME`` train on (None: none).
+    """
     datasets, built, failures = {}, {}, {}
     for i, run in enumerate(sweep.runs):
         c = run.config.resolved()
@@ -272,7 +282,13 @@ UNREADABLE = "unreadable"  # a run whose summary.json is damaged
 
 
 def ensemble_size(value: str | int, runs: int, workers: int) -> int:
-    """``--ensemble``: a number, or ``auto``: enough runs per ensemble to give every worker one (at most 32)."""
+    """``--ensemble``: a number, or ``auto``: enough runs per ensemble to give every worker one (at most 32).
+
+    Args:
+        value: ``--ensemble``'s value: a whole number >= 1 or ``auto``.
+        runs: the runs to train.
+        workers: the processes that train them.
+    """
     if value == "auto":
         return max(1, min(MAX_AUTO_ENSEMBLE, -(-runs // workers)))
     try:

@@ -73,8 +73,14 @@ def _user_factory(reference: str) -> Callable[..., nn.Module]:
     return factory
 
 
-def create_model(name: str, input_shape: tuple[int, int, int], num_classes: int, **options) -> nn.Module:
+def create_model(name: str, input_shape: tuple[int, int, int], num_classes: int, **options: object) -> nn.Module:
     """Build model ``name`` for images of ``input_shape`` (C, H, W) and check that it can take them.
+
+    Args:
+        name: a registered model name (``rethinkgen list models``) or ``module:factory`` for your own.
+        input_shape: one image's shape, (C, H, W).
+        num_classes: the number of outputs.
+        **options: the factory's own options, e.g. ``dropout``; one it does not take is refused.
 
     >>> create_model("mlp-1x512", (3, 28, 28), 10)   # 1,209,866 parameters, as in the paper
     """
