@@ -181,8 +181,7 @@ def open_run_dir(config: RunConfig, run_id: str, run_dir: Path, record: Randomiz
 def seeded_model(config: RunConfig, device_data, device) -> torch.nn.Module:
     """The run's model at its seeded initialization, on ``device``; writes nothing."""
     torch.manual_seed(config.init_seed)
-    model_options = {"dropout": config.dropout} if config.dropout else {}
-    model = models.create_model(config.model, device_data.input_shape, device_data.num_classes, **model_options)
+    model = models.create_run_model(config.model, device_data.input_shape, device_data.num_classes, config.dropout)
     return model.to(device)
 
 

@@ -214,7 +214,7 @@ def preflight(sweep: Sweep, dataset: data.Dataset | None = None) -> dict[int, st
 def _build_problem(name: str, shape: tuple, num_classes: int, dropout: float) -> str | None:
     """Build the model once: None if it builds, the message if a user's factory raised (other refusals raise)."""
     try:
-        models.create_model(name, shape, num_classes, **({"dropout": dropout} if dropout else {}))
+        models.create_run_model(name, shape, num_classes, dropout)
     except models.ModelFactoryError as error:
         return str(error)
     return None

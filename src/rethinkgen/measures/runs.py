@@ -142,8 +142,8 @@ def load_context(run_dir: Path, device: str = "auto", dataset=None) -> measures.
             raise RethinkgenError(f"run {run_dir.name}: its data now hash to {record.dataset_hash}, but it trained on "
                                   f"{saved.dataset_hash}; refusing to measure it on different data")
     device_data = DeviceData(clean, randomized, record, config, device)
-    options = {"dropout": config.dropout} if config.dropout else {}
-    model = models.create_model(config.model, device_data.input_shape, device_data.num_classes, **options).to(device)
+    model = models.create_run_model(config.model, device_data.input_shape, device_data.num_classes,
+                                    config.dropout).to(device)
     state = load_state(checkpoint_path)
     try:
         model.load_state_dict(state["model"])

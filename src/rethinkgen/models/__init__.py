@@ -110,6 +110,20 @@ def create_model(name: str, input_shape: tuple[int, int, int], num_classes: int,
     return model
 
 
+def create_run_model(name: str, input_shape: tuple[int, int, int], num_classes: int,
+                     dropout: float = 0.0) -> nn.Module:
+    """``create_model`` with a run's dropout, passed only when it is on (a factory of your own that takes no
+    ``dropout`` builds for runs without it).
+
+    Args:
+        name: a registered model name or ``module:factory``.
+        input_shape: one image's shape, (C, H, W).
+        num_classes: the number of outputs.
+        dropout: the run's dropout probability (0: off).
+    """
+    return create_model(name, input_shape, num_classes, **({"dropout": dropout} if dropout else {}))
+
+
 def check_input(input_shape, num_classes: int) -> None:
     """Refuse an input shape that is not three positive sizes or holds more than MAX_INPUT_VALUES values,
     and a class count outside 2..MAX_CLASSES."""
