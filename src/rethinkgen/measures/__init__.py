@@ -80,7 +80,13 @@ _REGISTRY: dict[str, Measure] = {}
 
 
 def register_measure(name: str, kind: str = "user", cheap: bool = True):
-    """Decorator that adds ``function(context) -> float`` to the registry under ``name``."""
+    """Decorator that adds ``function(context) -> float`` to the registry under ``name``.
+
+    Args:
+        name: the measure's registry name.
+        kind: its family (one of ``KINDS``).
+        cheap: computed at the end of every run by default.
+    """
     if kind not in KINDS:
         raise choice_error("measure kind", kind, KINDS)
 
@@ -111,7 +117,12 @@ def get_measure(name: str) -> Measure:
 
 
 def resolve(names: list[str] | None = None, which: str = "all") -> list[str]:
-    """Check ``names`` (default: the ``which`` set, 'all', 'cheap' or 'none') and return them in order."""
+    """Check ``names`` (default: the ``which`` set, 'all', 'cheap' or 'none') and return them in order.
+
+    Args:
+        names: measure names (None: the ``which`` set).
+        which: ``all``, ``cheap`` or ``none``.
+    """
     if names is None:
         if which not in MEASURE_SETS:
             raise choice_error("measure set", which, MEASURE_SETS)
@@ -188,7 +199,12 @@ class MeasureContext:
 
 
 def compute(context: MeasureContext, names: list[str]) -> tuple[dict[str, float], dict[str, str]]:
-    """Compute ``names``; return (values, reasons for those unavailable). One failing measure spoils no other."""
+    """Compute ``names``; return (values, reasons for those unavailable). One failing measure spoils no other.
+
+    Args:
+        context: the trained network, its data and its summary.
+        names: the measures to compute.
+    """
     values, unavailable = {}, {}
     for name in names:
         measure = get_measure(name)

@@ -21,7 +21,7 @@ import copy
 import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterable
 
 import matplotlib
 import numpy as np
@@ -164,6 +164,14 @@ def network_fitter(model: str = "mlp-1x512", epochs: int = DEFAULT_NETWORK_EPOCH
     with the data order of each epoch drawn from (seed, epoch). ``lr`` defaults to the model's paper rate.
     With ``stop_at_fit`` training ends once every sign is reproduced: the sup is reached, more epochs
     cannot raise the correlation, and they would only cost time.
+
+    Args:
+        model: a registered model name.
+        epochs: the most epochs of training.
+        lr: the learning rate (None: the model's default).
+        batch_size: the minibatch size.
+        seed: seeds the initialization and the data order.
+        stop_at_fit: end training once every sign is reproduced.
     """
     epochs = _integer("epochs", epochs, 1)
     batch_size = _integer("batch_size", batch_size, 1)
@@ -201,6 +209,14 @@ def make_fitter(name: str, epochs: int = DEFAULT_NETWORK_EPOCHS, lr: float | Non
     """A fitter by name: ``constant``, ``linear``, ``network`` (MLP 1x512) or any model name of the registry.
 
     The training options only apply to networks; the closed-form fitters ignore them.
+
+    Args:
+        name: ``constant``, ``linear``, ``network`` or a model name.
+        epochs: the most epochs of a network's training.
+        lr: a network's learning rate (None: the model's default).
+        batch_size: a network's minibatch size.
+        seed: seeds a network's initialization and data order.
+        stop_at_fit: end a network's training once it reproduces every sign.
     """
     if name == "network" or models.entry(name) or (isinstance(name, str) and ":" in name):
         model = "mlp-1x512" if name == "network" else name
@@ -211,11 +227,17 @@ def make_fitter(name: str, epochs: int = DEFAULT_NETWORK_EPOCHS, lr: float | Non
     raise choice_error("fitter", name, [*FITTERS, *models.model_names()])
 
 
-def rademacher(X, fit: Fitter | str, draws: int = 5, seed: int = 0) -> RademacherResult:
+def rademacher(X: np.ndarray, fit: Fitter | str, draws: int = 5, seed: int = 0) -> RademacherResult:
     """Estimate R_n on the rows of ``X``: for each of ``draws`` sign vectors sigma, fit and correlate.
 
     The correlation of one draw is (1/n) sum_i sigma_i sign(h(x_i)), h = fit(X, sigma); it is 1 when h
     reproduces every random sign. ``fit`` is a callable ``fit(X, sigma) -> predict`` or a fitter name.
+
+    Args:
+        X: the n inputs, ``[n, ...]``.
+        fit: ``fit(X, sigma) -> predict`` or a fitter name (see ``make_fitter``).
+        draws: sign vectors drawn.
+        seed: seeds the sign vectors.
     """
     X = _samples(X)
     draws = _integer("draws", draws, 1)
@@ -243,16 +265,33 @@ def rademacher(X, fit: Fitter | str, draws: int = 5, seed: int = 0) -> Rademache
 
 
 def sample_inputs(dataset: Dataset, n: int, seed: int = 0) -> np.ndarray:
-    """A stratified subset of ``n`` training images, preprocessed as for training: float [n, C, H, W]."""
+    """A stratified subset of ``n`` training images, preprocessed as for training: float [n, C, H, W].
+
+    Args:
+        dataset: the data.
+        n: the number of images.
+        seed: seeds the draw.
+    """
     n = _integer("n", n, 1, len(dataset.y_train))
     subset = dataset.subset(n, seed)
     crop = crop_size_for(dataset.image_shape[1], "auto")
     return preprocess(torch.from_numpy(subset.x_train), crop).numpy().astype(np.float64)
 
 
-def rademacher_suite(dataset: Dataset, names, n: int = 200, draws: int = 5, epochs: int = DEFAULT_NETWORK_EPOCHS,
+def rademacher_suite(dataset: Dataset, names: Iterable[str], n: int = 200, draws: int = 5, epochs: int = DEFAULT_NETWORK_EPOCHS,
                      lr: float | None = None, batch_size: int = 128, seed: int = 0) -> dict[str, RademacherResult]:
-    """R_n of several model classes on the same n preprocessed training images and the same sign draws."""
+    """R_n of several model classes on the same n preprocessed training images and the same sign draws.
+
+    Args:
+        dataset: the data the images are drawn from.
+        names: fitter or model names (see ``make_fitter``).
+        n: the number of images.
+        draws: sign vectors drawn.
+        epochs: the most epochs of a network's training.
+        lr: a network's learning rate (None: the model's default).
+        batch_size: a network's minibatch size.
+        seed: seeds the images, the signs and the networks.
+    """
     names = list(names)
     if not names:
         raise RethinkgenError("names must list at least one fitter or model")
