@@ -59,7 +59,7 @@ def main():
     started = time.perf_counter()
     fit = memorize(X, y, check_duplicates=False)
     seconds = time.perf_counter() - started
-    print(f"n = {n:,}, d = {args.d}: structured {seconds:.2f}s, {fit.parameters:,} weights, "
+    print(f"n = {n:,}, d = {args.d}: structured {seconds:.2f}s, {fit.parameter_count:,} weights, "
           f"max residual {fit.max_residual:.2e}; dense would need {n * n * 8 / 2**40:.1f} TiB")
 
 

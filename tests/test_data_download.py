@@ -37,7 +37,7 @@ def test_fetch_file_url_with_right_md5(tmp_path):
     result = fetch(source.as_uri(), destination, hashlib.md5(payload).hexdigest())
     assert result == destination
     assert destination.read_bytes() == payload
-    assert not list(destination.parent.glob("*.part"))
+    assert not list(destination.parent.glob("*.tmp"))
 
 
 def test_fetch_wrong_md5_keeps_nothing(tmp_path):
@@ -48,7 +48,7 @@ def test_fetch_wrong_md5_keeps_nothing(tmp_path):
         fetch(source.as_uri(), destination, "0" * 32)
     assert "0" * 32 in str(info.value) and hashlib.md5(b"payload").hexdigest() in str(info.value)
     assert not destination.exists()
-    assert list(destination.parent.iterdir()) == []  # no leftover .part file
+    assert list(destination.parent.iterdir()) == []  # no leftover temporary file
 
 
 def test_fetch_existing_file_with_right_md5_is_not_downloaded_again(tmp_path):

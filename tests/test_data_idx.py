@@ -252,7 +252,7 @@ def test_idx_download_from_file_url(tmp_path, monkeypatch):
     np.testing.assert_array_equal(data.y_test, arrays["y_test"])
     for stem in IDX_STEMS.values():
         assert (cache / "mnist" / (stem + ".gz")).is_file()
-    assert not list((cache / "mnist").glob("*.part"))
+    assert not list((cache / "mnist").glob("*.tmp"))
     # now cached: found without downloading
     assert load("mnist").content_hash() == data.content_hash()
     # with a data directory given, the files go there instead of the cache

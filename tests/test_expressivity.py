@@ -19,7 +19,7 @@ def points():
 def test_fits_real_targets_exactly_with_2n_plus_d_weights(points):
     X, y = points
     fit = memorize(X, y)
-    assert fit.parameters == 2 * 300 + 7 == count_for(300, 7)
+    assert fit.parameter_count == 2 * 300 + 7 == count_for(300, 7)
     assert fit.max_residual < 1e-9
     network_output = fit.network(torch.from_numpy(X)).detach().numpy()[:, 0]
     np.testing.assert_allclose(network_output, y, atol=1e-7)
@@ -29,7 +29,7 @@ def test_one_hot_targets_classify_every_point_with_d_plus_n_plus_nk_weights():
     rng = np.random.default_rng(1)
     X, labels = rng.random((500, 12)), rng.integers(0, 10, 500)
     fit = memorize(X, np.eye(10)[labels])
-    assert fit.parameters == 12 + 500 + 500 * 10
+    assert fit.parameter_count == 12 + 500 + 500 * 10
     assert class_accuracy(fit.network, X, labels) == 1.0
 
 
@@ -80,7 +80,7 @@ def test_a_hundred_thousand_points_fit_to_rounding_error():
     rng = np.random.default_rng(3)
     X, y = rng.random((100_000, 10)), rng.integers(0, 10, 100_000).astype(float)
     fit = memorize(X, y, check_duplicates=False)
-    assert fit.parameters == 200_010
+    assert fit.parameter_count == 200_010
     assert fit.max_residual < 0.01  # labels are 0..9: far below what would change a rounded class
 
 

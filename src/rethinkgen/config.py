@@ -44,6 +44,14 @@ def _f(default, help: str, **extra):
 
 @dataclass
 class RunConfig:
+    """One run's settings as plain data; no torch.
+
+    Each field is one setting, with its default and meaning in the field's ``help`` metadata (listed on the
+    Configuration page and by ``rethinkgen run --help``). ``validated()`` checks every value and returns a
+    checked copy, ``resolved()`` fills in what ``auto`` values stand for, and ``run_id()`` names the run's
+    folder by the hash of the settings that define the run.
+    """
+
     # data
     dataset: str = _f("digits", "data source (see `rethinkgen list datasets`), the path of an .npz file of your own, or a "
                                 "Hugging Face dataset: hf:OWNER/NAME or hf:PATH (pip install 'rethinkgen[hf]')")
@@ -122,6 +130,12 @@ class RunConfig:
     # ------------------------------------------------------------------ construction
     @classmethod
     def from_mapping(cls, values: dict, where: str = "") -> "RunConfig":
+        """A validated config from a mapping of setting names to values (a spec file, a saved config.json).
+
+        Args:
+            values: setting names and their values; an unknown name is refused.
+            where: a prefix for error messages that says where the values came from (e.g. a file name).
+        """
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:
@@ -131,11 +145,21 @@ class RunConfig:
 
     @classmethod
     def from_file(cls, path: str | Path, overrides: dict | None = None) -> "RunConfig":
-        """Read a YAML or JSON file (JSON is YAML), then apply ``overrides``."""
+        """Read a YAML or JSON file (JSON is YAML), then apply ``overrides``.
+
+        Args:
+            path: the file.
+            overrides: settings that replace the file's.
+        """
         values = setting_names(read_mapping(path, "config file"), f"config file {path}")
         return cls.from_mapping({**values, **(overrides or {})}, where=f"{path}: ")
 
-    def replace(self, **changes) -> "RunConfig":
+    def replace(self, **changes: object) -> "RunConfig":
+        """A validated copy with some settings changed.
+
+        Args:
+            **changes: setting names and their new values.
+        """
         return dataclasses.replace(self, **changes).validated()
 
     # ------------------------------------------------------------------ validation
@@ -216,6 +240,7 @@ class RunConfig:
 
     # ------------------------------------------------------------------ identity
     def to_dict(self) -> dict:
+        """The settings as a JSON-ready dict (``config.json``); ``from_mapping`` reads it back."""
         values = dataclasses.asdict(self)
         values["augment"] = list(values["augment"])
         return values

@@ -10,12 +10,22 @@ DID_NOT_FIT = "did not fit"
 
 
 def did_not_fit(status: str, summary: dict) -> bool:
-    """Whether a run ended its epochs (complete) without its training accuracy reaching the fit threshold."""
+    """Whether a run ended its epochs (complete) without its training accuracy reaching the fit threshold.
+
+    Args:
+        status: the run's status.
+        summary: its summary.
+    """
     return status == "complete" and summary.get("fitted") is False and summary.get("train_accuracy") is not None
 
 
 def status_words(status: str, summary: dict) -> str:
-    """The status as tables show it: ``complete, did not fit`` for a run that ran out of epochs unfitted."""
+    """The status as tables show it: ``complete, did not fit`` for a run that ran out of epochs unfitted.
+
+    Args:
+        status: the run's status.
+        summary: its summary.
+    """
     return f"{status}, {DID_NOT_FIT}" if did_not_fit(status, summary) else status
 
 

@@ -40,7 +40,13 @@ _FAMILY_PATTERNS = {family: re.compile(pattern) for family, (pattern, _) in MODE
 
 
 def register_model(name: str, default_lr: float, description: str):
-    """Decorator that adds a model factory to the registry under ``name`` (see ``ModelEntry``)."""
+    """Decorator that adds a model factory to the registry under ``name`` (see ``ModelEntry``).
+
+    Args:
+        name: the model's registry name.
+        default_lr: its initial learning rate.
+        description: one line for ``rethinkgen list models``.
+    """
     def decorate(factory):
         MODELS[name] = ModelEntry(name, factory, default_lr, description)
         return factory
@@ -71,7 +77,11 @@ def family_of(name) -> tuple[str, tuple[int, ...]] | None:
 
 
 def entry(name: str) -> ModelEntry | None:
-    """The entry of ``name``: a registered model or a member of a registered family; None for others."""
+    """The entry of ``name``: a registered model or a member of a registered family; None for others.
+
+    Args:
+        name: a model name.
+    """
     if name in MODELS:
         return MODELS[name]
     member = family_of(name)
@@ -90,7 +100,11 @@ def model_names() -> list[str]:
 
 def default_lr(name: str) -> float:
     """The initial learning rate of model ``name``: the paper's (App. A) for its networks, the registered one
-    for a registered model, ``USER_MODEL_DEFAULT_LR`` for ``package.module:factory``; imports nothing."""
+    for a registered model, ``USER_MODEL_DEFAULT_LR`` for ``package.module:factory``; imports nothing.
+
+    Args:
+        name: a model name or ``package.module:factory``.
+    """
     if name in MODELS:
         return MODELS[name].default_lr
     check_name(name)

@@ -43,27 +43,43 @@ NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.+=,@-]*")
 MAX_NAME = 120
 TEMPORARY_SUFFIX = ".tmp"
 LOCK_NAME = "lock"
+FINISHED = ("complete", "diverged")  # the statuses of a finished run: a re-run leaves it alone
 
 
 # ------------------------------------------------------------------------------------------- names
-def safe_name(name, what: str = "name") -> str:
+def safe_name(name: object, what: str = "name") -> str:
     """``name`` if it can be one file name: letters, digits and ``_ . + = , @ -``, not starting with a dot
-    or a dash, no ``..``, at most MAX_NAME characters; else one error naming it and what is allowed."""
+    or a dash, no ``..``, at most MAX_NAME characters; else one error naming it and what is allowed.
+
+    Args:
+        name: the proposed name (e.g. a sweep's, read from a file).
+        what: what the name names, for the error message.
+    """
     if not isinstance(name, str) or not NAME.fullmatch(name) or ".." in name or len(name) > MAX_NAME:
         raise RethinkgenError(f"{what} {shown(name)} is not allowed: use at most {MAX_NAME} letters, digits and "
                               f"'_.+=,@-', starting with a letter, digit or '_', without '..'")
     return name
 
 
-def check_run_id(run_id, where: str = "") -> str:
-    """``run_id`` if it has the form of a run id (12 lowercase hex digits); else one error."""
+def check_run_id(run_id: object, where: str = "") -> str:
+    """``run_id`` if it has the form of a run id (12 lowercase hex digits); else one error.
+
+    Args:
+        run_id: the proposed run id (e.g. read from a file).
+        where: a prefix for the error message that says where it came from.
+    """
     if not isinstance(run_id, str) or not RUN_ID.fullmatch(run_id):
         raise RethinkgenError(f"{where}run id {shown(run_id)} is not a run id (12 hexadecimal digits)")
     return run_id
 
 
-def run_path(root: str | Path, run_id) -> Path:
-    """The folder of run ``run_id`` in the runs folder ``root`` (the id checked first)."""
+def run_path(root: str | Path, run_id: str) -> Path:
+    """The folder of run ``run_id`` in the runs folder ``root`` (the id checked first).
+
+    Args:
+        root: the runs folder.
+        run_id: the run's id.
+    """
     return Path(root) / check_run_id(run_id)
 
 
@@ -116,7 +132,12 @@ def atomic_write(path: str | Path, write: Callable[[BinaryIO], None]) -> None:
     """Write ``path`` through ``write(handle)`` (a binary file) under a temporary name in the same folder,
     then rename it over ``path``: ``path`` is either its old self or complete. The file is readable as
     the umask allows (not 0600 as a temporary file would be). A failed write (a full disk: OSError, or
-    the RuntimeError torch.save turns it into) removes the temporary file and raises one clear error."""
+    the RuntimeError torch.save turns it into) removes the temporary file and raises one clear error.
+
+    Args:
+        path: the file to write.
+        write: writes the content to the binary handle it is given.
+    """
     path = Path(path)
     try:
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=TEMPORARY_SUFFIX)
@@ -135,20 +156,43 @@ def atomic_write(path: str | Path, write: Callable[[BinaryIO], None]) -> None:
 
 
 def atomic_write_text(path: Path, text: str) -> None:
+    """Write ``text`` (UTF-8) to ``path`` atomically (see ``atomic_write``).
+
+    Args:
+        path: the file.
+        text: its new content.
+    """
     atomic_write(path, lambda handle: handle.write(text.encode()))
 
 
-def write_json(path: Path, value) -> None:
+def write_json(path: Path, value: object) -> None:
+    """Write ``value`` to ``path`` as indented JSON with sorted keys, atomically.
+
+    Args:
+        path: the file.
+        value: anything ``json.dumps`` takes.
+    """
     atomic_write_text(path, json.dumps(value, indent=2, sort_keys=True) + "\n")
 
 
 def write_jsonl(path: Path, rows: list[dict]) -> None:
+    """Write ``rows`` to ``path``, one JSON object a line, atomically.
+
+    Args:
+        path: the file.
+        rows: the rows.
+    """
     atomic_write_text(path, "".join(json.dumps(row, sort_keys=True) + "\n" for row in rows))
 
 
 def append_jsonl(path: Path, rows: list[dict]) -> None:
     """Append rows; a torn last line can only follow a crash, and resume rewrites the file anyway.
-    A symbolic link is not followed (the log is always a file of its own)."""
+    A symbolic link is not followed (the log is always a file of its own).
+
+    Args:
+        path: the log.
+        rows: the rows to append, one JSON object a line.
+    """
     path = Path(path)
     try:
         fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o666)
@@ -160,7 +204,11 @@ def append_jsonl(path: Path, rows: list[dict]) -> None:
 
 # ------------------------------------------------------------------------------------------- reading
 def read_json(path: str | Path) -> dict:
-    """A JSON object from ``path``; a missing, unreadable or garbled file is one DamagedFile error."""
+    """A JSON object from ``path``; a missing, unreadable or garbled file is one DamagedFile error.
+
+    Args:
+        path: the file.
+    """
     path = Path(path)
     try:
         value = json.loads(path.read_text())
@@ -174,13 +222,47 @@ def read_json(path: str | Path) -> dict:
 
 
 def read_summary(run_dir: Path) -> dict | None:
-    """A run's summary.json, or None if it has none yet; DamagedFile if it cannot be read."""
+    """A run's summary.json, or None if it has none yet; DamagedFile if it cannot be read.
+
+    Args:
+        run_dir: the run's folder.
+    """
     path = Path(run_dir) / "summary.json"
     return read_json(path) if path.exists() else None
 
 
+def is_finished(status: str | None) -> bool:
+    """Whether a run with this status has finished (complete or diverged) and is never trained again.
+
+    Args:
+        status: the ``status`` of the run's summary.json, or None for a run without one.
+    """
+    return status in FINISHED
+
+
+def finished_summary(run_dir: Path, restart: bool = False) -> dict | None:
+    """The summary of a run that finished (complete or diverged), else None.
+
+    Args:
+        run_dir: the run's folder.
+        restart: if true, a summary.json that cannot be read counts as no summary (the run is then trained
+            again from the start); if false, it raises DamagedFile.
+    """
+    try:
+        summary = read_summary(run_dir)
+    except DamagedFile:
+        if restart:
+            return None
+        raise
+    return summary if summary is not None and is_finished(summary.get("status")) else None
+
+
 def read_jsonl(path: Path) -> list[dict]:
-    """The rows of a log; a line that cannot be read (torn by a killed writer) is skipped with a warning."""
+    """The rows of a log; a line that cannot be read (torn by a killed writer) is skipped with a warning.
+
+    Args:
+        path: the log (a missing file has no rows).
+    """
     path = Path(path)
     rows = []
     for number, line in enumerate(path.read_text().splitlines() if path.exists() else [], 1):
@@ -201,10 +283,12 @@ class StoredRun:
 
     @property
     def metrics(self) -> list[dict]:
+        """The run's per-epoch rows (metrics.jsonl)."""
         return read_jsonl(self.run_dir / "metrics.jsonl")
 
     @property
     def steps(self) -> list[dict]:
+        """The run's running mean training loss (steps.jsonl)."""
         return read_jsonl(self.run_dir / "steps.jsonl")
 
 
@@ -216,7 +300,12 @@ class RunBusy(RethinkgenError):
 @contextlib.contextmanager
 def run_lock(run_dir: Path, run_id: str):
     """An exclusive lock on the run folder for as long as this process trains or measures it (released on
-    exit, even by a killed process). Once it is held, temporary files that a killed writer left are removed."""
+    exit, even by a killed process). Once it is held, temporary files that a killed writer left are removed.
+
+    Args:
+        run_dir: the run's folder (the lock file is created in it).
+        run_id: the run's id, for the message when another process holds the lock.
+    """
     path = Path(run_dir) / LOCK_NAME
     try:  # never truncates, never follows a link out of the folder
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o666)
@@ -257,7 +346,11 @@ def _is_corrupt(error: sqlite3.Error) -> bool:
 
 def scan_runs(root: str | Path) -> list[dict]:
     """Index rows rebuilt from the run folders (their config.json and summary.json), oldest first. A folder
-    whose files cannot be read is named in a warning and left out."""
+    whose files cannot be read is named in a warning and left out.
+
+    Args:
+        root: the runs folder.
+    """
     rows = []
     for run_dir in sorted(Path(root).iterdir()):
         if not (RUN_ID.fullmatch(run_dir.name) and run_dir.is_dir() and (run_dir / "summary.json").exists()):
@@ -294,7 +387,11 @@ def _query_index(path: Path, query: str = SELECT) -> list[tuple]:
 def index_rows(root: str | Path) -> list[dict]:
     """Every run in the index of the runs folder ``root``, oldest first, read without writing anything.
     Rows whose run id or JSON is malformed are skipped with a warning; an index that cannot be read at
-    all is replaced by the run folders themselves (with a warning)."""
+    all is replaced by the run folders themselves (with a warning).
+
+    Args:
+        root: the runs folder.
+    """
     path = Path(root) / INDEX_NAME
     try:
         raw = _query_index(path)
@@ -395,16 +492,30 @@ class RunStore:
             os.close(folder)
 
     def run_dir(self, run_id: str) -> Path:
+        """The folder of run ``run_id`` (the id checked first).
+
+        Args:
+            run_id: a run id (12 hexadecimal digits).
+        """
         return run_path(self.root, run_id)
 
     def manifest_path(self, name: str) -> Path:
-        """Where the manifest of sweep ``name`` is kept: ``sweeps/NAME.json`` (the name checked first)."""
+        """Where the manifest of sweep ``name`` is kept: ``sweeps/NAME.json`` (the name checked first).
+
+        Args:
+            name: the sweep's name.
+        """
         return self.root / "sweeps" / f"{safe_name(name, 'sweep name')}.json"
 
     def register(self, run_id: str, config: dict, summary: dict) -> None:
         """Insert or update a run's row in the index. A running run's progress is indexed at most every
-        RUNNING_INDEX_INTERVAL_S (its summary.json has every epoch): a sqlite transaction per epoch took
-        14% of a tiny run's time."""
+        RUNNING_INDEX_INTERVAL_S (its summary.json has every epoch; see docs/benchmarks.md).
+
+        Args:
+            run_id: the run's id.
+            config: its settings (``RunConfig.to_dict()``).
+            summary: its summary; its ``status`` is the row's.
+        """
         if not self.index:
             return
         check_run_id(run_id)
@@ -417,11 +528,16 @@ class RunStore:
         self._write_index(lambda db: db.execute(INSERT, row))
 
     def rows(self) -> list[dict]:
+        """The index's rows, oldest first (rebuilt from the run folders if the index is damaged)."""
         return index_rows(self.root)
 
 
 def load(runs_dir: str | Path):
-    """All runs in ``runs_dir`` as a pandas DataFrame: one row per run, config and summary as columns."""
+    """All runs in ``runs_dir`` as a pandas DataFrame: one row per run, config and summary as columns.
+
+    Args:
+        runs_dir: the runs folder.
+    """
     import pandas as pd  # optional: pandas is not among rethinkgen's dependencies
 
     runs_dir = Path(runs_dir)

@@ -41,6 +41,7 @@ class Parser(argparse.ArgumentParser):
     whose refused choices name the bad value, cut to a readable length, and the allowed values."""
 
     def error(self, message: str):
+        """Raise UsageError with argparse's ``message`` (quoted values cut to a readable length)."""
         raise UsageError(_cut_quoted(message))
 
     def _check_value(self, action, value):
@@ -140,4 +141,9 @@ def add_data(parser: argparse.ArgumentParser, default: str | None, choices=None,
 
 
 def add_quiet(parser: argparse.ArgumentParser) -> None:
+    """Add ``--quiet`` (no progress bar) to ``parser``.
+
+    Args:
+        parser: the command's parser.
+    """
     parser.add_argument("--quiet", action="store_true", help="no progress bar")

@@ -197,6 +197,7 @@ def print_config(config: RunConfig) -> None:
 
 
 def cmd_run(args) -> int:
+    """``rethinkgen run``: train one run from ``args`` (the parsed command line); returns the exit status."""
     # training imports torch: imported here, not at the top, so that `rethinkgen --help` stays fast
     from rethinkgen.engine import distributed
     from rethinkgen.engine.trainer import train
@@ -226,6 +227,7 @@ def cmd_run(args) -> int:
 
 
 def cmd_demo(args) -> int:
+    """``rethinkgen demo``: the randomization test on a small model, its table and figure; returns the exit status."""
     from rethinkgen.experiments.demo import run_demo
 
     overrides = {k: getattr(args, k) for k in ("dataset", "data_dir", "model", "subset", "test_subset", "epochs", "seed")}
@@ -236,6 +238,7 @@ def cmd_demo(args) -> int:
 
 
 def cmd_sweep(args) -> int:
+    """``rethinkgen sweep``: run a spec file or a preset from ``args`` (the parsed command line); returns the exit status."""
     from rethinkgen.engine import distributed
     from rethinkgen.experiments import presets, sweep
     from rethinkgen.experiments.executors import check_options
@@ -281,6 +284,7 @@ def cmd_sweep(args) -> int:
 
 
 def cmd_report(args) -> int:
+    """``rethinkgen report``: write the report of the runs folder; returns the exit status."""
     from rethinkgen.report import write_report
 
     paths = write_report(runs_folder(args), args.report_dir)
@@ -289,6 +293,7 @@ def cmd_report(args) -> int:
 
 
 def cmd_measures(args) -> int:
+    """``rethinkgen measures``: take the complexity measures of stored runs and correlate them; returns the exit status."""
     import time
 
     from tqdm.auto import tqdm
@@ -336,6 +341,7 @@ def cmd_measures(args) -> int:
 
 
 def cmd_results(args) -> int:
+    """``rethinkgen results``: the runs folder as a table (text, CSV, JSON ...); returns the exit status."""
     from rethinkgen.report import runs_table
 
     frame = runs_table.runs_table(runs_folder(args), args.where, runs_table.parse_columns(args.columns))

@@ -19,6 +19,8 @@ __all__ = ["Dataset", "ImageFiles", "load", "load_for_run", "SOURCES", "source_s
 
 @dataclass(frozen=True)
 class Source:
+    """A named data source: its loader and what ``rethinkgen list datasets`` says about it."""
+
     name: str
     description: str
     load: Callable[..., Dataset | ImageFiles]
@@ -50,8 +52,14 @@ SOURCES: dict[str, Source] = {s.name: s for s in [
 ]}
 
 
-def load(name: str, **options) -> Dataset | ImageFiles:
-    """Load dataset ``name`` with its options (``data_dir``, ``download`` for file-based sources)."""
+def load(name: str, **options: object) -> Dataset | ImageFiles:
+    """Load dataset ``name`` with its options (``data_dir``, ``download`` for file-based sources).
+
+    Args:
+        name: a data source (``rethinkgen list datasets``).
+        **options: the source's options, e.g. ``data_dir`` and ``download`` for file-based sources; one it does
+            not take is refused.
+    """
     if name not in SOURCES:
         raise choice_error("dataset", name, SOURCES)
     loader = SOURCES[name].load
@@ -82,12 +90,21 @@ def source_status(data_dir=None) -> list[dict]:
     return rows
 
 
-def load_for_run(name: str, data_dir=None, download: bool = False, image_size: int | None = None,
+def load_for_run(name: str, data_dir: str | Path | None = None, download: bool = False, image_size: int | None = None,
                  data_hash: str | None = None, hf_options: dict | None = None):
     """Load ``name`` with a run's data settings: only file-based sources take a folder and ``download``,
     only ``imagefolder`` takes an image size (any other source refuses it, naming the option). An ``.npz``
     path is read with ``load_npz``, refused if its bytes no longer hash to ``data_hash``; a Hugging Face
-    dataset (``hf:...``) with ``huggingface.load_hf`` and its ``hf_options`` (columns and splits)."""
+    dataset (``hf:...``) with ``huggingface.load_hf`` and its ``hf_options`` (columns and splits).
+
+    Args:
+        name: the run's dataset: a source's name, an ``.npz`` path or ``hf:...``.
+        data_dir: the folder holding the dataset's files.
+        download: download missing files.
+        image_size: ``imagefolder`` only: the decoded images' side.
+        data_hash: the SHA-256 an ``.npz`` file's bytes must have (None: not checked).
+        hf_options: a Hugging Face dataset's columns and splits.
+    """
     if huggingface.is_hf(name):
         return huggingface.load_hf(name, hf_options, data_hash)[0]
     if arrays.is_own(name):

@@ -101,7 +101,13 @@ def random_crop(images: torch.Tensor, size: int | None, pad: int, generator) -> 
     return images.gather(3, cols.expand(n, c, size_h, size_w))
 
 
-def random_flip(images: torch.Tensor, generator) -> torch.Tensor:
+def random_flip(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Flip each image left to right with probability 1/2.
+
+    Args:
+        images: a batch, ``[N, C, H, W]``.
+        generator: the torch.Generator of the epoch's augmentation draws.
+    """
     flip = _rand(len(images), images, generator) < 0.5
     return torch.where(flip[:, None, None, None], images.flip(-1), images)
 

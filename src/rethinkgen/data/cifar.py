@@ -141,6 +141,13 @@ def download(name: str, root: Path) -> Path:
 
 
 def load_cifar(name: str, data_dir=None, download_missing: bool = False) -> Dataset:
+    """CIFAR-10 or CIFAR-100 from its python batches.
+
+    Args:
+        name: ``cifar10`` or ``cifar100``.
+        data_dir: the folder holding the batches (None: the cache and the usual places).
+        download_missing: download the canonical archive when the files are not found.
+    """
     spec = SOURCES[name]
     directory = locate(name, data_dir)
     if directory is None and download_missing:

@@ -39,14 +39,22 @@ class Dataset:
 
     @property
     def num_classes(self) -> int:
+        """The number of classes (``len(classes)``)."""
         return len(self.classes)
 
     @property
     def image_shape(self) -> tuple[int, int, int]:
+        """One image's shape, (C, H, W)."""
         return tuple(self.x_train.shape[1:])
 
     def subset(self, n: int | None = None, seed: int = 0, n_test: int | None = None) -> "Dataset":
-        """A stratified subset of ``n`` training (and ``n_test`` test) examples, the same for the same seed."""
+        """A stratified subset of ``n`` training (and ``n_test`` test) examples, the same for the same seed.
+
+        Args:
+            n: training examples to keep (None: all).
+            seed: seeds the draw.
+            n_test: test examples to keep (None: all).
+        """
         x_train, y_train, x_test, y_test = self.x_train, self.y_train, self.x_test, self.y_test
         if n is not None:
             idx = self.subset_indices(n, seed)
@@ -57,7 +65,12 @@ class Dataset:
         return replace(self, x_train=x_train, y_train=y_train, x_test=x_test, y_test=y_test)
 
     def subset_indices(self, n: int, seed: int = 0) -> np.ndarray:
-        """The sorted training indices that ``subset(n, seed)`` keeps."""
+        """The sorted training indices that ``subset(n, seed)`` keeps.
+
+        Args:
+            n: training examples to keep.
+            seed: seeds the draw.
+        """
         return _stratified_indices(self.y_train, n, seed, "train", self.name)
 
     def content_hash(self) -> str:
@@ -69,6 +82,7 @@ class Dataset:
         return digest.hexdigest()[:16]
 
     def describe(self) -> str:
+        """One line: name, split sizes, image shape and number of classes."""
         return (f"{self.name}: {len(self.y_train)} train / {len(self.y_test)} test, "
                 f"images {'x'.join(map(str, self.image_shape))}, {self.num_classes} classes")
 

@@ -8,11 +8,12 @@ from __future__ import annotations
 import hashlib
 import http.client
 import os
-import tempfile
 import urllib.request
 from pathlib import Path
+from typing import BinaryIO
 
 from rethinkgen.errors import RethinkgenError
+from rethinkgen.store import atomic_write
 
 
 def cache_root() -> Path:
@@ -31,6 +32,7 @@ def check_folder(name: str, where: Path) -> None:
 
 
 def md5sum(path: Path) -> str:
+    """The MD5 checksum of the file at ``path``, in hexadecimal (read in 1 MiB chunks)."""
     digest = hashlib.md5(usedforsecurity=False)
     with open(path, "rb") as handle:
         for chunk in iter(lambda: handle.read(1 << 20), b""):
@@ -41,25 +43,33 @@ def md5sum(path: Path) -> str:
 def fetch(url: str, destination: Path, md5: str) -> Path:
     """Download ``url`` to ``destination`` unless a file with the right checksum is already there.
 
-    The file is written under a temporary name and renamed only once its checksum matches, so an
-    interrupted or corrupted download never leaves a file that looks complete.
+    The file is written by ``store.atomic_write`` (under a temporary name, renamed only once its checksum
+    matches), so an interrupted or corrupted download never leaves a file that looks complete.
+
+    Args:
+        url: where the file is.
+        destination: the file to write (its folder is created).
+        md5: the file's expected MD5 checksum, in hexadecimal.
+
+    Returns:
+        ``destination``.
     """
     destination = Path(destination)
     if destination.exists() and md5sum(destination) == md5:
         return destination
     destination.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=destination.parent, prefix=destination.name + ".", suffix=".part")
-    try:
-        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=60) as response:
-            for chunk in iter(lambda: response.read(1 << 20), b""):
-                out.write(chunk)
-        actual = md5sum(Path(tmp))
-        if actual != md5:
-            raise RethinkgenError(f"download of {url} has MD5 {actual}, expected {md5}; nothing was kept")
-        os.replace(tmp, destination)
-    except (OSError, http.client.HTTPException) as error:
-        raise RethinkgenError(f"could not download {url}: {error}") from None
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+
+    def download(out: BinaryIO) -> None:
+        digest = hashlib.md5(usedforsecurity=False)
+        try:
+            with urllib.request.urlopen(url, timeout=60) as response:
+                for chunk in iter(lambda: response.read(1 << 20), b""):
+                    out.write(chunk)
+                    digest.update(chunk)
+        except (OSError, http.client.HTTPException) as error:
+            raise RethinkgenError(f"could not download {url}: {error}") from None
+        if digest.hexdigest() != md5:
+            raise RethinkgenError(f"download of {url} has MD5 {digest.hexdigest()}, expected {md5}; nothing was kept")
+
+    atomic_write(destination, download)
     return destination

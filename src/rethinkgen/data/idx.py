@@ -116,6 +116,12 @@ def _checked_shape(path: Path, header: bytes, ndim: int) -> tuple[int, ...]:
 
 
 def find_file(directory: Path, stem: str) -> Path | None:
+    """The IDX file ``stem`` in ``directory``, plain or gzipped; None if neither is there.
+
+    Args:
+        directory: where to look.
+        stem: the file's name without ``.gz``, e.g. ``train-images-idx3-ubyte``.
+    """
     for candidate in (directory / stem, directory / (stem + ".gz")):
         if candidate.is_file():
             return candidate
@@ -138,6 +144,12 @@ def locate(name: str, data_dir=None) -> Path | None:
 
 
 def download(name: str, directory: Path) -> Path:
+    """Download the four IDX files of dataset ``name`` into ``directory``; returns ``directory``.
+
+    Args:
+        name: ``mnist`` or ``fashion-mnist``.
+        directory: where the files go.
+    """
     spec = SOURCES[name]
     for key, stem in FILES.items():
         fetch(spec["url"] + stem + ".gz", directory / (stem + ".gz"), spec["md5"][key])
@@ -145,6 +157,13 @@ def download(name: str, directory: Path) -> Path:
 
 
 def load_idx_dataset(name: str, data_dir=None, download_missing: bool = False) -> Dataset:
+    """MNIST or Fashion-MNIST from its IDX files.
+
+    Args:
+        name: ``mnist`` or ``fashion-mnist``.
+        data_dir: the folder holding the files (None: the cache and the usual places).
+        download_missing: download the canonical files when they are not found.
+    """
     directory = locate(name, data_dir)
     if directory is None and download_missing:
         directory = download(name, Path(data_dir) if data_dir is not None else cache_root() / name)

@@ -62,13 +62,21 @@ class ImageFiles:
 
     @property
     def num_classes(self) -> int:
+        """The number of classes (``len(classes)``)."""
         return len(self.classes)
 
     @property
     def image_shape(self) -> tuple[int, int, int]:
+        """One decoded image's shape, (3, image_size, image_size)."""
         return (3, self.image_size, self.image_size)
 
     def path(self, split: str, index: int) -> Path:
+        """The file of image ``index`` of ``split``.
+
+        Args:
+            split: ``train`` or ``test``.
+            index: the image's position in that split.
+        """
         files = self.train_files if split == "train" else self.test_files
         return self.root / os.fsdecode(files[index])
 
@@ -89,6 +97,12 @@ class ImageFiles:
         return replace(self, **changes)
 
     def subset_indices(self, n: int, seed: int = 0) -> np.ndarray:
+        """The sorted indices of a stratified subset of ``n`` training images, the same for the same seed.
+
+        Args:
+            n: how many.
+            seed: seeds the draw.
+        """
         return _stratified_indices(self.y_train, n, seed, "train", self.name)
 
     def content_hash(self) -> str:
@@ -106,6 +120,7 @@ class ImageFiles:
         return digest.hexdigest()[:16]
 
     def describe(self) -> str:
+        """One line: name, split sizes, image shape and number of classes."""
         return (f"{self.name}: {len(self.y_train)} train / {len(self.y_test)} test, images "
                 f"{'x'.join(map(str, self.image_shape))}, {self.num_classes} classes")
 

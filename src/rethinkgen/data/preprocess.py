@@ -28,6 +28,12 @@ def to_unit(images: torch.Tensor) -> torch.Tensor:
 
 
 def center_crop(images: torch.Tensor, size: int | None) -> torch.Tensor:
+    """The central ``size`` x ``size`` part of each image.
+
+    Args:
+        images: a batch, ``[..., H, W]``.
+        size: the side of the crop; None returns ``images`` as they are.
+    """
     if size is None:
         return images
     top = (images.shape[-2] - size) // 2

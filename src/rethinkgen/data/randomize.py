@@ -36,7 +36,7 @@ from rethinkgen.data.dataset import Dataset
 from rethinkgen.data.imagefolder import ImageFiles
 from rethinkgen.data.label_noise import check_mode, corrupt_labels, expected_fraction_changed
 from rethinkgen.errors import DamagedFile, RethinkgenError, choice_error
-from rethinkgen.store import atomic_write, read_json
+from rethinkgen.store import atomic_write, atomic_write_text, read_json
 
 # independent random streams, so that turning one knob never changes what the other draws
 STREAM_TRAIN_LABELS, STREAM_TEST_LABELS, STREAM_PERMUTATION, STREAM_TRAIN_INPUTS, STREAM_TEST_INPUTS, \
@@ -91,7 +91,7 @@ class RandomizationRecord:
         arrays = {name: getattr(self, name) for name in self.ARRAYS if getattr(self, name) is not None}
         atomic_write(directory / "randomization.npz", lambda f: np.savez_compressed(f, **arrays))
         text = json.dumps(self.summary(n_train), indent=2)
-        atomic_write(directory / "randomization.json", lambda f: f.write(text.encode()))
+        atomic_write_text(directory / "randomization.json", text)
 
     @classmethod
     def load(cls, directory: Path) -> "RandomizationRecord":
@@ -115,6 +115,14 @@ class RandomizationRecord:
 
 
 def validate(label_noise: float, inputs: str, seed: int, label_noise_mode: str = "uniform") -> None:
+    """Refuse a bad randomization setting in one line naming it and what is allowed.
+
+    Args:
+        label_noise: the fraction of labels to corrupt, in [0, 1].
+        inputs: the input randomization, one of ``INPUTS``.
+        seed: a non-negative integer.
+        label_noise_mode: ``uniform`` or ``other`` (see ``rethinkgen.data.label_noise``).
+    """
     if isinstance(label_noise, bool) or not isinstance(label_noise, (int, float)) \
             or not math.isfinite(label_noise) or not 0.0 <= label_noise <= 1.0:
         raise RethinkgenError(f"label noise {label_noise!r} is outside [0, 1]")
@@ -132,6 +140,15 @@ def randomize(dataset: Dataset | ImageFiles, label_noise: float = 0.0, inputs: s
 
     ``label_noise_mode``: ``uniform`` draws a corrupted label over all classes (the paper's), ``other``
     over the other classes only (see ``rethinkgen.data.label_noise``).
+
+    Args:
+        dataset: the data to randomize.
+        label_noise: the fraction of training labels to corrupt, in [0, 1] (1: random labels).
+        inputs: the input randomization: ``original``, ``shuffled-pixels``, ``random-pixels`` or ``gaussian``.
+        seed: seeds every draw.
+        corrupt_test_labels: corrupt the test labels in the same way.
+        label_noise_mode: ``uniform`` draws a corrupted label over all classes (the paper's), ``other`` over the
+            other classes only (see ``rethinkgen.data.label_noise``).
 
     >>> noisy, record = randomize(load("digits"), label_noise=1.0, seed=3)   # random labels
     """
@@ -193,6 +210,13 @@ class PixelRandomization:
     std: list[float] | None = None
 
     def apply(self, image: np.ndarray, split: str, index: int) -> np.ndarray:
+        """One image with this input randomization applied.
+
+        Args:
+            image: uint8 ``[C, H, W]``.
+            split: ``train`` or ``test`` (the two draw from different streams).
+            index: the image's position in its split (random pixels are drawn per image from it).
+        """
         if self.inputs == "original":
             return image
         if self.inputs == "shuffled-pixels":

@@ -14,13 +14,22 @@ from rethinkgen.store import atomic_write, first_sentence
 
 
 def save_state(path: Path, state: dict) -> None:
-    """Save a checkpoint (tensors in plain dicts, lists and numbers) atomically with ``torch.save``."""
+    """Save a checkpoint (tensors in plain dicts, lists and numbers) atomically with ``torch.save``.
+
+    Args:
+        path: the file.
+        state: the checkpoint.
+    """
     atomic_write(path, lambda handle: torch.save(state, handle))
 
 
 def load_state(path: Path) -> dict:
     """A checkpoint written by :func:`save_state`, on the CPU. Only tensors and plain containers are
-    read (``weights_only=True``): a file that asks for anything else is refused without running it."""
+    read (``weights_only=True``): a file that asks for anything else is refused without running it.
+
+    Args:
+        path: the file.
+    """
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:

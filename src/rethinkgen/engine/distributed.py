@@ -34,16 +34,20 @@ TIMEOUT = datetime.timedelta(minutes=30)  # how long ranks wait for rank 0's eva
 
 @dataclass(frozen=True)
 class Context:
+    """This process's place in a torchrun job (rank, local rank, world size); ``SINGLE`` outside one."""
+
     rank: int = 0
     world_size: int = 1
     local_rank: int = 0
 
     @property
     def active(self) -> bool:
+        """Whether more than one process trains the run."""
         return self.world_size > 1
 
     @property
     def is_main(self) -> bool:
+        """Whether this is rank 0, the process that writes the run folder."""
         return self.rank == 0
 
     # ------------------------------------------------------------------ setup
@@ -121,6 +125,11 @@ class Context:
         return F.cross_entropy(logits, labels, reduction="sum") * (self.world_size / batch_size)
 
     def all_sum(self, tensor: torch.Tensor) -> torch.Tensor:
+        """``tensor`` summed over all processes (a copy; ``tensor`` itself outside torchrun).
+
+        Args:
+            tensor: this process's part.
+        """
         if not self.active:
             return tensor
         tensor = tensor.clone()
@@ -128,6 +137,11 @@ class Context:
         return tensor
 
     def all_mean(self, tensor: torch.Tensor) -> torch.Tensor:
+        """``tensor`` averaged over all processes (``tensor`` itself outside torchrun).
+
+        Args:
+            tensor: this process's part.
+        """
         return self.all_sum(tensor) / self.world_size if self.active else tensor
 
     def sync_batchnorm(self, model: nn.Module, device: torch.device) -> nn.Module:
@@ -137,6 +151,12 @@ class Context:
         return model
 
     def data_parallel(self, model: nn.Module, device: torch.device) -> nn.Module:
+        """``model`` wrapped in DistributedDataParallel under torchrun, else ``model`` itself.
+
+        Args:
+            model: the network on this process's device.
+            device: that device (a GPU gives DDP its device id).
+        """
         if not self.active:
             return model
         device_ids = [device.index] if device.type == "cuda" else None

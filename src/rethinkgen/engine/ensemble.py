@@ -36,7 +36,6 @@ from rethinkgen.engine.summary import summary_base
 from rethinkgen.engine.trainer import (
     RESTART_HINT,
     RunResult,
-    finished_summary,
     load_checkpoint,
     open_locked,
     prepare_data,
@@ -47,7 +46,7 @@ from rethinkgen.engine.trainer import (
 )
 from rethinkgen.errors import DamagedFile, RethinkgenError
 from rethinkgen.measures.runs import measure_completed
-from rethinkgen.store import RunBusy, RunStore, run_lock
+from rethinkgen.store import RunBusy, RunStore, finished_summary, run_lock
 
 # settings in which the copies of one ensemble may differ
 GROUP_FREE = ("seed", "randomization_seed", "init_seed", "order_seed", "label_noise", "label_noise_mode", "inputs",
@@ -55,7 +54,11 @@ GROUP_FREE = ("seed", "randomization_seed", "init_seed", "order_seed", "label_no
 
 
 def group_key(config: RunConfig) -> str | None:
-    """Runs with the same key can share an ensemble; None for a run that must be trained alone."""
+    """Runs with the same key can share an ensemble; None for a run that must be trained alone.
+
+    Args:
+        config: the run's settings.
+    """
     config = config.resolved()
     if config.dropout or config.dataset == "imagefolder":  # masks under vmap; data streamed from disk
         return None
@@ -63,7 +66,12 @@ def group_key(config: RunConfig) -> str | None:
 
 
 def group_configs(configs: list[RunConfig], size: int) -> list[list[RunConfig]]:
-    """Compatible runs in groups of at most ``size``, in their original order; incompatible runs alone."""
+    """Compatible runs in groups of at most ``size``, in their original order; incompatible runs alone.
+
+    Args:
+        configs: the runs' settings.
+        size: the largest group (1: every run alone).
+    """
     if size < 1:
         raise RethinkgenError(f"ensemble size {size} must be at least 1")
     groups, open_groups = [], {}
@@ -113,28 +121,9 @@ def train_ensemble(configs: list[RunConfig], runs_dir: str | Path = "runs", prog
     store = RunStore(runs_dir, index=index)
     results, pending = _finished_or_pending(configs, store, restart)
     with contextlib.ExitStack() as locks:
-        trainable = []
-        for config in pending:
-            run_dir = store.run_dir(config.run_id())
-            run_dir.mkdir(exist_ok=True)
-            try:
-                locks.enter_context(run_lock(run_dir, config.run_id()))
-                trainable.append(config)
-            except RunBusy as busy:
-                results[config.run_id()] = RunResult(config.run_id(), run_dir, config,
-                                                     {"status": "busy", "message": str(busy)})
+        trainable = _lock_each(pending, store, locks, results)
         device = resolve_device(configs[0].device)
-        copies = []
-        for config in trainable:
-            try:
-                copy = _prepare(config, store, device, log, restart, dataset)
-            except DamagedFile as error:
-                results[config.run_id()] = _damaged(config, store, error, restart)
-                continue
-            if isinstance(copy, RunResult):  # finished by another process meanwhile
-                results[config.run_id()] = copy
-            else:
-                copies.append(copy)
+        copies = _prepare_each(trainable, store, device, log, restart, dataset, results)
         _share_identical_inputs([run.data for run, _ in copies])
         # copies resumed from different epochs cannot step together: train each such group on its own
         by_epoch: dict[int, list] = {}
@@ -163,6 +152,41 @@ def _finished_or_pending(configs: list[RunConfig], store: RunStore,
         else:
             pending.setdefault(run_id, config)
     return results, list(pending.values())
+
+
+def _lock_each(pending: list[RunConfig], store: RunStore, locks: contextlib.ExitStack,
+               results: dict[str, RunResult]) -> list[RunConfig]:
+    """Take the lock of each pending run (held until ``locks`` closes); a run another process holds goes
+    into ``results`` as "busy". Returns the runs whose lock this process holds."""
+    trainable = []
+    for config in pending:
+        run_dir = store.run_dir(config.run_id())
+        run_dir.mkdir(exist_ok=True)
+        try:
+            locks.enter_context(run_lock(run_dir, config.run_id()))
+            trainable.append(config)
+        except RunBusy as busy:
+            results[config.run_id()] = RunResult(config.run_id(), run_dir, config,
+                                                 {"status": "busy", "message": str(busy)})
+    return trainable
+
+
+def _prepare_each(trainable: list[RunConfig], store: RunStore, device, log, restart: bool, dataset,
+                  results: dict[str, RunResult]) -> list[tuple[RunState, dict | None]]:
+    """The copies to train (see ``_prepare``); a damaged run, or one another process finished meanwhile,
+    goes into ``results`` instead."""
+    copies = []
+    for config in trainable:
+        try:
+            copy = _prepare(config, store, device, log, restart, dataset)
+        except DamagedFile as error:
+            results[config.run_id()] = _damaged(config, store, error, restart)
+            continue
+        if isinstance(copy, RunResult):  # finished by another process meanwhile
+            results[config.run_id()] = copy
+        else:
+            copies.append(copy)
+    return copies
 
 
 def _damaged(config: RunConfig, store: RunStore, error: DamagedFile, restart: bool) -> RunResult:

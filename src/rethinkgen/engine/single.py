@@ -51,6 +51,13 @@ class SingleStepper:
             self.optimizer.load_state_dict(state["optimizer"])
 
     def begin_epoch(self, epoch: int, lr: float, draws: list[tuple[torch.Generator, torch.Tensor]]) -> None:
+        """Set the epoch's learning rate, order and augmentation draws, and dropout's seed.
+
+        Args:
+            epoch: the epoch about to start, from 0.
+            lr: its learning rate.
+            draws: one (augmentation generator, order of the training examples) pair: the run's.
+        """
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         (self.generator, self.order), = draws
@@ -64,6 +71,7 @@ class SingleStepper:
         self.loss_sum, self.loss_count = torch.zeros((), device=self.device), 0
 
     def steps(self) -> Iterator[int]:
+        """Train on the epoch's minibatches, yielding after each optimizer step."""
         batches = self.data.batches(self.order, self.generator, self.config.batch_size, self.ctx.part)
         for images, labels, global_size in batches:
             with self.speedups.autocast(self.device):
@@ -78,21 +86,34 @@ class SingleStepper:
             yield global_size
 
     def mean_losses(self) -> list[float]:
+        """The mean training loss since the last call (over all processes), as a one-item list; resets it."""
         mean = (self.ctx.all_mean(self.loss_sum) / self.loss_count).item()
         self._reset_losses()
         return [mean]
 
     def online_correct(self) -> list[int]:
+        """How many training examples the epoch's minibatches classified right as they trained, as a one-item list."""
         return [self.ctx.all_sum(self.correct).item()]
 
     def evaluate(self) -> list[dict]:
+        """The epoch-end metrics of the run (``metrics_from_logits``), as a one-item list; computed on rank 0."""
         return self.ctx.on_main(lambda: [self.data.evaluate(self.net, self.config.eval_batch_size, self.speedups)])
 
     def checkpoint(self, k: int) -> dict:
+        """The model's and the optimizer's state for the run's checkpoint.
+
+        Args:
+            k: the copy's index (always 0: one run).
+        """
         return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict()}
 
     def keep(self, indices: list[int]) -> None:
         """Nothing to drop: a run that stops ends the loop."""
 
     def on_main(self, work: Callable):
+        """``work()`` on rank 0, its result shared with every process.
+
+        Args:
+            work: what to do.
+        """
         return self.ctx.on_main(work)

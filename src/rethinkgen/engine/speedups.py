@@ -38,6 +38,11 @@ def resolve_amp(amp: str, device: str) -> str:
 
 
 def has_convolutions(model: nn.Module) -> bool:
+    """Whether ``model`` holds a convolution (channels_last and the CPU evaluation plan apply to it).
+
+    Args:
+        model: the network.
+    """
     return any(isinstance(m, nn.modules.conv._ConvNd) for m in model.modules())
 
 
@@ -69,6 +74,11 @@ class Speedups:
         return torch.autocast(device.type, dtype=torch.bfloat16)
 
     def inputs(self, images: torch.Tensor) -> torch.Tensor:
+        """``images`` in channels_last memory format when that switch is on, else as they are.
+
+        Args:
+            images: a batch, ``[N, C, H, W]``.
+        """
         return images.contiguous(memory_format=torch.channels_last) if self.channels_last else images
 
     @staticmethod

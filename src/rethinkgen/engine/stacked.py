@@ -72,6 +72,13 @@ class StackedStepper:
             return vmap(one, in_dims=(0, 0, None if shared_input else 0))(self.params, self.buffers, x)
 
     def begin_epoch(self, epoch: int, lr: float, draws: list[tuple[torch.Generator, torch.Tensor]]) -> None:
+        """Set the epoch's learning rate and each copy's order and augmentation draws.
+
+        Args:
+            epoch: the epoch about to start, from 0.
+            lr: its learning rate (the same for every copy).
+            draws: one (augmentation generator, order of the training examples) pair per copy.
+        """
         self.optimizer.param_groups[0]["lr"] = lr
         self.generators, self.orders = [g for g, _ in draws], [order for _, order in draws]
         self.template.train()
@@ -97,11 +104,13 @@ class StackedStepper:
             yield len(indices[0])
 
     def mean_losses(self) -> list[float]:
+        """Each copy's mean training loss since the last call; resets them."""
         means = (self.loss_sum / self.loss_count).tolist()
         self.loss_sum, self.loss_count = torch.zeros(len(self.models), device=self.device), 0
         return means
 
     def online_correct(self) -> list[int]:
+        """For each copy, how many training examples its minibatches classified right as they trained."""
         return self.correct.tolist()
 
     def keep(self, indices: list[int]) -> None:
@@ -156,4 +165,9 @@ class StackedStepper:
         return torch.cat(chunks, 1)
 
     def on_main(self, work: Callable):
+        """``work()`` (an ensemble trains in one process).
+
+        Args:
+            work: what to do.
+        """
         return work()

@@ -28,6 +28,7 @@ MAX_DEFAULT_WORKERS = 8  # enough to keep a GPU busy with small images; more onl
 
 
 def default_workers() -> int:
+    """DataLoader workers that decode an image folder by default: the CPU count, at most ``MAX_DEFAULT_WORKERS``."""
     return min(MAX_DEFAULT_WORKERS, os.cpu_count() or 1)
 
 

@@ -38,17 +38,25 @@ from rethinkgen.store import (  # noqa: F401
     RunStore,
     StoredRun,
     append_jsonl,
+    finished_summary,
     read_summary,
     run_lock,
     write_json,
     write_jsonl,
 )
 
-FINISHED = ("complete", "diverged")  # statuses a re-run leaves alone
-
 
 @dataclass
 class RunResult(StoredRun):
+    """A trained (or skipped, or failed) run as ``train`` returns it; its logs are read from ``run_dir``.
+
+    Args:
+        run_id: the run's id.
+        run_dir: its folder.
+        config: its settings.
+        summary: its summary (``status``, final metrics, time to fit, provenance).
+    """
+
     run_id: str
     run_dir: Path
     config: RunConfig
@@ -96,7 +104,13 @@ def train(config: RunConfig, runs_dir: str | Path = "runs", progress: bool = Tru
 
 def with_arrays(config: RunConfig, dataset: data.Dataset | None, data_hash: str | None = None) -> RunConfig:
     """``config`` on ``dataset`` (your arrays): ``arrays:NAME`` with the arrays' SHA-256 (``data_hash``, when
-    already computed); ``config`` as it is for None."""
+    already computed); ``config`` as it is for None.
+
+    Args:
+        config: the run's settings.
+        dataset: your arrays (``rethinkgen.data.from_arrays``), or None.
+        data_hash: the arrays' SHA-256 when already computed (None: computed here).
+    """
     if dataset is None:
         return config
     if not isinstance(dataset, data.Dataset):
@@ -137,20 +151,12 @@ def _train(config: RunConfig, runs_dir, progress, log, ctx: distributed.Context,
                              progress, log, ctx, on_epoch_end, restart)
 
 
-def finished_summary(run_dir: Path, restart: bool = False) -> dict | None:
-    """The summary of a run that finished (complete or diverged), else None. A summary that cannot be read
-    raises DamagedFile, unless ``restart`` (the run is then trained again from the start)."""
-    try:
-        summary = read_summary(run_dir)
-    except DamagedFile:
-        if restart:
-            return None
-        raise
-    return summary if summary is not None and summary.get("status") in FINISHED else None
-
-
 def discard_run_files(run_dir: Path) -> None:
-    """Remove every file of an unfinished run but its lock (call with the lock held): ``--restart``."""
+    """Remove every file of an unfinished run but its lock (call with the lock held): ``--restart``.
+
+    Args:
+        run_dir: the run's folder.
+    """
     for path in run_dir.iterdir():
         if path.name != LOCK_NAME and (path.is_file() or path.is_symlink()):
             path.unlink()
@@ -185,14 +191,18 @@ def open_run_dir(config: RunConfig, run_id: str, run_dir: Path, record: Randomiz
 def seeded_model(config: RunConfig, device_data, device) -> torch.nn.Module:
     """The run's model at its seeded initialization, on ``device``; writes nothing."""
     torch.manual_seed(config.init_seed)
-    model_options = {"dropout": config.dropout} if config.dropout else {}
-    model = models.create_model(config.model, device_data.input_shape, device_data.num_classes, **model_options)
+    model = models.create_run_model(config.model, device_data.input_shape, device_data.num_classes, config.dropout)
     return model.to(device)
 
 
 def save_initial(model: torch.nn.Module, run_dir: Path) -> None:
     """Keep the initial weights as initial.pt (distance-from-init measures need them), once: a resumed run
-    keeps the first."""
+    keeps the first.
+
+    Args:
+        model: the run's network at its initialization.
+        run_dir: the run's folder.
+    """
     if not (run_dir / "initial.pt").exists():
         save_state(run_dir / "initial.pt", {"model": model.state_dict()})
 
@@ -200,7 +210,11 @@ def save_initial(model: torch.nn.Module, run_dir: Path) -> None:
 def load_checkpoint(run_dir: Path) -> dict | None:
     """The last epoch's checkpoint (on the CPU), with its ``history`` and ``steps`` (the log rows it covers)
     and the logs rewritten to match it: the logs are appended to each epoch, so rows written after the
-    checkpoint are dropped."""
+    checkpoint are dropped.
+
+    Args:
+        run_dir: the run's folder.
+    """
     path = run_dir / "checkpoint.pt"
     state = load_state(path) if path.exists() else None
     counts = ("history", "steps") if state and "history" in state else ("epochs", "logged_steps")
@@ -233,9 +247,17 @@ def _logged_rows(path: Path, count: int) -> list[dict]:
 def save_epoch(run_dir: Path, history: list[dict], step_log: list[dict], logged_steps: int, state: dict) -> int:
     """Append the epoch's rows to the logs, then checkpoint; return how many step rows are now logged.
 
-    The checkpoint counts the log rows it covers rather than carrying them (``torch.save`` pickling the
-    whole history every epoch took half of a tiny 600-epoch run's time), so a resumed run keeps exactly
-    those rows and drops any written after it."""
+    The checkpoint counts the log rows it covers rather than carrying them (much cheaper than pickling the
+    whole history every epoch; see docs/benchmarks.md), so a resumed run keeps exactly those rows and drops
+    any written after it.
+
+    Args:
+        run_dir: the run's folder.
+        history: the run's metrics rows, one per epoch so far.
+        step_log: its step rows so far.
+        logged_steps: how many of them are already in steps.jsonl.
+        state: the checkpoint's tensors (model, optimizer, ...).
+    """
     append_jsonl(run_dir / "metrics.jsonl", history[-1:])
     append_jsonl(run_dir / "steps.jsonl", step_log[logged_steps:])
     save_state(run_dir / "checkpoint.pt", {**state, "epochs": len(history), "logged_steps": len(step_log)})
@@ -245,7 +267,13 @@ def save_epoch(run_dir: Path, history: list[dict], step_log: list[dict], logged_
 def record_failure(store: RunStore, config: RunConfig, message: str) -> dict:
     """Record a run that failed before it could start (a user's model factory raised): its folder holds its
     config and a summary with status "failed" and ``message``, and the index lists it, as for a run that
-    failed while training. Returns the summary."""
+    failed while training. Returns the summary.
+
+    Args:
+        store: the runs folder.
+        config: the run's settings.
+        message: why it failed.
+    """
     config = config.validated().resolved()
     run_id = config.run_id()
     run_dir = store.run_dir(run_id)

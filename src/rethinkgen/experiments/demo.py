@@ -63,7 +63,19 @@ def chance_line(runs: list[Run]) -> str:
 def run_demo(out: str | Path = "runs", progress: bool = True, dataset: str | None = None, model: str | None = None,
              subset: int | None = None, test_subset: int | None = None, epochs: int | None = None,
              seed: int | None = None, data_dir: str | None = None) -> tuple[str, Path, Path]:
-    """Run the six settings (skipping those already in ``out``); return (table, table path, figure path)."""
+    """Run the six settings (skipping those already in ``out``); return (table, table path, figure path).
+
+    Args:
+        out: the runs folder.
+        progress: show progress bars.
+        dataset: the data source (None: the demo's default).
+        model: the model (None: the demo's default).
+        subset: training examples (None: the demo's default).
+        test_subset: test examples (None: the demo's default).
+        epochs: the most epochs of each run (None: the demo's default).
+        seed: the seed of every run (None: the demo's default).
+        data_dir: the folder holding the dataset's files.
+    """
     dataset = "digits" if dataset is None else dataset
     model = "mlp-1x512" if model is None else model
     name = safe_name(f"demo-{dataset}-{model.replace(':', '_').replace('.', '_')}", "demo name")

@@ -23,6 +23,7 @@ import torch
 
 from rethinkgen.choices import EXECUTORS
 from rethinkgen.config import RunConfig
+from rethinkgen.data.dataset import Dataset
 from rethinkgen.engine.ensemble import train_ensemble
 from rethinkgen.engine.trainer import train
 from rethinkgen.errors import DamagedFile, RethinkgenError, choice_error, warn
@@ -32,14 +33,24 @@ RAY_INSTALL = "pip install 'rethinkgen[ray]'"
 
 
 def train_group(group: list[dict], runs_dir: str, threads: int | None, device: str | None = None,
-                index: bool = True, restart: bool = False, dataset=None) -> list[tuple[str, str]]:
+                index: bool = True, restart: bool = False, dataset: Dataset | None = None) -> list[tuple[str, str]]:
     """Run one config, or several compatible ones as one ensemble (see engine/ensemble.py), in this process;
     return (status, message) for each. Never raises for a failing run.
 
     ``device``, when given, replaces the runs' device unless they ask for the CPU (the device is not
     part of the run id). ``index=False`` leaves the SQLite index to the caller (see ``_ray_task``).
     ``restart=True`` trains unfinished runs from the start (see ``train.train``). ``dataset``: your arrays
-    (``rethinkgen.data.from_arrays``), for runs trained in this process."""
+    (``rethinkgen.data.from_arrays``), for runs trained in this process.
+
+    Args:
+        group: the runs' settings, as ``RunConfig.to_dict()`` gives them.
+        runs_dir: the runs folder.
+        threads: torch threads for this process (None: left as they are).
+        device: the device to train on (see above; None: the runs' own).
+        index: register the runs in the index.
+        restart: train unfinished runs from the start.
+        dataset: your arrays, for every run.
+    """
     if threads:
         torch.set_num_threads(threads)
     if device:
@@ -61,7 +72,15 @@ def train_group(group: list[dict], runs_dir: str, threads: int | None, device: s
 
 def check_options(executor: str, workers: int | None, runs_per_gpu: int | None, cpus_per_run: int | None,
                   address: str | None) -> None:
-    """Refuse meaningless combinations before anything starts."""
+    """Refuse meaningless combinations before anything starts.
+
+    Args:
+        executor: ``local`` or ``ray``.
+        workers: local processes training at once.
+        runs_per_gpu: runs that share one GPU at once.
+        cpus_per_run: CPU cores each run may use.
+        address: the Ray cluster's address (Ray only).
+    """
     if executor not in EXECUTORS:
         raise choice_error("executor", executor, EXECUTORS)
     for name, value in (("workers", workers), ("runs_per_gpu", runs_per_gpu), ("cpus_per_run", cpus_per_run)):
@@ -79,10 +98,23 @@ def check_options(executor: str, workers: int | None, runs_per_gpu: int | None, 
 def execute(configs: list[dict], runs_dir: str, executor: str = "local", workers: int | None = None,
             runs_per_gpu: int | None = None, cpus_per_run: int | None = None, address: str | None = None,
             groups: list[list[int]] | None = None, restart: bool = False,
-            dataset=None) -> Iterator[tuple[int, str, str]]:
+            dataset: Dataset | None = None) -> Iterator[tuple[int, str, str]]:
     """Train ``configs`` (run config dicts) into ``runs_dir``, one job per group of indices in ``groups``
     (default: each run alone); yield (index, status, message) as runs end. ``restart``: see ``train_group``.
-    ``dataset`` (your arrays) trains in this process only: one local worker."""
+    ``dataset`` (your arrays) trains in this process only: one local worker.
+
+    Args:
+        configs: the runs' settings, as ``RunConfig.to_dict()`` gives them.
+        runs_dir: the runs folder.
+        executor: ``local`` or ``ray``.
+        workers: local processes training at once (None: one, in this process).
+        runs_per_gpu: runs that share one GPU at once.
+        cpus_per_run: CPU cores each run may use.
+        address: the Ray cluster's address.
+        groups: lists of indices into ``configs``, each trained as one job (an ensemble when it has several).
+        restart: train unfinished runs from the start (see ``train_group``).
+        dataset: your arrays, for every run.
+    """
     check_options(executor, workers, runs_per_gpu, cpus_per_run, address)
     jobs = groups if groups is not None else [[i] for i in range(len(configs))]
     if executor == "ray":
@@ -96,12 +128,22 @@ def execute(configs: list[dict], runs_dir: str, executor: str = "local", workers
 
 # ------------------------------------------------------------------------------------------------- local
 def gpu_count() -> int:
+    """The number of GPUs torch sees on this machine."""
     return torch.cuda.device_count()
 
 
 def local_plan(workers: int | None, runs_per_gpu: int | None, cpus_per_run: int | None,
                gpus: int) -> tuple[int, list[str] | None, int | None]:
-    """(worker processes, the GPU each worker holds or None, torch threads per run) for the local executor."""
+    """(worker processes, the GPU each worker holds or None, torch threads per run) for the local executor.
+
+    Args:
+        workers: local processes asked for (None: one); with ``runs_per_gpu`` it is ignored, one worker per slot.
+        runs_per_gpu: runs that share one GPU at once: gpus * runs_per_gpu workers, each holding one GPU
+            (None: no GPU assignment).
+        cpus_per_run: torch threads per run (None: the CPU cores shared out among several workers, or left as
+            they are for one).
+        gpus: the GPUs on this machine.
+    """
     slots = None
     if runs_per_gpu is not None:
         if gpus == 0:
@@ -154,6 +196,7 @@ def _local(configs, jobs, runs_dir, workers, slots, threads, restart=False,
 
 # --------------------------------------------------------------------------------------------------- ray
 def import_ray():
+    """The ``ray`` module; one clear error saying how to install it when it is missing."""
     try:
         import ray  # optional extra: rethinkgen[ray]
     except ImportError:
@@ -174,6 +217,12 @@ def _ray_task(group: list[dict], runs_dir: str, threads: int, device: str | None
 
 
 def ray_wants_gpu(device: str, cluster_gpus: float) -> bool:
+    """Whether a run on Ray asks for a GPU.
+
+    Args:
+        device: the run's device setting (``auto``, ``cpu``, ``cuda``, ``cuda:N``).
+        cluster_gpus: the GPUs the Ray cluster has.
+    """
     return device.startswith("cuda") or (device == "auto" and cluster_gpus > 0)
 
 

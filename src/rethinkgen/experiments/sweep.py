@@ -35,7 +35,7 @@ from rethinkgen.errors import DamagedFile, RethinkgenError, shown, warn
 from rethinkgen.experiments.executors import check_options, execute, import_ray
 from rethinkgen.outcome import did_not_fit, fit_words
 from rethinkgen.settings_file import read_mapping
-from rethinkgen.store import RunStore, read_summary, run_path, safe_name, write_json
+from rethinkgen.store import RunStore, is_finished, read_summary, run_path, safe_name, write_json
 
 SPEC_KEYS = ("name", "base", "axes", "zip", "seeds", "preset")
 # rough training speeds (images/s at 3x28x28, batch 128, 2 CPU cores, torch 2.13) for --dry-run estimates
@@ -54,6 +54,14 @@ MAX_RUNS = 10_000  # runs one spec may expand to (the paper's largest preset has
 
 @dataclass
 class SweepRun:
+    """One run of a sweep.
+
+    Args:
+        label: how reports name the run, e.g. "random labels".
+        config: its settings.
+        group: preset-specific facts for reports, e.g. ``{"row": 3}``.
+    """
+
     label: str          # how reports name this run, e.g. "random labels"
     config: RunConfig
     group: dict = field(default_factory=dict)  # preset-specific facts for reports, e.g. {"row": 3}
@@ -61,19 +69,34 @@ class SweepRun:
 
 @dataclass
 class Sweep:
+    """A named list of runs, as a spec or a preset expands to.
+
+    Args:
+        name: names the manifest ``sweeps/NAME.json`` and the report's figures (a plain file name).
+        runs: the runs.
+        preset: the preset whose report section shows the runs (None: a plain table).
+        scale: the preset's scale, when it is one.
+    """
+
     name: str
     runs: list[SweepRun]
     preset: str | None = None
     scale: str | None = None
 
     def manifest(self) -> dict:
+        """The sweep as saved in ``sweeps/NAME.json``: its runs' ids, labels, groups and configs."""
         return {"name": self.name, "preset": self.preset, "scale": self.scale, "created": time.time(),
                 "runs": [{"run_id": r.config.run_id(), "label": r.label, "group": r.group,
                           "config": r.config.to_dict()} for r in self.runs]}
 
 
 def load_spec(path: str | Path, overrides: dict | None = None) -> Sweep:
-    """Read a YAML/JSON spec file and expand it into runs (validated, not yet checked against data)."""
+    """Read a YAML/JSON spec file and expand it into runs (validated, not yet checked against data).
+
+    Args:
+        path: the spec file.
+        overrides: settings that replace the spec's base settings in every run.
+    """
     path = Path(path)
     spec = read_mapping(path, "sweep spec")
     return expand(spec, default_name=path.stem, overrides=overrides, where=f"{path}: ")
@@ -87,6 +110,14 @@ def _mapping(spec: dict, key: str, where: str) -> dict:
 
 
 def expand(spec: dict, default_name: str = "sweep", overrides: dict | None = None, where: str = "") -> Sweep:
+    """A spec (a mapping, as in this module's docstring) expanded into its runs, each validated.
+
+    Args:
+        spec: the spec's keys (``SPEC_KEYS``).
+        default_name: the sweep's name when the spec gives none.
+        overrides: settings that replace the spec's base settings in every run.
+        where: a prefix for error messages that says where the spec came from (e.g. its file).
+    """
     unknown = sorted(set(spec) - set(SPEC_KEYS))
     if unknown:
         raise RethinkgenError(f"{where}unknown sweep key {shown(unknown[0])}; allowed: {', '.join(SPEC_KEYS)}")
@@ -142,11 +173,16 @@ def _report_as(preset, where: str) -> str | None:
     return preset
 
 
-def preflight(sweep: Sweep, dataset=None) -> dict[int, str]:
+def preflight(sweep: Sweep, dataset: data.Dataset | None = None) -> dict[int, str]:
     """Check that every run can be built (data found, crop and pad fit the images, model takes the input
     shape) before any starts; raise RethinkgenError for the first that cannot. A user's model whose factory
     raises fails its own runs only: returns {index in ``sweep.runs``: message} for those. ``dataset``: the
-    arrays that runs on ``arrays:NAME`` train on."""
+    arrays that runs on ``arrays:NAME`` train on.
+
+    Args:
+        sweep: the runs to check.
+        dataset: the arrays that runs on ``arrays:NAME`` train on (None: none).
+    """
     datasets, built, failures = {}, {}, {}
     for i, run in enumerate(sweep.runs):
         c = run.config.resolved()
@@ -178,7 +214,7 @@ def preflight(sweep: Sweep, dataset=None) -> dict[int, str]:
 def _build_problem(name: str, shape: tuple, num_classes: int, dropout: float) -> str | None:
     """Build the model once: None if it builds, the message if a user's factory raised (other refusals raise)."""
     try:
-        models.create_model(name, shape, num_classes, **({"dropout": dropout} if dropout else {}))
+        models.create_run_model(name, shape, num_classes, dropout)
     except models.ModelFactoryError as error:
         return str(error)
     return None
@@ -206,11 +242,20 @@ def run_status(runs_dir: Path, run_id: str) -> dict | None:
 
 @dataclass
 class SweepOutcome:
+    """What ``run_sweep`` did.
+
+    Args:
+        ran: (run, status, message) for each run trained (or failed before training).
+        skipped: (run, its existing status) for each run left alone.
+        not_fitted: (run, why in words) for each complete run that did not fit its training labels.
+    """
+
     ran: list[tuple[SweepRun, str, str]] = field(default_factory=list)       # (run, status, message)
     skipped: list[tuple[SweepRun, str]] = field(default_factory=list)        # (run, existing status)
     not_fitted: list[tuple[SweepRun, str]] = field(default_factory=list)     # (run, why): complete, did not fit
 
     def lines(self) -> list[str]:
+        """The outcome in words: a count line, then one line per run that did not complete or did not fit."""
         statuses = [status for _, status, _ in self.ran]
         unreadable = sum(status == UNREADABLE for _, status in self.skipped)
         lines = [f"{len(self.ran)} run(s) trained: {statuses.count('complete')} complete, "
@@ -237,7 +282,13 @@ UNREADABLE = "unreadable"  # a run whose summary.json is damaged
 
 
 def ensemble_size(value: str | int, runs: int, workers: int) -> int:
-    """``--ensemble``: a number, or ``auto``: enough runs per ensemble to give every worker one (at most 32)."""
+    """``--ensemble``: a number, or ``auto``: enough runs per ensemble to give every worker one (at most 32).
+
+    Args:
+        value: ``--ensemble``'s value: a whole number >= 1 or ``auto``.
+        runs: the runs to train.
+        workers: the processes that train them.
+    """
     if value == "auto":
         return max(1, min(MAX_AUTO_ENSEMBLE, -(-runs // workers)))
     try:
@@ -252,23 +303,35 @@ def ensemble_size(value: str | int, runs: int, workers: int) -> int:
 def run_sweep(sweep: Sweep, runs_dir: str | Path, workers: int | None = None, retry_failed: bool = False,
               progress: bool = True, executor: str = "local", runs_per_gpu: int | None = None,
               cpus_per_run: int | None = None, address: str | None = None, ensemble: str | int = 1,
-              restart: bool = False, dataset=None) -> SweepOutcome:
-    """Run every run of ``sweep`` not yet finished: here or in ``workers`` local processes, or on Ray
-    (``executor="ray"``, ``address`` of the cluster); see executors.py for ``runs_per_gpu``, ``cpus_per_run``.
-    Compatible runs train ``ensemble`` at a time as one batched model (see engine/ensemble.py).
+              restart: bool = False, dataset: data.Dataset | None = None) -> SweepOutcome:
+    """Run every run of ``sweep`` not yet finished, here, in local processes or on Ray.
 
     A run whose summary.json cannot be read is named in a warning and left alone; the others go on.
-    ``restart=True`` trains every unfinished run (failed and damaged ones included) from the start,
-    discarding its checkpoint and logs; finished runs are never touched. ``dataset``: your arrays
-    (``rethinkgen.data.from_arrays``) for every run, trained in this process (one local worker)."""
+    Finished runs (complete or diverged) are never touched.
+
+    Args:
+        sweep: the runs, from ``load_spec``, ``expand`` or a preset.
+        runs_dir: the runs folder; the sweep's list of runs is saved there as ``sweeps/NAME.json``.
+        workers: local processes training at once (None: one, in this process); see executors.py.
+        retry_failed: train failed runs again (resuming from their checkpoints).
+        progress: show a progress bar over the runs.
+        executor: ``"local"`` or ``"ray"``.
+        runs_per_gpu: runs that share one GPU at once (see executors.py).
+        cpus_per_run: CPU cores each run may use (see executors.py).
+        address: the Ray cluster's address (``executor="ray"``).
+        ensemble: compatible runs trained at a time as one batched model (see engine/ensemble.py): a number,
+            or ``"auto"`` (see ``ensemble_size``).
+        restart: train every unfinished run (failed and damaged ones included) from the start, discarding
+            its checkpoint and logs.
+        dataset: your arrays (``rethinkgen.data.from_arrays``) for every run, trained in this process (one
+            local worker).
+
+    Returns:
+        The runs trained, skipped and not fitted, with their statuses.
+    """
     check_options(executor, workers, runs_per_gpu, cpus_per_run, address)
     if dataset is not None:
-        if executor != "local":
-            raise RethinkgenError("arrays given in Python train in this process only, not on Ray; save them as an "
-                                  ".npz file (numpy.savez) and give its path as the runs' dataset")
-        data_hash = data.arrays.arrays_sha256(dataset)
-        sweep = dataclasses.replace(sweep, runs=[dataclasses.replace(run, config=with_arrays(run.config, dataset, data_hash))
-                                                 for run in sweep.runs])
+        sweep = _with_arrays(sweep, dataset, executor)
     safe_name(sweep.name, "sweep name")
     if executor == "ray":
         import_ray()  # before the data are loaded: a missing Ray is said at once
@@ -280,7 +343,37 @@ def run_sweep(sweep: Sweep, runs_dir: str | Path, workers: int | None = None, re
     manifest = store.manifest_path(sweep.name)
     manifest.parent.mkdir(exist_ok=True)
     write_json(manifest, sweep.manifest())
-    outcome, todo, seen = SweepOutcome(), [], set()
+    outcome = SweepOutcome()
+    todo = _runs_to_train(sweep, store, failures, retry_failed, restart, outcome)
+    size = ensemble_size(ensemble, len(todo), workers or 1)  # checked before Ray or workers start
+    index_of = {id(run.config): i for i, run in enumerate(todo)}
+    groups = [[index_of[id(config)] for config in group] for group in group_configs([run.config for run in todo], size)]
+    results = execute([run.config.to_dict() for run in todo], str(store.root), executor, workers=workers,
+                      runs_per_gpu=runs_per_gpu, cpus_per_run=cpus_per_run, address=address, groups=groups,
+                      restart=restart, dataset=dataset)
+    _collect(results, todo, outcome, progress, sweep.name)
+    order = {id(run): i for i, run in enumerate(sweep.runs)}
+    outcome.ran.sort(key=lambda item: order[id(item[0])])
+    outcome.not_fitted = unfitted(store.root, [run for run, status, _ in outcome.ran if status == "complete"])
+    return outcome
+
+
+def _with_arrays(sweep: Sweep, dataset, executor: str) -> Sweep:
+    """The sweep with every run set to train on ``dataset`` (arrays given in Python; local executor only)."""
+    if executor != "local":
+        raise RethinkgenError("arrays given in Python train in this process only, not on Ray; save them as an "
+                              ".npz file (numpy.savez) and give its path as the runs' dataset")
+    data_hash = data.arrays.arrays_sha256(dataset)
+    return dataclasses.replace(sweep, runs=[dataclasses.replace(run, config=with_arrays(run.config, dataset, data_hash))
+                                            for run in sweep.runs])
+
+
+def _runs_to_train(sweep: Sweep, store: RunStore, failures: dict[int, str], retry_failed: bool, restart: bool,
+                   outcome: SweepOutcome) -> list[SweepRun]:
+    """The runs of ``sweep`` to train, each once. Runs finished, failed (unless retried), damaged (unless
+    restarted) or repeated go to ``outcome.skipped``; runs whose model cannot be built (``failures``, from
+    ``preflight``) are recorded as failed in the store and in ``outcome.ran``."""
+    todo, seen = [], set()
     for i, run in enumerate(sweep.runs):
         run_id = run.config.run_id()
         try:
@@ -294,7 +387,7 @@ def run_sweep(sweep: Sweep, runs_dir: str | Path, workers: int | None = None, re
                 continue
             summary = None
         status = summary.get("status") if summary else None
-        if status in ("complete", "diverged") or (status == "failed" and not (retry_failed or restart)) \
+        if is_finished(status) or (status == "failed" and not (retry_failed or restart)) \
                 or run_id in seen:
             outcome.skipped.append((run, status or "duplicate"))
         elif i in failures:  # its model could not be built: it fails, recorded as any failed run is
@@ -303,13 +396,12 @@ def run_sweep(sweep: Sweep, runs_dir: str | Path, workers: int | None = None, re
         else:
             todo.append(run)
         seen.add(run_id)
-    size = ensemble_size(ensemble, len(todo), workers or 1)  # checked before Ray or workers start
-    index_of = {id(run.config): i for i, run in enumerate(todo)}
-    groups = [[index_of[id(config)] for config in group] for group in group_configs([run.config for run in todo], size)]
-    results = execute([run.config.to_dict() for run in todo], str(store.root), executor, workers=workers,
-                      runs_per_gpu=runs_per_gpu, cpus_per_run=cpus_per_run, address=address, groups=groups,
-                      restart=restart, dataset=dataset)
-    bar = tqdm(total=len(todo), disable=not progress, desc=f"sweep {sweep.name}", unit="run", dynamic_ncols=True)
+    return todo
+
+
+def _collect(results, todo: list[SweepRun], outcome: SweepOutcome, progress: bool, name: str) -> None:
+    """Record each ``(index into todo, status, message)`` of ``results`` as it arrives, with a progress bar."""
+    bar = tqdm(total=len(todo), disable=not progress, desc=f"sweep {name}", unit="run", dynamic_ncols=True)
     try:
         for i, status, message in results:
             outcome.ran.append((todo[i], status, message))
@@ -317,10 +409,6 @@ def run_sweep(sweep: Sweep, runs_dir: str | Path, workers: int | None = None, re
             bar.update()
     finally:
         bar.close()
-    order = {id(run): i for i, run in enumerate(sweep.runs)}
-    outcome.ran.sort(key=lambda item: order[id(item[0])])
-    outcome.not_fitted = unfitted(store.root, [run for run, status, _ in outcome.ran if status == "complete"])
-    return outcome
 
 
 def unfitted(runs_dir: Path, runs: list[SweepRun]) -> list[tuple[SweepRun, str]]:

@@ -56,6 +56,15 @@ class MeasureUnavailable(Exception):
 
 @dataclass(frozen=True)
 class Measure:
+    """A registered complexity measure.
+
+    Args:
+        name: its registry name.
+        function: ``function(context) -> float``; its docstring's first paragraph is the measure's description.
+        kind: its family (one of ``KINDS``).
+        cheap: computed at the end of every run by default (the rest, e.g. flatness, on request).
+    """
+
     name: str
     function: Callable[["MeasureContext"], float]
     kind: str
@@ -71,7 +80,13 @@ _REGISTRY: dict[str, Measure] = {}
 
 
 def register_measure(name: str, kind: str = "user", cheap: bool = True):
-    """Decorator that adds ``function(context) -> float`` to the registry under ``name``."""
+    """Decorator that adds ``function(context) -> float`` to the registry under ``name``.
+
+    Args:
+        name: the measure's registry name.
+        kind: its family (one of ``KINDS``).
+        cheap: computed at the end of every run by default.
+    """
     if kind not in KINDS:
         raise choice_error("measure kind", kind, KINDS)
 
@@ -82,17 +97,32 @@ def register_measure(name: str, kind: str = "user", cheap: bool = True):
 
 
 def measure_names(cheap_only: bool = False) -> list[str]:
+    """The registered measures' names, in registration order.
+
+    Args:
+        cheap_only: only those computed at the end of every run by default.
+    """
     return [name for name, m in _REGISTRY.items() if m.cheap or not cheap_only]
 
 
 def get_measure(name: str) -> Measure:
+    """The registered measure ``name``; one error naming the allowed ones if there is none.
+
+    Args:
+        name: a measure's registry name.
+    """
     if name not in _REGISTRY:
         raise choice_error("measure", name, list(_REGISTRY))
     return _REGISTRY[name]
 
 
 def resolve(names: list[str] | None = None, which: str = "all") -> list[str]:
-    """Check ``names`` (default: the ``which`` set, 'all', 'cheap' or 'none') and return them in order."""
+    """Check ``names`` (default: the ``which`` set, 'all', 'cheap' or 'none') and return them in order.
+
+    Args:
+        names: measure names (None: the ``which`` set).
+        which: ``all``, ``cheap`` or ``none``.
+    """
     if names is None:
         if which not in MEASURE_SETS:
             raise choice_error("measure set", which, MEASURE_SETS)
@@ -158,12 +188,23 @@ class MeasureContext:
                                      f"misclassifies more than {MARGIN_PERCENTILE}% of its training examples")
         return value
 
-    def setting(self, name: str, default):
+    def setting(self, name: str, default: object) -> object:
+        """A measure setting given for this context, else ``default``.
+
+        Args:
+            name: the setting (e.g. a key of ``measures.flatness.DEFAULTS``).
+            default: its value when it was not given.
+        """
         return self.settings.get(name, default)
 
 
 def compute(context: MeasureContext, names: list[str]) -> tuple[dict[str, float], dict[str, str]]:
-    """Compute ``names``; return (values, reasons for those unavailable). One failing measure spoils no other."""
+    """Compute ``names``; return (values, reasons for those unavailable). One failing measure spoils no other.
+
+    Args:
+        context: the trained network, its data and its summary.
+        names: the measures to compute.
+    """
     values, unavailable = {}, {}
     for name in names:
         measure = get_measure(name)

@@ -26,6 +26,13 @@ NOT_AXES = set(NOT_HASHED) | {"seed", "randomization_seed", "init_seed", "order_
 
 @dataclass
 class Correlation:
+    """A Kendall rank correlation between a measure and the generalization gap.
+
+    Args:
+        tau: the correlation; None where it is undefined.
+        runs: the runs behind it.
+    """
+
     tau: float | None   # None where undefined
     runs: int           # the runs behind it
 
@@ -35,6 +42,16 @@ class Correlation:
 
 @dataclass
 class MeasureAnalysis:
+    """How well one measure ranks runs by their generalization gap.
+
+    Args:
+        measure: the measure's name.
+        kind: its family.
+        overall: the correlation over all runs.
+        granulated: the mean correlation over runs that differ in one setting only.
+        axes: that correlation per setting.
+    """
+
     measure: str
     kind: str
     overall: Correlation

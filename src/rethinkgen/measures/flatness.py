@@ -36,6 +36,11 @@ DEFAULTS = {
 
 
 def settings(context: MeasureContext) -> dict:
+    """The flatness settings (``DEFAULTS``), each as given in ``context`` or its default.
+
+    Args:
+        context: the trained network, its data and its settings.
+    """
     return {name: context.setting(name, default) for name, default in DEFAULTS.items()}
 
 

@@ -22,13 +22,23 @@ def spectral_norm(weight: torch.Tensor) -> float:
     """Largest singular value of the weight reshaped to (out, in·k·k). For a conv this is the usual proxy,
     not the operator norm of the convolution itself (which can be up to √(k·k) times larger). Computed as
     the square root of the largest eigenvalue of the smaller Gram matrix: the same value to ~1e-15 relative
-    in float64, twice as fast as an SVD (30 ms against 70 ms for a 512 x 784 layer)."""
+    in float64, and faster than an SVD (see docs/benchmarks.md).
+
+    Args:
+        weight: a layer's weight, ``[out, in, ...]``.
+    """
     matrix = weight.reshape(weight.shape[0], -1)
     gram = matrix @ matrix.T if matrix.shape[0] <= matrix.shape[1] else matrix.T @ matrix
     return torch.linalg.eigvalsh(gram)[-1].clamp(min=0).sqrt().item()
 
 
 def path_l2_norm(context: MeasureContext) -> float:
+    """The l2 path norm of the network: the square root of the sum over input-output paths of the
+    squared product of the weights along the path.
+
+    Args:
+        context: the trained network and its data (for the input shape).
+    """
     squared = path_norm_network(context.network)
     ones = torch.ones((1,) + tuple(context.x_train.shape[1:]), dtype=torch.float64, device=context.x_train.device)
     with torch.no_grad():
@@ -36,6 +46,11 @@ def path_l2_norm(context: MeasureContext) -> float:
 
 
 def distance_from_init(context: MeasureContext) -> float:
+    """The l2 distance of the weights from their initial values (initial.pt).
+
+    Args:
+        context: the trained network and its initial state.
+    """
     if context.initial_state is None:
         raise MeasureUnavailable("the run's initial weights (initial.pt) are missing")
     total = 0.0

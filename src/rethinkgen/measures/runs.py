@@ -65,6 +65,11 @@ def save_measures(run_dir: Path, values: dict, unavailable: dict, settings: dict
 
 
 def summary_fields(stored: dict) -> dict:
+    """The summary keys of stored measures: ``measure_<name>`` for each value.
+
+    Args:
+        stored: the run's measures.json, as ``save_measures`` returns it.
+    """
     return {SUMMARY_PREFIX + name: value for name, value in stored["values"].items()}
 
 
@@ -78,6 +83,11 @@ def measure_model(context: measures.MeasureContext, run_dir: Path, names: list[s
 
 
 def initial_state(run_dir: Path) -> dict | None:
+    """The model weights a run started from (``initial.pt``), or None if the file is missing.
+
+    Args:
+        run_dir: the run's folder.
+    """
     path = Path(run_dir) / "initial.pt"
     return load_state(path).get("model") if path.exists() else None
 
@@ -132,8 +142,8 @@ def load_context(run_dir: Path, device: str = "auto", dataset=None) -> measures.
             raise RethinkgenError(f"run {run_dir.name}: its data now hash to {record.dataset_hash}, but it trained on "
                                   f"{saved.dataset_hash}; refusing to measure it on different data")
     device_data = DeviceData(clean, randomized, record, config, device)
-    options = {"dropout": config.dropout} if config.dropout else {}
-    model = models.create_model(config.model, device_data.input_shape, device_data.num_classes, **options).to(device)
+    model = models.create_run_model(config.model, device_data.input_shape, device_data.num_classes,
+                                    config.dropout).to(device)
     state = load_state(checkpoint_path)
     try:
         model.load_state_dict(state["model"])

@@ -39,6 +39,11 @@ class ModelFactoryError(RethinkgenError):
 
 
 def describe(name: str) -> str:
+    """The one-line description model ``name`` was registered with.
+
+    Args:
+        name: a registered model name.
+    """
     return entry(name).description
 
 
@@ -68,8 +73,14 @@ def _user_factory(reference: str) -> Callable[..., nn.Module]:
     return factory
 
 
-def create_model(name: str, input_shape: tuple[int, int, int], num_classes: int, **options) -> nn.Module:
+def create_model(name: str, input_shape: tuple[int, int, int], num_classes: int, **options: object) -> nn.Module:
     """Build model ``name`` for images of ``input_shape`` (C, H, W) and check that it can take them.
+
+    Args:
+        name: a registered model name (``rethinkgen list models``) or ``module:factory`` for your own.
+        input_shape: one image's shape, (C, H, W).
+        num_classes: the number of outputs.
+        **options: the factory's own options, e.g. ``dropout``; one it does not take is refused.
 
     >>> create_model("mlp-1x512", (3, 28, 28), 10)   # 1,209,866 parameters, as in the paper
     """
@@ -97,6 +108,20 @@ def create_model(name: str, input_shape: tuple[int, int, int], num_classes: int,
                                 "not a torch.nn.Module")
     _check_shape(model, name, tuple(input_shape), num_classes)
     return model
+
+
+def create_run_model(name: str, input_shape: tuple[int, int, int], num_classes: int,
+                     dropout: float = 0.0) -> nn.Module:
+    """``create_model`` with a run's dropout, passed only when it is on (a factory of your own that takes no
+    ``dropout`` builds for runs without it).
+
+    Args:
+        name: a registered model name or ``module:factory``.
+        input_shape: one image's shape, (C, H, W).
+        num_classes: the number of outputs.
+        dropout: the run's dropout probability (0: off).
+    """
+    return create_model(name, input_shape, num_classes, **({"dropout": dropout} if dropout else {}))
 
 
 def check_input(input_shape, num_classes: int) -> None:

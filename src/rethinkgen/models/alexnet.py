@@ -22,11 +22,11 @@ LRN = dict(size=9, alpha=0.001, beta=0.75, k=1.0)
 
 class LocalResponseNorm(nn.LocalResponseNorm):
     """PyTorch's LRN, computed with ``size`` shifted adds over the channels instead of ``avg_pool3d``: the
-    same function (to float rounding, ~2e-7 relative), 2x faster in training and 3.6x in evaluation on the
-    CPU, where LRN took a third of the small AlexNet's evaluation time. With the paper's beta = 0.75 the
-    power is r·√r, r = window^-1/2 (5x faster than ``pow`` here; 3e-7 relative in float32)."""
+    same function (to float rounding, ~2e-7 relative), faster on the CPU (see docs/benchmarks.md). With
+    the paper's beta = 0.75 the power is r·√r, r = window^-1/2 (3e-7 relative to ``pow`` in float32)."""
 
     def forward(self, x):
+        """LRN of ``x``, ``[N, C, H, W]``, across channels."""
         channels = x.shape[1]
         padded = F.pad(x.square(), (0, 0, 0, 0, self.size // 2, (self.size - 1) // 2))
         window = padded[:, :channels].clone()
@@ -60,13 +60,13 @@ class _MaxPoolViaChannelsLast(torch.autograd.Function):
 
 
 class MaxPool2d(nn.MaxPool2d):
-    """PyTorch's max-pool. On the CPU PyTorch's kernel for contiguous (NCHW) tensors is several times slower
-    than its channels_last one (35 ms against 12 ms for 128 x 64 x 28 x 28, copies included), so a
-    contiguous CPU input is pooled through a channels_last copy: 1.8x faster forward and backward, 10% of
-    a training step of the small AlexNet. Under ``torch.func`` transforms (the ensemble's ``vmap``) it is
-    PyTorch's own."""
+    """PyTorch's max-pool. On the CPU PyTorch's kernel for contiguous (NCHW) tensors is slower than its
+    channels_last one (see docs/benchmarks.md), so a contiguous CPU input is pooled through a channels_last
+    copy, with the same values and gradients. Under ``torch.func`` transforms (the ensemble's ``vmap``) it
+    is PyTorch's own."""
 
     def forward(self, x):
+        """The max-pool of ``x``, through a channels_last copy for a contiguous CPU batch."""
         if (x.device.type != "cpu" or x.dim() != 4 or not x.is_contiguous() or _transformed(x)
                 or self.dilation not in (1, (1, 1)) or self.ceil_mode or self.return_indices):
             return super().forward(x)
@@ -75,11 +75,12 @@ class MaxPool2d(nn.MaxPool2d):
 
 class Conv2d(nn.Conv2d):
     """PyTorch's conv. On the CPU the 64-channel conv runs on a contiguous input: evaluation feeds the
-    network channels_last images, which suit the first conv (3 input channels; 3x faster than contiguous
-    here), but oneDNN ran the second one 1.3x faster contiguous (32 ms against 42 ms for 128 images).
-    Training inputs are contiguous already; only the order of floating-point work changes."""
+    network channels_last images, which suit the first conv (3 input channels), but oneDNN runs the second
+    one faster contiguous (see docs/benchmarks.md). Training inputs are contiguous already; only the order
+    of floating-point work changes."""
 
     def forward(self, x):
+        """The convolution of ``x``, made contiguous first for a 64-channel conv on the CPU."""
         if x.device.type == "cpu" and self.in_channels >= CHANNELS:
             x = x.contiguous()
         return super().forward(x)
@@ -97,7 +98,14 @@ def _pooled(size: int) -> int:
 
 
 @register_model("alexnet-small", ALEXNET_LR, "small AlexNet with LRN (1,387,786 params at 3x28x28)")
-def alexnet_small(input_shape, num_classes: int, dropout: float = 0.0) -> nn.Sequential:
+def alexnet_small(input_shape: tuple[int, int, int], num_classes: int, dropout: float = 0.0) -> nn.Sequential:
+    """The paper's small AlexNet: two conv, max-pool and LRN blocks, then two hidden fully connected layers.
+
+    Args:
+        input_shape: one image's shape, (C, H, W).
+        num_classes: the number of outputs.
+        dropout: the dropout probability after each hidden layer (0: none).
+    """
     channels, height, width = input_shape
     flat = CHANNELS * _pooled(_pooled(height)) * _pooled(_pooled(width))
     block = lambda c_in: [  # noqa: E731

@@ -33,10 +33,20 @@ class BatchNormShift(nn.Module):
         self.shift = nn.Parameter(torch.zeros(channels))
 
     def forward(self, x):
+        """``x`` normalized per channel by batch norm."""
         return self.norm(x) + self.shift[None, :, None, None]
 
 
 def conv_module(c_in: int, c_out: int, kernel: int, stride: int, batch_norm: bool) -> nn.Sequential:
+    """Conv, optional batch norm, ReLU: the paper's building block.
+
+    Args:
+        c_in: input channels.
+        c_out: output channels.
+        kernel: the kernel's side.
+        stride: the stride.
+        batch_norm: add batch norm after the conv.
+    """
     conv = nn.Conv2d(c_in, c_out, kernel, stride=stride, padding=kernel // 2, bias=not batch_norm)
     return nn.Sequential(conv, BatchNormShift(c_out), nn.ReLU(inplace=True)) if batch_norm \
         else nn.Sequential(conv, nn.ReLU(inplace=True))
@@ -50,10 +60,19 @@ class Concat(nn.Module):
         self.branches = nn.ModuleList(branches)
 
     def forward(self, x):
+        """The branches' outputs on ``x``, concatenated along the channels."""
         return torch.cat([branch(x) for branch in self.branches], dim=1)
 
 
-def small_inception(input_shape, num_classes: int, batch_norm: bool = True, dropout: float = 0.0) -> nn.Sequential:
+def small_inception(input_shape: tuple[int, int, int], num_classes: int, batch_norm: bool = True, dropout: float = 0.0) -> nn.Sequential:
+    """The paper's small Inception (Appendix A).
+
+    Args:
+        input_shape: one image's shape, (C, H, W).
+        num_classes: the number of outputs.
+        batch_norm: with batch norm after each conv.
+        dropout: the dropout probability before the last layer (0: none).
+    """
     channels = input_shape[0]
     layers: list[nn.Module] = [conv_module(channels, STEM_CHANNELS, 3, 1, batch_norm)]
     channels = STEM_CHANNELS
@@ -81,10 +100,24 @@ def small_inception(input_shape, num_classes: int, batch_norm: bool = True, drop
 
 
 @register_model("inception-small", INCEPTION_LR, "small Inception of Figure 3 (1,649,402 params at 3x28x28)")
-def inception_small(input_shape, num_classes: int, dropout: float = 0.0) -> nn.Sequential:
+def inception_small(input_shape: tuple[int, int, int], num_classes: int, dropout: float = 0.0) -> nn.Sequential:
+    """The small Inception with batch norm.
+
+    Args:
+        input_shape: one image's shape, (C, H, W).
+        num_classes: the number of outputs.
+        dropout: the dropout probability before the last layer (0: none).
+    """
     return small_inception(input_shape, num_classes, batch_norm=True, dropout=dropout)
 
 
 @register_model("inception-small-nobn", INCEPTION_LR, "small Inception without batch norm (1,649,402 params)")
-def inception_small_nobn(input_shape, num_classes: int, dropout: float = 0.0) -> nn.Sequential:
+def inception_small_nobn(input_shape: tuple[int, int, int], num_classes: int, dropout: float = 0.0) -> nn.Sequential:
+    """The small Inception without batch norm.
+
+    Args:
+        input_shape: one image's shape, (C, H, W).
+        num_classes: the number of outputs.
+        dropout: the dropout probability before the last layer (0: none).
+    """
     return small_inception(input_shape, num_classes, batch_norm=False, dropout=dropout)

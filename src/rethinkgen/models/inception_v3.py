@@ -46,7 +46,14 @@ def _torchvision_inception():
 
 @register_model("inception-v3", INCEPTION_V3_LR,
                 "torchvision's Inception V3 for ImageNet (Table 2); needs torchvision and images >= 75x75")
-def inception_v3(input_shape, num_classes: int, dropout: float = 0.0) -> nn.Module:
+def inception_v3(input_shape: tuple[int, int, int], num_classes: int, dropout: float = 0.0) -> nn.Module:
+    """Inception V3 (torchvision's, without auxiliary logits) for ImageNet-style inputs.
+
+    Args:
+        input_shape: one image's shape, (C, H, W).
+        num_classes: the number of outputs.
+        dropout: the dropout probability before the last layer (0: none).
+    """
     inception3 = _torchvision_inception()
     channels, height, width = input_shape
     if min(height, width) < MIN_SIZE:

@@ -27,12 +27,26 @@ def mlp(input_shape, num_classes: int, depth: int, width: int = HIDDEN, dropout:
 
 
 @register_model("mlp-1x512", MLP_LR, "one hidden layer of 512 ReLU units (1,209,866 params at 3x28x28)")
-def mlp_1x512(input_shape, num_classes: int, dropout: float = 0.0) -> nn.Sequential:
+def mlp_1x512(input_shape: tuple[int, int, int], num_classes: int, dropout: float = 0.0) -> nn.Sequential:
+    """A multilayer perceptron with one hidden layer of 512 ReLU units.
+
+    Args:
+        input_shape: one image's shape, (C, H, W).
+        num_classes: the number of outputs.
+        dropout: the dropout probability after each hidden layer (0: none).
+    """
     return mlp(input_shape, num_classes, depth=1, dropout=dropout)
 
 
 @register_model("mlp-3x512", MLP_LR, "three hidden layers of 512 ReLU units (1,735,178 params at 3x28x28)")
-def mlp_3x512(input_shape, num_classes: int, dropout: float = 0.0) -> nn.Sequential:
+def mlp_3x512(input_shape: tuple[int, int, int], num_classes: int, dropout: float = 0.0) -> nn.Sequential:
+    """A multilayer perceptron with three hidden layers of 512 ReLU units.
+
+    Args:
+        input_shape: one image's shape, (C, H, W).
+        num_classes: the number of outputs.
+        dropout: the dropout probability after each hidden layer (0: none).
+    """
     return mlp(input_shape, num_classes, depth=3, dropout=dropout)
 
 

@@ -21,7 +21,7 @@ import copy
 import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterable
 
 import matplotlib
 import numpy as np
@@ -101,6 +101,7 @@ class RademacherResult:
     config: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
+        """The result as JSON-ready data."""
         return asdict(self)
 
 
@@ -163,6 +164,14 @@ def network_fitter(model: str = "mlp-1x512", epochs: int = DEFAULT_NETWORK_EPOCH
     with the data order of each epoch drawn from (seed, epoch). ``lr`` defaults to the model's paper rate.
     With ``stop_at_fit`` training ends once every sign is reproduced: the sup is reached, more epochs
     cannot raise the correlation, and they would only cost time.
+
+    Args:
+        model: a registered model name.
+        epochs: the most epochs of training.
+        lr: the learning rate (None: the model's default).
+        batch_size: the minibatch size.
+        seed: seeds the initialization and the data order.
+        stop_at_fit: end training once every sign is reproduced.
     """
     epochs = _integer("epochs", epochs, 1)
     batch_size = _integer("batch_size", batch_size, 1)
@@ -200,6 +209,14 @@ def make_fitter(name: str, epochs: int = DEFAULT_NETWORK_EPOCHS, lr: float | Non
     """A fitter by name: ``constant``, ``linear``, ``network`` (MLP 1x512) or any model name of the registry.
 
     The training options only apply to networks; the closed-form fitters ignore them.
+
+    Args:
+        name: ``constant``, ``linear``, ``network`` or a model name.
+        epochs: the most epochs of a network's training.
+        lr: a network's learning rate (None: the model's default).
+        batch_size: a network's minibatch size.
+        seed: seeds a network's initialization and data order.
+        stop_at_fit: end a network's training once it reproduces every sign.
     """
     if name == "network" or models.entry(name) or (isinstance(name, str) and ":" in name):
         model = "mlp-1x512" if name == "network" else name
@@ -210,11 +227,17 @@ def make_fitter(name: str, epochs: int = DEFAULT_NETWORK_EPOCHS, lr: float | Non
     raise choice_error("fitter", name, [*FITTERS, *models.model_names()])
 
 
-def rademacher(X, fit: Fitter | str, draws: int = 5, seed: int = 0) -> RademacherResult:
+def rademacher(X: np.ndarray, fit: Fitter | str, draws: int = 5, seed: int = 0) -> RademacherResult:
     """Estimate R_n on the rows of ``X``: for each of ``draws`` sign vectors sigma, fit and correlate.
 
     The correlation of one draw is (1/n) sum_i sigma_i sign(h(x_i)), h = fit(X, sigma); it is 1 when h
     reproduces every random sign. ``fit`` is a callable ``fit(X, sigma) -> predict`` or a fitter name.
+
+    Args:
+        X: the n inputs, ``[n, ...]``.
+        fit: ``fit(X, sigma) -> predict`` or a fitter name (see ``make_fitter``).
+        draws: sign vectors drawn.
+        seed: seeds the sign vectors.
     """
     X = _samples(X)
     draws = _integer("draws", draws, 1)
@@ -242,16 +265,33 @@ def rademacher(X, fit: Fitter | str, draws: int = 5, seed: int = 0) -> Rademache
 
 
 def sample_inputs(dataset: Dataset, n: int, seed: int = 0) -> np.ndarray:
-    """A stratified subset of ``n`` training images, preprocessed as for training: float [n, C, H, W]."""
+    """A stratified subset of ``n`` training images, preprocessed as for training: float [n, C, H, W].
+
+    Args:
+        dataset: the data.
+        n: the number of images.
+        seed: seeds the draw.
+    """
     n = _integer("n", n, 1, len(dataset.y_train))
     subset = dataset.subset(n, seed)
     crop = crop_size_for(dataset.image_shape[1], "auto")
     return preprocess(torch.from_numpy(subset.x_train), crop).numpy().astype(np.float64)
 
 
-def rademacher_suite(dataset: Dataset, names, n: int = 200, draws: int = 5, epochs: int = DEFAULT_NETWORK_EPOCHS,
+def rademacher_suite(dataset: Dataset, names: Iterable[str], n: int = 200, draws: int = 5, epochs: int = DEFAULT_NETWORK_EPOCHS,
                      lr: float | None = None, batch_size: int = 128, seed: int = 0) -> dict[str, RademacherResult]:
-    """R_n of several model classes on the same n preprocessed training images and the same sign draws."""
+    """R_n of several model classes on the same n preprocessed training images and the same sign draws.
+
+    Args:
+        dataset: the data the images are drawn from.
+        names: fitter or model names (see ``make_fitter``).
+        n: the number of images.
+        draws: sign vectors drawn.
+        epochs: the most epochs of a network's training.
+        lr: a network's learning rate (None: the model's default).
+        batch_size: a network's minibatch size.
+        seed: seeds the images, the signs and the networks.
+    """
     names = list(names)
     if not names:
         raise RethinkgenError("names must list at least one fitter or model")
@@ -279,6 +319,7 @@ class StabilityResult:
     config: dict
 
     def to_dict(self) -> dict:
+        """The result as JSON-ready data."""
         return {"rows": self.rows, "config": self.config}
 
 
@@ -291,14 +332,24 @@ def stability_probe(dataset: Dataset, model: str = "mlp-1x512", n: int = 500, ep
                     replacement: int | str | None = "random", n_test: int | None = None) -> StabilityResult:
     """Train twins on S and S' (S with example ``replaced_index`` swapped) and record how they drift apart.
 
-    S is ``dataset.subset(n, seed)``. ``replacement`` is ``"random"`` (one training example outside S,
-    drawn from ``seed``), an index into the full training set, or ``None``: the example is replaced by
-    itself, a no-op twin whose drift must be exactly 0 (a check of determinism). Both models start from
-    the same init and see the same data order, so every difference comes from the one example.
+    Both models start from the same init and see the same data order, so every difference comes from the
+    one example. Each row: epoch, mean and max |loss_A - loss_B| over test examples (uniform stability is
+    the sup), the fraction of test predictions that differ, the L2 distance of the parameter vectors, and
+    the train / test accuracies of both models.
 
-    Each row: epoch, mean and max |loss_A - loss_B| over test examples (uniform stability is the sup),
-    the fraction of test predictions that differ, the L2 distance of the parameter vectors, and the
-    train / test accuracies of both models.
+    Args:
+        dataset: the data; S is ``dataset.subset(n, seed)``.
+        model: a registered model name.
+        n: the size of S.
+        epochs: epochs of SGD with momentum 0.9 for each twin.
+        replaced_index: the position in S of the example that S' replaces.
+        seed: seeds S, the replacement drawn, the init, the data order and dropout.
+        lr: the learning rate (None: the model's default).
+        batch_size: the minibatch size.
+        replacement: ``"random"`` (one training example outside S, drawn from ``seed``), an index into the
+            full training set, or ``None``: the example is replaced by itself, a no-op twin whose drift must
+            be exactly 0 (a check of determinism).
+        n_test: test examples the losses are compared on (None: the whole test set).
     """
     if not isinstance(dataset, Dataset):
         raise RethinkgenError(f"dataset must be a rethinkgen Dataset, got {type(dataset).__name__}")
@@ -311,34 +362,14 @@ def stability_probe(dataset: Dataset, model: str = "mlp-1x512", n: int = 500, ep
     lr = models.default_lr(model) if lr is None else _positive("lr", lr)
     if n_test is not None:
         n_test = _integer("n_test", n_test, 1, len(dataset.y_test))
+    chosen, twin = _twin_indices(dataset, n, replaced_index, seed, replacement)
+    original, new = int(chosen[replaced_index]), int(twin[replaced_index])
 
-    # the same indices dataset.subset(n, seed) takes, so that we know which examples lie outside S
-    chosen = dataset.subset_indices(n, seed)
-    original = int(chosen[replaced_index])
-    if replacement is None:
-        new = original
-    elif isinstance(replacement, str):
-        if replacement != "random":
-            raise RethinkgenError(f"replacement {replacement!r} must be 'random', a training index or None")
-        outside = np.setdiff1d(np.arange(total), chosen)
-        new = int(np.random.default_rng([seed, 1]).choice(outside))
-    else:
-        new = _integer("replacement", replacement, 0, total - 1)
-    twin = chosen.copy()
-    twin[replaced_index] = new
+    sets, x_test, y_test = _twin_tensors(dataset, chosen, twin, seed, n_test)
 
-    crop = crop_size_for(dataset.image_shape[1], "auto")
-    x_all = preprocess(torch.from_numpy(dataset.x_train), crop)
-    y_all = torch.from_numpy(dataset.y_train)
-    test = dataset if n_test is None else dataset.subset(None, seed, n_test=n_test)
-    x_test = preprocess(torch.from_numpy(test.x_test), crop)
-    y_test = torch.from_numpy(test.y_test)
-    sets = [(x_all[torch.from_numpy(idx)], y_all[torch.from_numpy(idx)]) for idx in (chosen, twin)]
-
-    model_a = _new_model(model, x_all.shape[1:], dataset.num_classes, seed)
+    model_a = _new_model(model, x_test.shape[1:], dataset.num_classes, seed)
     model_b = copy.deepcopy(model_a)
-    twins = [(model_a, torch.optim.SGD(model_a.parameters(), lr=lr, momentum=0.9)),
-             (model_b, torch.optim.SGD(model_b.parameters(), lr=lr, momentum=0.9))]
+    twins = [(net, torch.optim.SGD(net.parameters(), lr=lr, momentum=0.9)) for net in (model_a, model_b)]
 
     rows = []
     for epoch in range(epochs):
@@ -348,22 +379,7 @@ def stability_probe(dataset: Dataset, model: str = "mlp-1x512", n: int = 500, ep
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(epoch_seed(seed, epoch, "dropout"))
                 _train_epoch(net, optimizer, x, y, order, batch_size)
-        test_logits = [predict(net, x_test, EVAL_BATCH, plan=False) for net, _ in twins]
-        losses = [F.cross_entropy(logits, y_test, reduction="none") for logits in test_logits]
-        predictions = [logits.argmax(1) for logits in test_logits]
-        gap = (losses[0] - losses[1]).abs()
-        row = {
-            "epoch": epoch + 1,
-            "loss_difference": gap.mean().item(),
-            "max_loss_difference": gap.max().item(),
-            "disagreement": (predictions[0] != predictions[1]).double().mean().item(),
-            "parameter_distance": (_flat_parameters(model_a) - _flat_parameters(model_b)).norm().item(),
-        }
-        for label, (net, _), (x, y), pred in zip("ab", twins, sets, predictions):
-            train_guesses = predict(net, x, EVAL_BATCH, plan=False).argmax(1)
-            row[f"train_accuracy_{label}"] = (train_guesses == y).double().mean().item()
-            row[f"test_accuracy_{label}"] = (pred == y_test).double().mean().item()
-        rows.append(row)
+        rows.append(_drift_row(epoch, [net for net, _ in twins], sets, x_test, y_test))
 
     config = {"dataset": dataset.name, "model": model, "n": n, "n_test": len(y_test), "epochs": epochs,
               "lr": lr, "momentum": 0.9, "batch_size": batch_size, "seed": seed,
@@ -371,6 +387,60 @@ def stability_probe(dataset: Dataset, model: str = "mlp-1x512", n: int = 500, ep
               "original_label": int(dataset.y_train[original]), "replacement_label": int(dataset.y_train[new]),
               "no_op": new == original, "parameters": models.count_parameters(model_a)}
     return StabilityResult(rows, config)
+
+
+def _twin_indices(dataset: Dataset, n: int, replaced_index: int, seed: int,
+                  replacement: int | str | None) -> tuple[np.ndarray, np.ndarray]:
+    """The training indices of S (those ``dataset.subset(n, seed)`` takes) and of S', which differs from S
+    at ``replaced_index`` only (see ``stability_probe`` for ``replacement``)."""
+    total = len(dataset.y_train)
+    chosen = dataset.subset_indices(n, seed)
+    if replacement is None:
+        new = int(chosen[replaced_index])
+    elif isinstance(replacement, str):
+        if replacement != "random":
+            raise RethinkgenError(f"replacement {replacement!r} must be 'random', a training index or None")
+        outside = np.setdiff1d(np.arange(total), chosen)
+        new = int(np.random.default_rng([seed, 1]).choice(outside))
+    else:
+        new = _integer("replacement", replacement, 0, total - 1)
+    twin = chosen.copy()
+    twin[replaced_index] = new
+    return chosen, twin
+
+
+def _twin_tensors(dataset: Dataset, chosen: np.ndarray, twin: np.ndarray, seed: int,
+                  n_test: int | None) -> tuple[list, torch.Tensor, torch.Tensor]:
+    """The preprocessed training sets S and S' (``chosen`` and ``twin`` indices) as [(x, y), (x, y)], and the
+    test images and labels (``n_test`` of them drawn from ``seed``; None: all)."""
+    crop = crop_size_for(dataset.image_shape[1], "auto")
+    x_all = preprocess(torch.from_numpy(dataset.x_train), crop)
+    y_all = torch.from_numpy(dataset.y_train)
+    test = dataset if n_test is None else dataset.subset(None, seed, n_test=n_test)
+    x_test = preprocess(torch.from_numpy(test.x_test), crop)
+    y_test = torch.from_numpy(test.y_test)
+    sets = [(x_all[torch.from_numpy(idx)], y_all[torch.from_numpy(idx)]) for idx in (chosen, twin)]
+    return sets, x_test, y_test
+
+
+def _drift_row(epoch: int, nets: list, sets: list, x_test: torch.Tensor, y_test: torch.Tensor) -> dict:
+    """One row of ``stability_probe``: how far the two twins ``nets`` (trained on ``sets``) have drifted."""
+    test_logits = [predict(net, x_test, EVAL_BATCH, plan=False) for net in nets]
+    losses = [F.cross_entropy(logits, y_test, reduction="none") for logits in test_logits]
+    predictions = [logits.argmax(1) for logits in test_logits]
+    gap = (losses[0] - losses[1]).abs()
+    row = {
+        "epoch": epoch + 1,
+        "loss_difference": gap.mean().item(),
+        "max_loss_difference": gap.max().item(),
+        "disagreement": (predictions[0] != predictions[1]).double().mean().item(),
+        "parameter_distance": (_flat_parameters(nets[0]) - _flat_parameters(nets[1])).norm().item(),
+    }
+    for label, net, (x, y), pred in zip("ab", nets, sets, predictions):
+        train_guesses = predict(net, x, EVAL_BATCH, plan=False).argmax(1)
+        row[f"train_accuracy_{label}"] = (train_guesses == y).double().mean().item()
+        row[f"test_accuracy_{label}"] = (pred == y_test).double().mean().item()
+    return row
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -249,6 +249,7 @@ class DoubleDescent:
                 f"(norm {last['norm_mean']:.3g}, {peak['norm_mean']:.3g} at the error's peak).")
 
     def to_dict(self) -> dict:
+        """The result as JSON-ready data."""
         return asdict(self)
 
 

@@ -100,6 +100,12 @@ def _row_cells(row: dict) -> list[str]:
 
 
 def norm_against_noise(rows: list[dict], path: Path) -> Path:
+    """A figure of the interpolant's RKHS norm and its errors against label noise; returns ``path``.
+
+    Args:
+        rows: one per noise level, with ``label_noise``, ``norm``, ``train_error`` and ``test_error``.
+        path: the PNG to write (an SVG goes beside it).
+    """
     fig, (norm_ax, error_ax) = plt.subplots(1, 2, figsize=(11, 4.2))
     noise = [r["label_noise"] for r in rows]
     norm_ax.plot(noise, [r["norm"] for r in rows], marker="o")
@@ -119,6 +125,12 @@ def norm_against_noise(rows: list[dict], path: Path) -> Path:
 
 
 def kernel_section(rows: list[dict], figure: Path | None) -> Section:
+    """The report section of the kernel interpolation rows.
+
+    Args:
+        rows: one per solve, as ``kernel_rows`` returns them.
+        figure: the figure of the norm against label noise (None: none).
+    """
     return Section("Section 5: minimum-norm kernel interpolation",
                    "K alpha = Y with one-hot targets; the norm is sqrt(trace(alpha^T K alpha)). The paper states "
                    "only qualitatively that fitting noise needs a much larger norm.",
@@ -168,6 +180,16 @@ def table3(scale: str = "tiny", seed: int = 0, data_dir: str | None = None, labe
 
 
 def min_norm_section(path: Path, n: int = 40, d: int = 200, epochs: int = 200, seed: int = 0) -> Section:
+    """SGD from zero on an underdetermined linear least-squares problem, shown converging to the
+    minimum-norm (pseudo-inverse) solution: a figure at ``path`` and its report section.
+
+    Args:
+        path: the PNG to write (an SVG goes beside it).
+        n: the number of random points.
+        d: their dimension (d > n: infinitely many solutions).
+        epochs: passes of SGD over the points.
+        seed: seeds the points, the targets and SGD's order.
+    """
     rng = np.random.default_rng(seed)
     X, y = rng.standard_normal((n, d)), rng.standard_normal(n)
     _, history = sgd_from_zero(X, y, epochs=epochs, seed=seed)

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from numpy.typing import ArrayLike
 from scipy.signal import lfilter
 from torch import nn
 
@@ -70,6 +71,17 @@ class MemorizingNetwork(nn.Module):
 
 @dataclass
 class Memorized:
+    """The network of Theorem 1 built by ``memorize``, and how exactly it fits.
+
+    Args:
+        network: the depth-2 ReLU network.
+        n: the number of points fitted.
+        d: their dimension.
+        outputs: outputs per point (1 for real targets, K for an [n, K] target matrix).
+        max_residual: the largest |network(x_i) - y_i| over the points.
+        smallest_gap: the smallest gap between two consecutive projections of the points.
+    """
+
     network: MemorizingNetwork
     n: int
     d: int
@@ -78,8 +90,14 @@ class Memorized:
     smallest_gap: float
 
     @property
-    def parameters(self) -> int:
+    def parameter_count(self) -> int:
+        """The network's number of weights: d + n + n * outputs."""
         return sum(p.numel() for p in self.network.parameters())
+
+    @property
+    def parameters(self) -> int:
+        """The former name of ``parameter_count``, kept until the command line uses the new one."""
+        return self.parameter_count
 
 
 def _duplicates(X: np.ndarray, Y: np.ndarray) -> None:
@@ -113,14 +131,18 @@ def choose_direction(X: np.ndarray, rng: np.random.Generator, tries: int = DIREC
     return best
 
 
-def memorize(X, y, seed: int = 0, check_duplicates: bool = True) -> Memorized:
+def memorize(X: ArrayLike, y: ArrayLike, seed: int = 0, check_duplicates: bool = True) -> Memorized:
     """Build the network of Theorem 1 that fits ``y`` exactly on the rows of ``X``.
 
-    ``y`` is a vector of real targets (2n + d weights) or an ``[n, K]`` matrix, e.g. one-hot classes
-    (d + n + nK weights, one output per column, a and b shared).
+    Args:
+        X: the n points, [n, ...] (flattened to [n, d]); they must be distinct.
+        y: a vector of n real targets (2n + d weights) or an ``[n, K]`` matrix, e.g. one-hot classes
+            (d + n + nK weights, one output per column, a and b shared).
+        seed: seeds the random directions the points are projected on.
+        check_duplicates: refuse identical points first (False skips that check for speed).
 
     >>> fit = memorize(np.random.rand(100, 5), np.random.rand(100))
-    >>> fit.parameters, fit.max_residual < 1e-8
+    >>> fit.parameter_count, fit.max_residual < 1e-8
     (205, True)
     """
     X = np.asarray(X, dtype=np.float64).reshape(len(X), -1)
@@ -160,11 +182,6 @@ def memorize(X, y, seed: int = 0, check_duplicates: bool = True) -> Memorized:
 def count_for(n: int, d: int, outputs: int = 1) -> int:
     """Weights of the construction: d + n + n * outputs (2n + d for one output)."""
     return d + n + n * outputs
-
-
-def corollary_note() -> str:
-    return ("Corollary 1 (depth k, width O(n/k)) is not implemented: its multiplexer of approximate interval "
-            "indicators has no closed form in the paper, and an approximate one would not fit exactly.")
 
 
 def class_accuracy(network: MemorizingNetwork, X, labels, chunk: int = 65536) -> float:

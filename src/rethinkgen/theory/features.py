@@ -83,14 +83,29 @@ class RawFeatures:
     """Pixels in [0, 1], flattened: the baseline rows of Table 3. ``fit`` learns nothing."""
 
     def fit(self, train_images: np.ndarray) -> "RawFeatures":
+        """Check the training images and return ``self`` (these features learn nothing).
+
+        Args:
+            train_images: uint8 ``[N, C, H, W]``.
+        """
         _check_images(train_images, "train_images")
         return self
 
     def transform(self, images: np.ndarray) -> np.ndarray:
+        """The pixels of ``images`` in [0, 1], flattened, float32 ``[N, features]``.
+
+        Args:
+            images: uint8 ``[N, C, H, W]``.
+        """
         images = _check_images(images)
         return (images.reshape(len(images), -1).astype(np.float32) / np.float32(255.0))
 
     def fit_transform(self, images: np.ndarray) -> np.ndarray:
+        """``fit(images)``, then ``transform(images)``.
+
+        Args:
+            images: uint8 ``[N, C, H, W]``, the training images.
+        """
         return self.fit(images).transform(images)
 
 
@@ -152,6 +167,11 @@ class GaborFeatures:
         self.pool, self.rectify, self.keep_raw, self.chunk_size = pool, rectify, keep_raw, chunk_size
 
     def fit(self, train_images: np.ndarray) -> "GaborFeatures":
+        """Check the training images and return ``self`` (these features learn nothing).
+
+        Args:
+            train_images: uint8 ``[N, C, H, W]``.
+        """
         _check_images(train_images, "train_images")
         return self
 
@@ -163,6 +183,11 @@ class GaborFeatures:
 
     @torch.no_grad()
     def transform(self, images: np.ndarray) -> np.ndarray:
+        """The pooled Gabor filter responses of ``images``, float32 ``[N, features]``.
+
+        Args:
+            images: uint8 ``[N, C, H, W]``.
+        """
         images = _check_images(images)
         n, c, h, w = images.shape
         grid = (math.ceil(h / self.pool), math.ceil(w / self.pool))
@@ -187,6 +212,11 @@ class GaborFeatures:
         return out
 
     def fit_transform(self, images: np.ndarray) -> np.ndarray:
+        """``fit(images)``, then ``transform(images)``.
+
+        Args:
+            images: uint8 ``[N, C, H, W]``, the training images.
+        """
         return self.fit(images).transform(images)
 
 
@@ -241,6 +271,7 @@ class RandomConvFeatures:
 
     @property
     def output_dim(self) -> int:
+        """The feature count: n_filters * 2 * pool_grid**2."""
         return self.n_filters * 2 * self.pool_grid ** 2
 
     def _check_shape(self, shape, what: str) -> None:
@@ -254,6 +285,11 @@ class RandomConvFeatures:
                 f"{p}x{p} patches on {h}x{w} {what}")
 
     def fit(self, train_images: np.ndarray) -> "RandomConvFeatures":
+        """Draw the filters: ``n_filters`` non-flat patches of the training images, centred and normalized; returns ``self``.
+
+        Args:
+            train_images: uint8 ``[N, C, H, W]``.
+        """
         train_images = _check_images(train_images, "train_images")
         self._check_shape(train_images.shape, "train images")
         n, c, h, w = train_images.shape
@@ -288,6 +324,11 @@ class RandomConvFeatures:
 
     @torch.no_grad()
     def transform(self, images: np.ndarray) -> np.ndarray:
+        """The thresholded, pooled filter responses of ``images`` (after ``fit``), float32 ``[N, features]``.
+
+        Args:
+            images: uint8 ``[N, C, H, W]``.
+        """
         images = _check_images(images)
         if self.filters is None:
             raise RethinkgenError("random-conv features must be fit on training images before transform")
@@ -321,6 +362,11 @@ class RandomConvFeatures:
         return out
 
     def fit_transform(self, images: np.ndarray) -> np.ndarray:
+        """``fit(images)``, then ``transform(images)``.
+
+        Args:
+            images: uint8 ``[N, C, H, W]``, the training images.
+        """
         return self.fit(images).transform(images)
 
 

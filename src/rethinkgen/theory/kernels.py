@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import scipy.linalg
 import torch
+from numpy.typing import ArrayLike
 from tqdm.auto import tqdm
 
 from rethinkgen.errors import RethinkgenError, choice_error
@@ -229,6 +230,15 @@ def _gib(size: float) -> str:
 
 @dataclass
 class Plan:
+    """How a kernel system will be solved.
+
+    Args:
+        solver: cholesky, mixed or cg.
+        store: cg only: K kept in float32 (else recomputed at every product).
+        peak_bytes: the estimated peak memory.
+        budget_bytes: the memory allowed (None: no limit known).
+    """
+
     solver: str        # cholesky, mixed or cg
     store: bool        # cg only: K kept in float32 (else recomputed at every product)
     peak_bytes: int    # the estimate
@@ -259,6 +269,30 @@ def plan_solve(solver: str, n: int, d: int, outputs: int, budget_bytes: int | No
 # --------------------------------------------------------------------------------------------- fits
 @dataclass
 class KernelFit:
+    """A solved kernel system (K + l2 I) alpha = Y, as ``interpolate`` returns it.
+
+    Args:
+        X: the training points, ``[n, d]`` float64.
+        alpha: the coefficients, ``[n, outputs]``.
+        kernel: linear, rbf or laplacian.
+        bandwidth: the kernel's bandwidth.
+        l2: the ridge term.
+        solver: the solver that ran.
+        norm: the RKHS norm of the fitted function, sqrt(trace(alpha^T K alpha)).
+        relative_residual: |K alpha - Y| / |Y|.
+        iterations: the iterative solver's iterations (0 for a direct solve).
+        seconds: the solve's wall time.
+        weights: the linear kernel's w = X^T alpha, when solved in the primal.
+        converged: whether the residual reached ``tol`` (always true for direct solves).
+        tol: the tolerance asked for.
+        precision: what held K and computed the residual.
+        device: where the solve ran.
+        estimated_peak_bytes: the memory estimate the solve was planned with.
+        shift: the diagonal shift of the float32 preconditioner, if its Cholesky failed.
+        phases: seconds per phase: build, factorize, solve / refine.
+        fitted: K alpha at the training points (= Y - the residual), in float64.
+    """
+
     X: torch.Tensor
     alpha: torch.Tensor
     kernel: str
@@ -293,49 +327,46 @@ class KernelFit:
         return self.decision(X).argmax(1)
 
 
-def one_hot(labels, num_classes: int | None = None) -> np.ndarray:
+def one_hot(labels: ArrayLike, num_classes: int | None = None) -> np.ndarray:
+    """Labels as one-hot rows, float64 ``[n, num_classes]``.
+
+    Args:
+        labels: integer labels, ``[n]``.
+        num_classes: the number of columns (None: the largest label + 1).
+    """
     labels = np.asarray(labels)
     return np.eye(num_classes or int(labels.max()) + 1)[labels]
 
 
-def interpolate(X, Y, kernel: str = "rbf", bandwidth: float | str | None = None, l2: float = 0.0,
+def interpolate(X: ArrayLike, Y: ArrayLike, kernel: str = "rbf", bandwidth: float | str | None = None, l2: float = 0.0,
                 solver: str = "auto", tol: float = 1e-6, max_iter: int = 2000, budget_bytes: int | None = None,
                 precondition_rank: int = PRECONDITION_RANK, seed: int = 0, progress: bool = False,
                 device: str = "cpu", factorization: str = "auto") -> KernelFit:
-    """Solve (K + l2 I) alpha = Y; ``Y`` is [n, K] (e.g. one-hot) or [n] real targets.
+    """Solve (K + l2 I) alpha = Y: the minimum-norm kernel interpolant (or ridge fit) of ``Y`` on ``X``.
 
-    X: [n, ...] inputs (flattened). kernel: linear, rbf or laplacian. bandwidth: a number, or half-median
-    (default), median or recipe (see ``choose_bandwidth``). l2: ridge term (0 = interpolate). solver: auto,
-    cholesky, mixed or cg (module docstring). tol: the relative residual |K alpha - Y| / |Y| at which the
-    iterative solvers stop. max_iter: their iteration cap. budget_bytes: memory allowed (default: what is
-    available now); a solve that cannot fit is refused before anything large is allocated.
-    precondition_rank: the Nystrom rank for cg. seed: its random directions. progress: show progress bars.
-    device: where the matrix lives (cpu, cuda, cuda:1). factorization: auto, blocked (with progress) or
-    lapack (see ``cholesky_in_place``).
+    Args:
+        X: [n, ...] inputs (flattened).
+        Y: [n, K] targets (e.g. one-hot) or [n] real targets.
+        kernel: linear, rbf or laplacian.
+        bandwidth: a number, or half-median (default), median or recipe (see ``choose_bandwidth``).
+        l2: the ridge term (0 = interpolate).
+        solver: auto, cholesky, mixed or cg (module docstring).
+        tol: the relative residual |K alpha - Y| / |Y| at which the iterative solvers stop.
+        max_iter: the iterative solvers' iteration cap.
+        budget_bytes: memory allowed (default: what is available now); a solve that cannot fit is refused
+            before anything large is allocated.
+        precondition_rank: the Nystrom rank for cg.
+        seed: seeds the Nystrom preconditioner's random directions.
+        progress: show progress bars.
+        device: where the matrix lives (cpu, cuda, cuda:1).
+        factorization: auto, blocked (with progress) or lapack (see ``cholesky_in_place``).
 
-    The result's ``decision(X)`` gives the fitted function; ``norm`` its RKHS norm; ``relative_residual``
-    how exactly it interpolates and ``converged`` whether that met ``tol`` (direct solves always do).
+    Returns:
+        A KernelFit: ``decision(X)`` gives the fitted function; ``norm`` its RKHS norm;
+        ``relative_residual`` how exactly it interpolates and ``converged`` whether that met ``tol`` (direct
+        solves always do).
     """
-    if kernel not in KERNELS:
-        raise choice_error("kernel", kernel, KERNELS)
-    if solver not in SOLVERS:
-        raise choice_error("solver", solver, SOLVERS)
-    if factorization not in FACTORIZATIONS:
-        raise choice_error("factorization", factorization, FACTORIZATIONS)
-    if not (l2 >= 0):
-        raise RethinkgenError(f"l2 {l2!r} must be >= 0")
-    if not (isinstance(precondition_rank, int) and precondition_rank >= 0):
-        raise RethinkgenError(f"precondition rank {precondition_rank!r} must be an integer >= 0")
-    if not (0 < tol < 1):
-        raise RethinkgenError(f"tolerance {tol!r} must be in (0, 1)")
-    if not (isinstance(max_iter, int) and max_iter >= 1):
-        raise RethinkgenError(f"max_iter {max_iter!r} must be an integer >= 1")
-    try:
-        device = torch.device(device)
-    except RuntimeError:
-        raise RethinkgenError(f"unknown device {device!r}; use cpu, cuda or cuda:N") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise RethinkgenError("device cuda requested but torch sees no CUDA device")
+    device = _check_solve_options(kernel, solver, factorization, l2, precondition_rank, tol, max_iter, device)
     X = _as_tensor(X)
     Y = torch.as_tensor(np.asarray(Y, dtype=np.float64))
     Y = Y[:, None] if Y.ndim == 1 else Y
@@ -359,6 +390,32 @@ def interpolate(X, Y, kernel: str = "rbf", bandwidth: float | str | None = None,
     fit.seconds, fit.tol, fit.device = time.perf_counter() - started, tol, str(device)
     fit.estimated_peak_bytes = plan.peak_bytes
     return fit
+
+
+def _check_solve_options(kernel: str, solver: str, factorization: str, l2: float, precondition_rank: int,
+                         tol: float, max_iter: int, device: str) -> torch.device:
+    """Refuse a bad option of ``interpolate`` in one line; returns the device to solve on."""
+    if kernel not in KERNELS:
+        raise choice_error("kernel", kernel, KERNELS)
+    if solver not in SOLVERS:
+        raise choice_error("solver", solver, SOLVERS)
+    if factorization not in FACTORIZATIONS:
+        raise choice_error("factorization", factorization, FACTORIZATIONS)
+    if not (l2 >= 0):
+        raise RethinkgenError(f"l2 {l2!r} must be >= 0")
+    if not (isinstance(precondition_rank, int) and precondition_rank >= 0):
+        raise RethinkgenError(f"precondition rank {precondition_rank!r} must be an integer >= 0")
+    if not (0 < tol < 1):
+        raise RethinkgenError(f"tolerance {tol!r} must be in (0, 1)")
+    if not (isinstance(max_iter, int) and max_iter >= 1):
+        raise RethinkgenError(f"max_iter {max_iter!r} must be an integer >= 1")
+    try:
+        device = torch.device(device)
+    except RuntimeError:
+        raise RethinkgenError(f"unknown device {device!r}; use cpu, cuda or cuda:N") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise RethinkgenError("device cuda requested but torch sees no CUDA device")
+    return device
 
 
 def _finish(X, Y, alpha, residual_vector, solver, precision, iterations, converged, phases, kernel, bandwidth,
