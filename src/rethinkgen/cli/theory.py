@@ -211,7 +211,7 @@ def cmd_memorize(args) -> int:
     kind = {0.0: "true labels", 1.0: "random labels"}.get(args.label_noise, f"label noise {args.label_noise:g}")
     print(f"{dataset.name}, {kind}: n = {fit.n:,} points, d = {fit.d:,} dimensions, "
           f"{fit.outputs} outputs")
-    print(f"  parameters {fit.parameters:,} (d + n + nK = {fit.d + fit.n + fit.n * fit.outputs:,}), "
+    print(f"  parameters {fit.parameter_count:,} (d + n + nK = {fit.d + fit.n + fit.n * fit.outputs:,}), "
           f"smallest gap {fit.smallest_gap:.3g}, max residual {fit.max_residual:.3g}")
     print(f"  train accuracy {train_acc:.4f}, test accuracy {test_acc:.4f} (chance {1 / dataset.num_classes:.2f}), "
           f"built in {seconds:.2f}s")

@@ -38,6 +38,7 @@ from rethinkgen.store import (  # noqa: E402
     atomic_write_text,
     check_run_id,
     index_rows,
+    is_finished,  # noqa: E402
     read_json,
     read_summary,
     run_path,
@@ -58,7 +59,7 @@ class Run(StoredRun):
     run_dir: Path
 
     def get(self, key):
-        return self.summary.get(key) if self.status in ("complete", "diverged") else None
+        return self.summary.get(key) if is_finished(self.status) else None
 
 
 @dataclass

@@ -94,11 +94,6 @@ class Memorized:
         """The network's number of weights: d + n + n * outputs."""
         return sum(p.numel() for p in self.network.parameters())
 
-    @property
-    def parameters(self) -> int:
-        """The former name of ``parameter_count``, kept until the command line uses the new one."""
-        return self.parameter_count
-
 
 def _duplicates(X: np.ndarray, Y: np.ndarray) -> None:
     """Identical points with different targets cannot be fitted by any function: name them."""
