@@ -8,41 +8,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from helpers import IDX_STEMS, idx_arrays, write_idx_dir
 from rethinkgen.data import idx as idx_mod, load
 from rethinkgen.data.download import md5sum
 from rethinkgen.data.idx import write_idx
 from rethinkgen.errors import RethinkgenError
 
 FASHION_SYSTEM_DIR = Path("/usr/share/datasets/fashion-mnist")
-IDX_STEMS = {
-    "x_train": "train-images-idx3-ubyte",
-    "y_train": "train-labels-idx1-ubyte",
-    "x_test": "t10k-images-idx3-ubyte",
-    "y_test": "t10k-labels-idx1-ubyte",
-}
-
 
 
 pytestmark = pytest.mark.usefixtures("isolated_cache")
-
-
-def _idx_arrays(n_train=20, n_test=8, h=5, w=4, seed=0):
-    rng = np.random.default_rng(seed)
-    return {
-        "x_train": rng.integers(0, 256, size=(n_train, h, w), dtype=np.uint8),
-        "y_train": (np.arange(n_train) % 10).astype(np.uint8),
-        "x_test": rng.integers(0, 256, size=(n_test, h, w), dtype=np.uint8),
-        "y_test": (np.arange(n_test)[::-1] % 10).astype(np.uint8),
-    }
-
-
-def _write_idx_dir(directory: Path, arrays: dict, gz: bool) -> dict[str, Path]:
-    directory.mkdir(parents=True, exist_ok=True)
-    paths = {}
-    for key, stem in IDX_STEMS.items():
-        paths[key] = directory / (stem + (".gz" if gz else ""))
-        write_idx(paths[key], arrays[key])
-    return paths
 
 
 def _assert_idx_error(directory, name, file_fragment, *patterns):
@@ -58,8 +33,8 @@ def _assert_idx_error(directory, name, file_fragment, *patterns):
 @pytest.mark.parametrize("name", ["fashion-mnist", "mnist"])
 @pytest.mark.parametrize("gz", [True, False], ids=["gzip", "plain"])
 def test_idx_round_trip(tmp_path, name, gz):
-    arrays = _idx_arrays()
-    paths = _write_idx_dir(tmp_path / "files", arrays, gz)
+    arrays = idx_arrays()
+    paths = write_idx_dir(tmp_path / "files", arrays, gz)
     if gz:
         assert paths["x_train"].read_bytes()[:2] == b"\x1f\x8b"  # really gzipped
     else:
@@ -82,7 +57,7 @@ def test_idx_round_trip(tmp_path, name, gz):
 
 
 def test_idx_mixed_plain_and_gzip_and_string_data_dir(tmp_path):
-    arrays = _idx_arrays(seed=1)
+    arrays = idx_arrays(seed=1)
     for i, (key, stem) in enumerate(IDX_STEMS.items()):
         write_idx(tmp_path / (stem + (".gz" if i % 2 else "")), arrays[key])
     data = load("mnist", data_dir=str(tmp_path))
@@ -91,8 +66,8 @@ def test_idx_mixed_plain_and_gzip_and_string_data_dir(tmp_path):
 
 
 def test_idx_found_through_rethinkgen_data(tmp_path, monkeypatch):
-    arrays = _idx_arrays(seed=2)
-    _write_idx_dir(tmp_path / "fashion-mnist", arrays, gz=True)
+    arrays = idx_arrays(seed=2)
+    write_idx_dir(tmp_path / "fashion-mnist", arrays, gz=True)
     monkeypatch.setenv("RETHINKGEN_DATA", str(tmp_path))
     assert idx_mod.locate("fashion-mnist") == tmp_path / "fashion-mnist"
     data = load("fashion-mnist")
@@ -122,15 +97,15 @@ def test_write_idx_read_idx_round_trip(tmp_path):
 
 @pytest.mark.parametrize("gz", [True, False], ids=["gzip", "plain"])
 def test_idx_wrong_number_of_dimensions(tmp_path, gz):
-    arrays = _idx_arrays()
+    arrays = idx_arrays()
     arrays["y_train"] = arrays["y_train"].reshape(20, 1, 1)  # 3 dims where 1 is expected
-    _write_idx_dir(tmp_path, arrays, gz)
+    write_idx_dir(tmp_path, arrays, gz)
     _assert_idx_error(tmp_path, "fashion-mnist", "train-labels-idx1-ubyte", "wrong magic number",
                       "0x00000803", "expected 0x00000801")
 
 
 def test_idx_corrupt_type_byte(tmp_path):
-    paths = _write_idx_dir(tmp_path, _idx_arrays(), gz=False)
+    paths = write_idx_dir(tmp_path, idx_arrays(), gz=False)
     raw = bytearray(paths["x_test"].read_bytes())
     raw[2] = 0x0D  # float instead of unsigned byte
     paths["x_test"].write_bytes(bytes(raw))
@@ -138,14 +113,14 @@ def test_idx_corrupt_type_byte(tmp_path):
 
 
 def test_idx_images_file_given_as_labels(tmp_path):
-    arrays = _idx_arrays()
-    paths = _write_idx_dir(tmp_path, arrays, gz=False)
+    arrays = idx_arrays()
+    paths = write_idx_dir(tmp_path, arrays, gz=False)
     paths["y_test"].write_bytes(paths["x_test"].read_bytes())
     _assert_idx_error(tmp_path, "mnist", "t10k-labels-idx1-ubyte", "wrong magic number")
 
 
 def test_idx_truncated_plain(tmp_path):
-    paths = _write_idx_dir(tmp_path, _idx_arrays(), gz=False)
+    paths = write_idx_dir(tmp_path, idx_arrays(), gz=False)
     raw = paths["x_train"].read_bytes()
     paths["x_train"].write_bytes(raw[:-7])
     message = _assert_idx_error(tmp_path, "fashion-mnist", "train-images-idx3-ubyte", "truncated")
@@ -153,13 +128,13 @@ def test_idx_truncated_plain(tmp_path):
 
 
 def test_idx_too_long_plain(tmp_path):
-    paths = _write_idx_dir(tmp_path, _idx_arrays(), gz=False)
+    paths = write_idx_dir(tmp_path, idx_arrays(), gz=False)
     paths["x_test"].write_bytes(paths["x_test"].read_bytes() + b"\x00\x01")
     _assert_idx_error(tmp_path, "fashion-mnist", "t10k-images-idx3-ubyte", "too long")
 
 
 def test_idx_truncated_header(tmp_path):
-    paths = _write_idx_dir(tmp_path, _idx_arrays(), gz=False)
+    paths = write_idx_dir(tmp_path, idx_arrays(), gz=False)
     paths["x_train"].write_bytes(paths["x_train"].read_bytes()[:10])
     _assert_idx_error(tmp_path, "fashion-mnist", "train-images-idx3-ubyte", "truncated IDX header")
 
@@ -167,7 +142,7 @@ def test_idx_truncated_header(tmp_path):
 @pytest.mark.parametrize("cut", [1, 8, 30])
 def test_idx_truncated_gzip_stream(tmp_path, cut):
     """Cutting bytes off a .gz file must give a RethinkgenError, not gzip's EOFError."""
-    paths = _write_idx_dir(tmp_path, _idx_arrays(), gz=True)
+    paths = write_idx_dir(tmp_path, idx_arrays(), gz=True)
     raw = paths["x_train"].read_bytes()
     paths["x_train"].write_bytes(raw[:-cut])
     message = _assert_idx_error(tmp_path, "fashion-mnist", "train-images-idx3-ubyte.gz")
@@ -175,23 +150,23 @@ def test_idx_truncated_gzip_stream(tmp_path, cut):
 
 
 def test_idx_truncated_content_inside_valid_gzip(tmp_path):
-    paths = _write_idx_dir(tmp_path, _idx_arrays(), gz=True)
+    paths = write_idx_dir(tmp_path, idx_arrays(), gz=True)
     content = gzip.decompress(paths["x_train"].read_bytes())
     paths["x_train"].write_bytes(gzip.compress(content[:-5]))
     _assert_idx_error(tmp_path, "fashion-mnist", "train-images-idx3-ubyte.gz", "truncated", "file has 395")
 
 
 def test_idx_not_gzip_but_named_gz(tmp_path):
-    paths = _write_idx_dir(tmp_path, _idx_arrays(), gz=True)
+    paths = write_idx_dir(tmp_path, idx_arrays(), gz=True)
     paths["y_train"].write_bytes(b"this is not gzip at all")
     _assert_idx_error(tmp_path, "mnist", "train-labels-idx1-ubyte.gz", "cannot read")
 
 
 @pytest.mark.parametrize("split", ["train", "test"])
 def test_idx_image_label_count_mismatch(tmp_path, split):
-    arrays = _idx_arrays()
+    arrays = idx_arrays()
     arrays[f"y_{split}"] = arrays[f"y_{split}"][:-1]
-    _write_idx_dir(tmp_path, arrays, gz=False)
+    write_idx_dir(tmp_path, arrays, gz=False)
     images = IDX_STEMS[f"x_{split}"]
     n = len(arrays[f"x_{split}"])
     _assert_idx_error(tmp_path, "mnist", images, f"{n} images but", IDX_STEMS[f"y_{split}"], f"{n - 1} labels")
@@ -199,17 +174,17 @@ def test_idx_image_label_count_mismatch(tmp_path, split):
 
 @pytest.mark.parametrize("split", ["train", "test"])
 def test_idx_label_out_of_range(tmp_path, split):
-    arrays = _idx_arrays()
+    arrays = idx_arrays()
     arrays[f"y_{split}"] = arrays[f"y_{split}"].copy()
     arrays[f"y_{split}"][3] = 10
-    _write_idx_dir(tmp_path, arrays, gz=True)
+    write_idx_dir(tmp_path, arrays, gz=True)
     _assert_idx_error(tmp_path, "fashion-mnist", IDX_STEMS[f"y_{split}"], "label 10 outside 0..9")
 
 
 def test_idx_train_test_image_size_mismatch(tmp_path):
-    arrays = _idx_arrays()
+    arrays = idx_arrays()
     arrays["x_test"] = np.zeros((8, 6, 4), np.uint8)
-    _write_idx_dir(tmp_path, arrays, gz=False)
+    write_idx_dir(tmp_path, arrays, gz=False)
     with pytest.raises(RethinkgenError, match="differ in shape"):
         load("mnist", data_dir=tmp_path)
 
@@ -228,8 +203,8 @@ def test_idx_directory_without_files(tmp_path, name):
 
 
 def test_idx_directory_with_only_some_files(tmp_path):
-    arrays = _idx_arrays()
-    paths = _write_idx_dir(tmp_path, arrays, gz=True)
+    arrays = idx_arrays()
+    paths = write_idx_dir(tmp_path, arrays, gz=True)
     paths["y_test"].unlink()
     assert idx_mod.locate("mnist", tmp_path) is None
     _assert_idx_error(tmp_path, "mnist", str(tmp_path), "--download")
@@ -237,9 +212,9 @@ def test_idx_directory_with_only_some_files(tmp_path):
 
 def test_idx_download_from_file_url(tmp_path, monkeypatch):
     """The --download path, fed from file:// URLs with matching checksums: no network involved."""
-    arrays = _idx_arrays(seed=4)
+    arrays = idx_arrays(seed=4)
     source = tmp_path / "mirror"
-    paths = _write_idx_dir(source, arrays, gz=True)
+    paths = write_idx_dir(source, arrays, gz=True)
     cache = tmp_path / "cache"
     monkeypatch.setenv("RETHINKGEN_DATA", str(cache))
     monkeypatch.setitem(idx_mod.SOURCES["mnist"], "url", source.as_uri() + "/")

@@ -2,68 +2,13 @@
 
 from __future__ import annotations
 
-import pickle
-from pathlib import Path
-
-import numpy as np
 import pytest
 
+from helpers import idx_arrays, write_cifar10, write_idx_dir
 from rethinkgen.data import SOURCES, load, source_status
-from rethinkgen.data.cifar import write_batch
-from rethinkgen.data.idx import write_idx
 from rethinkgen.errors import RethinkgenError
 
-IDX_STEMS = {
-    "x_train": "train-images-idx3-ubyte",
-    "y_train": "train-labels-idx1-ubyte",
-    "x_test": "t10k-images-idx3-ubyte",
-    "y_test": "t10k-labels-idx1-ubyte",
-}
-
-
-
 pytestmark = pytest.mark.usefixtures("isolated_cache")
-
-
-def _idx_arrays(n_train=20, n_test=8, h=5, w=4, seed=0):
-    rng = np.random.default_rng(seed)
-    return {
-        "x_train": rng.integers(0, 256, size=(n_train, h, w), dtype=np.uint8),
-        "y_train": (np.arange(n_train) % 10).astype(np.uint8),
-        "x_test": rng.integers(0, 256, size=(n_test, h, w), dtype=np.uint8),
-        "y_test": (np.arange(n_test)[::-1] % 10).astype(np.uint8),
-    }
-
-
-def _write_idx_dir(directory: Path, arrays: dict, gz: bool) -> dict[str, Path]:
-    directory.mkdir(parents=True, exist_ok=True)
-    paths = {}
-    for key, stem in IDX_STEMS.items():
-        paths[key] = directory / (stem + (".gz" if gz else ""))
-        write_idx(paths[key], arrays[key])
-    return paths
-
-
-def _cifar_images(n, seed):
-    return np.random.default_rng(seed).integers(0, 256, size=(n, 3, 32, 32), dtype=np.uint8)
-
-
-def _write_cifar10(folder: Path, per_batch=4, n_test=5):
-    folder.mkdir(parents=True, exist_ok=True)
-    names = [f"name{k}" for k in range(10)]
-    with open(folder / "batches.meta", "wb") as handle:
-        pickle.dump({b"label_names": [n.encode() for n in names], b"num_vis": 3072}, handle)
-    xs, ys = [], []
-    for i in range(1, 6):
-        x = _cifar_images(per_batch, seed=i)
-        y = [(i + j) % 10 for j in range(per_batch)]
-        write_batch(folder / f"data_batch_{i}", x, y)
-        xs.append(x)
-        ys += y
-    x_test = _cifar_images(n_test, seed=99)
-    y_test = [(3 * j) % 10 for j in range(n_test)]
-    write_batch(folder / "test_batch", x_test, y_test)
-    return names, np.concatenate(xs), np.array(ys), x_test, np.array(y_test)
 
 
 def test_load_unknown_name_lists_allowed():
@@ -122,7 +67,7 @@ def test_source_status_rows(tmp_path, monkeypatch):
 
 def test_source_status_finds_and_describes_files(tmp_path, monkeypatch):
     monkeypatch.setenv("RETHINKGEN_DATA", str(tmp_path / "cache"))
-    _write_cifar10(tmp_path / "cifar-10-batches-py")
+    write_cifar10(tmp_path / "cifar-10-batches-py")
     by_name = {row["name"]: row for row in source_status(data_dir=tmp_path)}
     assert by_name["cifar10"]["found"] is True
     assert by_name["cifar10"]["where"] == str(tmp_path / "cifar-10-batches-py")
@@ -132,7 +77,7 @@ def test_source_status_finds_and_describes_files(tmp_path, monkeypatch):
 
 def test_source_status_reports_unreadable_files(tmp_path, monkeypatch):
     monkeypatch.setenv("RETHINKGEN_DATA", str(tmp_path / "cache"))
-    paths = _write_idx_dir(tmp_path, _idx_arrays(), gz=False)
+    paths = write_idx_dir(tmp_path, idx_arrays(), gz=False)
     paths["x_train"].write_bytes(paths["x_train"].read_bytes()[:-3])
     by_name = {row["name"]: row for row in source_status(data_dir=tmp_path)}
     row = by_name["mnist"]

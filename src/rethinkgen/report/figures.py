@@ -20,6 +20,18 @@ def step_unit(max_step: int) -> tuple[float, str]:
     return (1000.0, "thousand steps") if max_step >= 2000 else (1.0, "steps")
 
 
+def save_titled(fig, path: Path, title: str) -> Path:
+    """Give ``fig`` its title (none when empty), write it to ``path`` (PNG, 120 dpi) and beside it as SVG,
+    close it, and return ``path``."""
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    fig.savefig(path.with_suffix(".svg"))
+    plt.close(fig)
+    return path
+
+
 def plot_learning_curves(curves: list[dict], path: str | Path, title: str = "") -> Path:
     """Figure-1a-style panels against steps: running mean training loss, train and test accuracy.
 
@@ -51,13 +63,7 @@ def _plot_learning_curves(curves: list[dict], path: Path, title: str) -> Path:
     for ax in (loss_ax, train_ax, test_ax):
         ax.set_xlabel(unit_label)
         ax.grid(alpha=0.3)
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    fig.savefig(path.with_suffix(".svg"))
-    plt.close(fig)
-    return path
+    return save_titled(fig, path, title)
 
 
 MEMORIZATION_PANELS = (
@@ -93,10 +99,4 @@ def plot_memorization(curves: list[dict], path: str | Path, title: str = "") -> 
             ax.set(xlabel=unit_label, ylabel=ylabel, title=panel_title, ylim=(0, 1.02))
             ax.grid(alpha=0.3)
         axes[0].legend(frameon=False)
-        if title:
-            fig.suptitle(title)
-        fig.tight_layout()
-        fig.savefig(path, dpi=120)
-        fig.savefig(path.with_suffix(".svg"))
-        plt.close(fig)
-        return path
+        return save_titled(fig, path, title)
