@@ -303,7 +303,7 @@ def test_a_dry_run_imports_no_user_model(tmp_path, capsys, user_models):
     code, out, _ = run_cli(capsys, "sweep", spec, "--dry-run", "--runs", tmp_path / "runs")
     assert code == 0 and "factories_under_test" not in sys.modules
     line = next(line for line in out.splitlines() if "factories_under_test:boom" in line)
-    assert "cost unknown" in line and "1 run(s) of a user's model not counted" in out
+    assert "cost unknown" in line and "1 run(s) of a model without a measured speed" in out
 
 
 # ------------------------------------------------------------------------------------------- CLI values

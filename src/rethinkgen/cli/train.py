@@ -273,7 +273,7 @@ def cmd_sweep(args) -> int:
             print(f"  {run.config.run_id()}  {status:<11} {run.config.model:<21} {run.label:<40} "
                   f"{run.config.epochs:>4} epochs  {cost}")
         print(f"estimated: at most {total / 3600:.2f} CPU hours on a 2-core CPU (runs that stop at fit take less)"
-              + (f"; {unknown} run(s) of a user's model not counted (cost unknown)" if unknown else ""))
+              + (f"; {unknown} run(s) of a model without a measured speed (your own, or a family member such as mlp-1x64) not counted" if unknown else ""))
         return 0
     outcome = sweep.run_sweep(plan, args.runs_dir, workers=args.workers, retry_failed=args.retry_failed,
                               progress=not args.quiet, executor=args.executor, address=args.address,

@@ -222,7 +222,7 @@ def _build_problem(name: str, shape: tuple, num_classes: int, dropout: float) ->
 
 def estimate_seconds(config: RunConfig) -> float | None:
     """A rough upper bound of a run's CPU time from the measured speeds above (runs that stop at fit end
-    sooner); None for a user's model, whose speed is unknown."""
+    sooner); None for a model without a measured speed (a user's model, or a family member such as mlp-1x64)."""
     if config.model not in models.model_names():
         return None
     n_train, n_test, values = DATASET_SHAPES.get(config.dataset, (50000, 10000, 2352))
