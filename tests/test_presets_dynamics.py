@@ -43,12 +43,16 @@ def test_double_descent_sweeps_the_width_at_label_noise_0_2(scale, family, width
         assert c.epochs == presets.EPOCHS["double-descent"][scale]
     assert presets.build("double-descent", models=["mlp-1x7"]).runs[0].group["width"] == 7
     assert len({r.config.subset for r in presets.build("double-descent", scale="small").runs}) == 1
+    # at tiny scale: all 1,347 digits (the peak is lost in the noise of 256), a subset of larger data
+    assert {(r.config.subset, r.config.test_subset) for r in presets.build("double-descent").runs} == {(None, None)}
+    fashion = presets.build("double-descent", dataset="fashion-mnist").runs[0].config
+    assert (fashion.subset, fashion.test_subset) == (1500, 500)
 
 
 def test_the_new_presets_are_sweep_choices(tmp_path, capsys):
-    assert main(["sweep", "--preset", "double-descent", "--dry-run", "--out", str(tmp_path)]) == 0
+    assert main(["sweep", "--preset", "double-descent", "--dry-run", "--runs", str(tmp_path)]) == 0
     assert "13 run(s)" in capsys.readouterr().out
-    assert main(["sweep", "--preset", "memorization", "--dry-run", "--out", str(tmp_path)]) == 0
+    assert main(["sweep", "--preset", "memorization", "--dry-run", "--runs", str(tmp_path)]) == 0
 
 
 def test_first_epoch_reaching_a_level():
