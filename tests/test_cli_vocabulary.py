@@ -204,3 +204,10 @@ def test_help_answers_without_importing_torch(argv):
     completed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False)
     assert completed.returncode == 0, completed.stderr
     assert "usage: rethinkgen" in completed.stdout
+
+
+def test_list_presets_gives_the_models_of_each_scale_where_they_differ(capsys):
+    assert main(["list", "presets"]) == 0
+    out = capsys.readouterr().out
+    assert "models at paper: alexnet-small inception-small" in out and "models at tiny: mlp-1x2 mlp-1x4" in out
+    assert "models: inception-small alexnet-small mlp-1x512" in out and "paper small tiny" not in out

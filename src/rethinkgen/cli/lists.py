@@ -138,7 +138,12 @@ def cmd_presets(args) -> int:
     width = max(map(len, presets.DESCRIPTIONS))
     for name, description in presets.DESCRIPTIONS.items():
         print(f"{name:<{width}}  {description}")
-        print(f"{'':<{width}}  models: {' '.join(presets.DEFAULT_MODELS[name])}")
+        by_scale = {scale: " ".join(presets.default_models(name, scale)) for scale in presets.SCALES}
+        if len(set(by_scale.values())) == 1:
+            print(f"{'':<{width}}  models: {by_scale['tiny']}")
+        else:
+            for scale, names in by_scale.items():
+                print(f"{'':<{width}}  models at {scale}: {names}")
     return 0
 
 
