@@ -16,7 +16,6 @@ from rethinkgen import store
 from rethinkgen.choices import RESULT_FORMATS
 from rethinkgen.errors import RethinkgenError, choice_error, shown
 
-FORMATS = RESULT_FORMATS
 PARQUET_MISSING = "the parquet format needs pyarrow: pip install pyarrow"
 
 
@@ -54,14 +53,14 @@ def parse_columns(text: str | None) -> list[str] | None:
 
 
 def render(frame, fmt: str) -> str | bytes:
-    """The table in format ``fmt`` (one of FORMATS): text, or bytes for parquet.
+    """The table in format ``fmt`` (one of choices.RESULT_FORMATS): text, or bytes for parquet.
 
     Args:
         frame: the table (``runs_table``).
         fmt: table (aligned text), csv, json (a list of objects, one per run) or parquet.
     """
-    if fmt not in FORMATS:
-        raise choice_error("format", fmt, FORMATS)
+    if fmt not in RESULT_FORMATS:
+        raise choice_error("format", fmt, RESULT_FORMATS)
     if fmt == "table":
         return (frame.to_string(index=False) if len(frame) else "(no runs match)") + "\n"
     if fmt == "json":
