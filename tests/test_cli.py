@@ -117,7 +117,7 @@ BAD_INPUTS = [
     (["--label-noise", "-0.2"], "label_noise -0.2 is outside [0, 1]"),
     (["--augment", "mixup"], "argument --augment: unknown value 'mixup'; allowed: crop, flip"),
     (["--augment", "crop,mixup"], "argument --augment: unknown value 'mixup'"),
-    (["--epochs", "0"], "epochs 0 must be a positive integer"),
+    (["--epochs", "0"], "epochs 0 must be an integer >= 1"),
     (["--lr-decay", "1.5"], "lr_decay 1.5 is outside (0, 1]"),
     (["--dataset", "fashion-mnist", "--data-dir", "/nonexistent/dir"], "/nonexistent/dir does not exist"),
     (["--subset", "99999"], "subset size 99999 must be an integer in 1..1347"),

@@ -8,7 +8,7 @@ import pytest
 
 from rethinkgen import data
 from rethinkgen.errors import RethinkgenError
-from rethinkgen.report import build_sections
+from rethinkgen.report.document import build_sections
 from rethinkgen.theory.double_descent import (
     RandomFeatures,
     default_widths,
@@ -148,8 +148,8 @@ def test_unsafe_result_names_are_refused(noisy_curve, tmp_path, name):
     ({"widths": [10, 0]}, r"widths \[10, 0\] must be"),
     ({"widths": [10**7]}, "must be a non-empty list of integers in 1..200000"),
     ({"widths": "wide"}, "widths 'wide' must be a list"),
-    ({"label_noise": 1.5}, r"label noise 1.5 must be a number in \[0, 1\]"),
-    ({"ridge": -1.0}, "ridge -1.0 must be a finite number >= 0"),
+    ({"label_noise": 1.5}, r"label noise 1.5 is outside \[0, 1\]"),
+    ({"ridge": -1.0}, "ridge -1.0 must be a number >= 0"),
     ({"ridge": float("nan")}, "ridge nan must be"),
     ({"seeds": ()}, r"seeds \[\] must be a non-empty list of integers >= 0"),
     ({"seeds": (0, -1)}, "seeds"),

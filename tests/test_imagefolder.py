@@ -159,7 +159,7 @@ def test_missing_and_malformed_folders_are_named(folder, tmp_path):
     shutil.copytree(folder / "train", no_val / "train")
     assert "no test split" in _error(no_val) and "validation" in _error(no_val)
     assert "nothing to download" in _error(folder, download=True)
-    assert "image size 0 must be a positive integer" in _error(folder, image_size=0)
+    assert "image size 0 must be an integer >= 1" in _error(folder, image_size=0)
 
 
 def test_an_empty_class_a_stray_file_and_a_corrupt_image_are_named(folder, tmp_path):

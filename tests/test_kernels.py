@@ -105,7 +105,7 @@ def test_median_bandwidth_and_blocked_kernel_matrix():
 @pytest.mark.parametrize("kwargs, message", [
     ({"kernel": "poly"}, "unknown kernel 'poly'; allowed: linear, rbf, laplacian"),
     ({"solver": "svd"}, "unknown solver 'svd'"),
-    ({"l2": -1.0}, "l2 -1.0 must be >= 0"),
+    ({"l2": -1.0}, "l2 -1.0 must be a number >= 0"),
     ({"bandwidth": 0.0}, "bandwidth 0.0 must be > 0"),
 ])
 def test_bad_arguments(kwargs, message):
@@ -269,7 +269,7 @@ def test_every_path_on_cuda_matches_the_cpu(digits):
 
 
 @pytest.mark.parametrize("kwargs, message", [
-    ({"tol": 0.0}, "tolerance 0.0 must be in (0, 1)"),
+    ({"tol": 0.0}, "tolerance 0.0 is outside (0, 1)"),
     ({"max_iter": 0}, "max_iter 0 must be an integer >= 1"),
     ({"factorization": "qr"}, "unknown factorization 'qr'"),
 ])

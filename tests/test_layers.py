@@ -2,8 +2,9 @@
 
 The flow, lowest first: names and errors -> the run store -> data (sources, randomization,
 preprocessing, augmentation) -> models -> a run's settings (config) -> the engine -> complexity measures -> the trainers (which take a completed run's
-measures) -> report building blocks -> experiments (sweeps, executors, presets, the demo) -> theory -> the
-command line.
+measures) -> report building blocks (runs as reports see them, sections, figures) -> experiments (sweeps,
+executors, presets with their report sections, the demo) -> the report, which gathers the presets' sections
+-> theory -> the command line.
 """
 
 import ast
@@ -18,7 +19,7 @@ PACKAGE = SRC / "rethinkgen"
 
 # (layer, module prefixes), lowest first; a module belongs to the layer of its longest matching prefix
 LAYERS = [
-    ("names", ["rethinkgen", "rethinkgen.errors", "rethinkgen.choices", "rethinkgen.outcome",
+    ("names", ["rethinkgen", "rethinkgen.errors", "rethinkgen.checks", "rethinkgen.choices", "rethinkgen.outcome",
                "rethinkgen.settings_file", "rethinkgen.registry"]),
     ("store", ["rethinkgen.store"]),
     ("data", ["rethinkgen.data"]),
@@ -27,8 +28,9 @@ LAYERS = [
     ("engine", ["rethinkgen.engine"]),
     ("measures", ["rethinkgen.measures"]),
     ("trainers", ["rethinkgen.engine.trainer", "rethinkgen.engine.ensemble"]),
-    ("report", ["rethinkgen.report"]),
+    ("report blocks", ["rethinkgen.report"]),
     ("experiments", ["rethinkgen.experiments"]),
+    ("report", ["rethinkgen.report.document"]),
     ("theory", ["rethinkgen.theory"]),
     ("cli", ["rethinkgen.cli", "rethinkgen.__main__"]),
 ]

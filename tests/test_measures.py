@@ -20,7 +20,7 @@ from rethinkgen.measures.analysis import analyse, granulated_tau, hyperparameter
 from rethinkgen.measures.flatness import bisect_scale
 from rethinkgen.measures.network import fold_batch_norm
 from rethinkgen.measures.runs import measure_stored_run, read_measures
-from rethinkgen.report import write_report
+from rethinkgen.report.document import write_report
 from rethinkgen.store import load
 
 SMALL_BUDGET = {"sharpness_draws": 2, "scale_draws": 1, "bisection_steps": 3}

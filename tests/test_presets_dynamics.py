@@ -5,9 +5,10 @@ import pytest
 
 from rethinkgen.cli import main
 from rethinkgen.experiments import presets
+from rethinkgen.experiments.presets import double_descent
 from rethinkgen.experiments.sweep import run_sweep
-from rethinkgen.report import write_report
-from rethinkgen.report.dynamics import first_epoch
+from rethinkgen.report import first_epoch
+from rethinkgen.report.document import write_report
 
 FAST = dict(epochs=4, subset=96, test_subset=64)
 
@@ -22,7 +23,7 @@ def test_memorization_runs_four_noise_levels_per_model_for_a_fixed_budget(scale,
     assert [r.group["label_noise"] for r in sweep.runs[:4]] == [0.2, 0.4, 0.6, 0.8]
     for run in sweep.runs:
         c = run.config
-        assert not c.stop_at_fit and c.epochs == presets.EPOCHS["memorization"][scale] and c.lr is None
+        assert not c.stop_at_fit and c.epochs == presets.PRESETS["memorization"].epochs[scale] and c.lr is None
     tiny = presets.build("memorization").runs[0].config
     assert tiny.lr_decay == pytest.approx(0.95 ** (2 / 391))  # the rate falls per step as in the other presets
     assert len(presets.build("memorization", models=["alexnet-small"], seeds=[0, 1]).runs) == 8
@@ -39,8 +40,8 @@ def test_double_descent_sweeps_the_width_at_label_noise_0_2(scale, family, width
     assert {r.config.seed for r in sweep.runs} == {0, 1}
     for run in sweep.runs:
         c = run.config
-        assert c.label_noise == 0.2 and not c.stop_at_fit and c.lr_decay == 1.0 and c.lr == presets.DOUBLE_DESCENT_LR
-        assert c.epochs == presets.EPOCHS["double-descent"][scale]
+        assert c.label_noise == 0.2 and not c.stop_at_fit and c.lr_decay == 1.0 and c.lr == double_descent.LR
+        assert c.epochs == presets.PRESETS["double-descent"].epochs[scale]
     assert presets.build("double-descent", models=["mlp-1x7"]).runs[0].group["width"] == 7
     assert len({r.config.subset for r in presets.build("double-descent", scale="small").runs}) == 1
     # at tiny scale: all 1,347 digits (the peak is lost in the noise of 256), a subset of larger data

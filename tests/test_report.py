@@ -12,7 +12,7 @@ from rethinkgen.data.cifar import write_batch
 from rethinkgen.errors import RethinkgenError
 from rethinkgen.experiments import presets
 from rethinkgen.experiments.sweep import run_sweep
-from rethinkgen.report import write_report
+from rethinkgen.report.document import write_report
 
 FAST = dict(epochs=3, subset=64, test_subset=64)
 
@@ -122,7 +122,8 @@ def test_table_rows_of_different_models_are_not_merged(tmp_path):
 
 
 def test_table2_from_an_image_folder_and_beside_the_paper_on_imagenet(tmp_path):
-    from rethinkgen.report import Run, section_table2
+    from rethinkgen.experiments.presets.table2 import section as section_table2
+    from rethinkgen.report import Run
     from test_imagefolder import write_folder
 
     folder = write_folder(tmp_path / "folder", n_train=9, n_test=3, size=24)

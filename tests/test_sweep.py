@@ -205,14 +205,14 @@ def test_each_preset_has_the_runs_of_its_experiment(preset, runs):
 def test_table1_rows_match_the_paper():
     rows = {(r.group["model"], r.group["crop"], r.group["weight_decay"], r.group["random_labels"])
             for r in presets.build("table1").runs}
-    from rethinkgen.report.paper import TABLE1
+    from rethinkgen.experiments.presets.table1 import TABLE1
     assert rows == set(TABLE1)
     crop_run = next(r for r in presets.build("table1").runs if r.group["crop"])
     assert crop_run.config.augment == ("crop",) and crop_run.config.stop_at_fit
 
 
 def test_table2_rows_and_settings_match_the_paper():
-    from rethinkgen.report.paper import TABLE2
+    from rethinkgen.experiments.presets.table2 import TABLE2
 
     sweep = presets.build("table2")
     rows = {(r.group["random_labels"], r.group["augmentation"], r.group["dropout"], r.group["weight_decay"])

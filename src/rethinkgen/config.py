@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Optional
 
 from rethinkgen import registry
+from rethinkgen.checks import integer, number
 from rethinkgen.choices import AMP_MODES, AUGMENTATIONS, DATASETS, INPUTS, LABEL_NOISE_MODES, MEASURE_SETS, SWITCH_MODES
 from rethinkgen.data import arrays as own_data, huggingface
 from rethinkgen.errors import RethinkgenError, choice_error, shown
@@ -38,7 +39,8 @@ def _f(default, help: str, **extra):
     """A setting with its help text. ``hashed_at_default=False`` marks settings added after runs were
     already stored: left out of the run id while at their default (or at ``neutral``, the resolved value
     that computes what runs computed before the setting existed), so existing run folders keep their
-    names. ``choices`` lists the allowed values."""
+    names. ``choices`` lists the allowed values; ``within=(low, high, low_open, high_open)`` the interval of a
+    number, ``integer=(low, high)`` the range of a whole number (see ``rethinkgen.checks``)."""
     return field(default=default, metadata={"help": help, **extra})
 
 
@@ -60,13 +62,17 @@ class RunConfig:
                                         "the run id", hashed_at_default=False)
     data_dir: Optional[str] = _f(None, "directory holding the dataset's files")
     download: bool = _f(False, "download the dataset's canonical files when they are missing")
-    subset: Optional[int] = _f(None, "train on a stratified subset of this many training examples")
-    test_subset: Optional[int] = _f(None, "evaluate on a stratified subset of this many test examples")
+    subset: Optional[int] = _f(None, "train on a stratified subset of this many training examples",
+        integer=(1,))
+    test_subset: Optional[int] = _f(None, "evaluate on a stratified subset of this many test examples",
+        integer=(1,))
     image_size: Optional[int] = _f(None, "imagefolder only: decode each image to this size, shorter side resized "
-                                         "and centre-cropped (default: 299, Inception V3's)", hashed_at_default=False)
+                                         "and centre-cropped (default: 299, Inception V3's)", hashed_at_default=False,
+        integer=(1, MAX_IMAGE_SIZE))
     workers: Optional[int] = _f(None, "imagefolder only: DataLoader worker processes that decode images "
                                       "(default: the CPU count, at most 8; 0 decodes in the training process)",
-                                hashed_at_default=False)
+                                hashed_at_default=False,
+        integer=(0, MAX_WORKERS))
     image_column: Optional[str] = _f(None, "Hugging Face datasets only: the column of images (default: the one "
                                            "column of images)", hashed_at_default=False)
     label_column: Optional[str] = _f(None, "Hugging Face datasets only: the column of labels (default: the one "
@@ -89,33 +95,44 @@ class RunConfig:
         within=(0, 1, False, True))
     crop: str = _f("auto", "centre crop: auto (32x32 to 28x28, as the paper), none, or a size")
     # optimization
-    epochs: int = _f(20, "number of epochs (the paper gives none)")
-    batch_size: int = _f(128, "minibatch size (the paper gives none; 128 is the usual choice)")
-    lr: Optional[float] = _f(None, "initial learning rate (default: the paper's, 0.1 Inception, 0.01 others)")
+    epochs: int = _f(20, "number of epochs (the paper gives none)",
+        integer=(1,))
+    batch_size: int = _f(128, "minibatch size (the paper gives none; 128 is the usual choice)",
+        integer=(1,))
+    lr: Optional[float] = _f(None, "initial learning rate (default: the paper's, 0.1 Inception, 0.01 others)",
+        within=(0, math.inf, True, False))
     lr_decay: float = _f(0.95, "learning rate factor applied after every epoch (App. A: 0.95)",
         within=(0, 1, True, False))
     momentum: float = _f(0.9, "SGD momentum (App. A: 0.9)",
         within=(0, 1, False, True))
-    weight_decay: float = _f(0.0, "L2 weight decay coefficient (0 = off, as in the randomization runs)")
+    weight_decay: float = _f(0.0, "L2 weight decay coefficient (0 = off, as in the randomization runs)",
+        within=(0, math.inf))
     augment: list = _f((), "augmentations applied per batch: " + ", ".join(AUGMENTATIONS))
     rotate_degrees: float = _f(25.0, "maximum rotation of the 'rotate' augmentation (App. E: 25)",
         within=(0, 180, False, False))
-    pad: int = _f(4, "padding of the 'crop' augmentation when there is no centre crop to randomize")
+    pad: int = _f(4, "padding of the 'crop' augmentation when there is no centre crop to randomize",
+        integer=(0,))
     # fitting and logging
     fit_threshold: float = _f(1.0, "training accuracy at which a run counts as fitted",
         within=(0, 1, True, False))
     stop_at_fit: bool = _f(False, "stop as soon as the run is fitted instead of running all epochs")
     tensorboard: bool = _f(False, "write TensorBoard event files in the run's folder (pip install "
                                   "'rethinkgen[tensorboard]'); not part of the run id")
-    log_every: int = _f(20, "steps between records of the running mean training loss")
-    eval_batch_size: int = _f(1024, "batch size for evaluation (does not change results)")
+    log_every: int = _f(20, "steps between records of the running mean training loss",
+        integer=(1,))
+    eval_batch_size: int = _f(1024, "batch size for evaluation (does not change results)",
+        integer=(1,))
     measures: str = _f("cheap", "complexity measures computed when the run completes: cheap (norms, margin, "
                        "optimization), all (adds flatness), none", hashed_at_default=False)
     # seeds and device
-    seed: int = _f(0, "seed for everything not seeded separately below")
-    randomization_seed: Optional[int] = _f(None, "seed of the label and input randomization (default: seed)")
-    init_seed: Optional[int] = _f(None, "seed of the model's initial weights and dropout (default: seed)")
-    order_seed: Optional[int] = _f(None, "seed of the data order and augmentation (default: seed)")
+    seed: int = _f(0, "seed for everything not seeded separately below",
+        integer=(0, MAX_SEED))
+    randomization_seed: Optional[int] = _f(None, "seed of the label and input randomization (default: seed)",
+        integer=(0, MAX_SEED))
+    init_seed: Optional[int] = _f(None, "seed of the model's initial weights and dropout (default: seed)",
+        integer=(0, MAX_SEED))
+    order_seed: Optional[int] = _f(None, "seed of the data order and augmentation (default: seed)",
+        integer=(0, MAX_SEED))
     device: str = _f("auto", "auto, cpu, cuda or cuda:N")
     # GPU switches (see engine/speedups.py); auto is off on the CPU
     amp: str = _f("auto", "bf16 autocast: off, bf16, or auto (bf16 on a CUDA GPU that supports it, else off; "
@@ -198,24 +215,11 @@ class RunConfig:
             if name in self.augment[:i]:
                 raise RethinkgenError(f"augmentation {shown(name)} is given twice in augment; give it once")
         for f in dataclasses.fields(self):
-            if "within" in f.metadata:
-                _in_range(f.name, getattr(self, f.name), *f.metadata["within"])
-        if self.lr is not None and not (self.lr > 0 and math.isfinite(self.lr)):
-            raise RethinkgenError(f"lr {shown(self.lr)} must be a positive number")
-        if not (self.weight_decay >= 0 and math.isfinite(self.weight_decay)):
-            raise RethinkgenError(f"weight_decay {shown(self.weight_decay)} must be >= 0")
-        for name in ("epochs", "batch_size", "log_every", "eval_batch_size", "subset", "test_subset", "image_size"):
-            value = getattr(self, name)
-            if value is not None and value < 1:
-                raise RethinkgenError(f"{name} {shown(value)} must be a positive integer")
-        for name, high, allowed in (*[(seed, MAX_SEED, "0..2**63-1") for seed in SEEDS], ("pad", math.inf, ""),
-                                    ("workers", MAX_WORKERS, f"0..{MAX_WORKERS}")):
-            value = getattr(self, name)
-            if value is not None and not 0 <= value <= high:
-                raise RethinkgenError(f"{name} {shown(value)} must be an integer in {allowed}" if allowed
-                                      else f"{name} {shown(value)} must be a non-negative integer")
-        if self.image_size is not None and self.image_size > MAX_IMAGE_SIZE:
-            raise RethinkgenError(f"image_size {self.image_size} must be at most {MAX_IMAGE_SIZE}")
+            value = getattr(self, f.name)
+            if value is not None and "within" in f.metadata:
+                number(f.name, value, *f.metadata["within"])
+            elif value is not None and "integer" in f.metadata:
+                integer(f.name, value, *f.metadata["integer"])
         if self.image_size is not None and self.dataset != "imagefolder":
             raise RethinkgenError(f"image_size {self.image_size} applies only to the imagefolder dataset, "
                                   f"not {shown(self.dataset)}")
@@ -282,13 +286,6 @@ def setting_names(values: dict, where: str) -> dict:
                                   f"{shown(key)}); give it once")
         named[name] = (key, value)
     return {name: value for name, (_, value) in named.items()}
-
-
-def _in_range(name, value, low, high, low_open=False, high_open=False):
-    ok = (value > low if low_open else value >= low) and (value < high if high_open else value <= high)
-    if not ok or not math.isfinite(value):
-        interval = f"{'(' if low_open else '['}{low}, {high}{')' if high_open else ']'}"
-        raise RethinkgenError(f"{name} {shown(value)} is outside {interval}")
 
 
 def _coerce(name: str, value, annotation):

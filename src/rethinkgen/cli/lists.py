@@ -133,12 +133,14 @@ def cmd_models(args) -> int:
 
 
 def cmd_presets(args) -> int:
+    from rethinkgen.choices import PRESETS
     from rethinkgen.experiments import presets
 
-    width = max(map(len, presets.DESCRIPTIONS))
-    for name, description in presets.DESCRIPTIONS.items():
-        print(f"{name:<{width}}  {description}")
-        by_scale = {scale: " ".join(presets.default_models(name, scale)) for scale in presets.SCALES}
+    width = max(map(len, PRESETS))
+    for name in PRESETS:  # the paper's order
+        preset = presets.get_preset(name)
+        print(f"{name:<{width}}  {preset.description}")
+        by_scale = {scale: " ".join(models) for scale, models in preset.models.items()}
         if len(set(by_scale.values())) == 1:
             print(f"{'':<{width}}  models: {by_scale['tiny']}")
         else:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 # the rethinkgen modules read while the parser is built, none of which imports torch or numpy (the commands
 # import the heavy modules inside their functions, so that `rethinkgen --help` answers at once)
+from rethinkgen.checks import integer, number
 from rethinkgen.choices import DATASETS, SCALES
 from rethinkgen.cli.parser import (
     add_data,
@@ -223,17 +224,13 @@ def _kernel_settings(args) -> dict:
     for flag, value, low in (("--seed", args.seed, 0), ("--subset", args.subset, 1),
                              ("--test-subset", args.test_subset, 1),
                              ("--max-iter", args.max_iter, 1), ("--precondition-rank", args.precondition_rank, 0)):
-        if value is not None and value < low:
-            raise RethinkgenError(f"{flag} {value} must be an integer >= {low}")
-    if not 0 < args.tol < 1:
-        raise RethinkgenError(f"--tol {args.tol!r} must be in (0, 1)")
-    if not args.l2 >= 0:
-        raise RethinkgenError(f"--l2 {args.l2!r} must be >= 0")
+        if value is not None:
+            integer(flag, value, low)
+    number("--tol", args.tol, 0, 1, low_open=True, high_open=True)
+    number("--l2", args.l2, 0)
     budget = None
     if args.memory_budget is not None:
-        if not 0 < args.memory_budget < 2 ** 20:
-            raise RethinkgenError(f"--memory-budget {args.memory_budget!r} must be a positive number of GiB")
-        budget = int(args.memory_budget * 2 ** 30)
+        budget = int(number("--memory-budget", args.memory_budget, 0, low_open=True) * 2 ** 30)  # GiB
     bandwidth = args.bandwidth
     if bandwidth not in BANDWIDTH_CHOICES:
         try:
@@ -241,8 +238,7 @@ def _kernel_settings(args) -> dict:
         except ValueError:
             raise RethinkgenError(f"--bandwidth {bandwidth[:40]!r} must be a number > 0 or one of "
                                   f"{', '.join(BANDWIDTH_CHOICES)}") from None
-        if not bandwidth > 0 or bandwidth == float("inf"):
-            raise RethinkgenError(f"--bandwidth {bandwidth!r} must be a number > 0 or one of {', '.join(BANDWIDTH_CHOICES)}")
+        number("--bandwidth", bandwidth, 0, low_open=True)
     return {"bandwidth": bandwidth, "solve": {"tol": args.tol, "budget_bytes": budget, "device": args.device,
                                               "factorization": args.factorization, "max_iter": args.max_iter}}
 
@@ -269,7 +265,7 @@ def _table3_labels(levels: list[float]) -> list[str]:
 
 def cmd_kernel(args) -> int:
     from rethinkgen import data
-    from rethinkgen.report import save_section
+    from rethinkgen.report.document import save_section
     from rethinkgen.theory import experiments
 
     settings = _kernel_settings(args)
@@ -319,7 +315,7 @@ def cmd_double_descent(args) -> int:
 
 
 def cmd_minnorm(args) -> int:
-    from rethinkgen.report import save_section
+    from rethinkgen.report.document import save_section
     from rethinkgen.theory.experiments import min_norm_section
 
     section = min_norm_section(_theory_dir(args.runs_dir) / "sgd-min-norm.png")
@@ -337,7 +333,8 @@ def _load(dataset: str, data_dir: str | None):
 
 
 def cmd_rademacher(args) -> int:
-    from rethinkgen.report import Section, save_section
+    from rethinkgen.report import Section
+    from rethinkgen.report.document import save_section
     from rethinkgen.theory import capacity
 
     dataset = _load(args.dataset, args.data_dir)
@@ -357,7 +354,8 @@ def cmd_rademacher(args) -> int:
 
 
 def cmd_stability(args) -> int:
-    from rethinkgen.report import Section, save_section
+    from rethinkgen.report import Section
+    from rethinkgen.report.document import save_section
     from rethinkgen.theory import capacity
 
     name = safe_name(f"stability-{args.dataset}-{args.model.replace(':', '_')}-n{args.subset}", "result name")

@@ -285,7 +285,7 @@ def cmd_sweep(args) -> int:
 
 def cmd_report(args) -> int:
     """``rethinkgen report``: write the report of the runs folder; returns the exit status."""
-    from rethinkgen.report import write_report
+    from rethinkgen.report.document import write_report
 
     paths = write_report(runs_folder(args), args.report_dir)
     print("\n".join(str(p) for p in paths))

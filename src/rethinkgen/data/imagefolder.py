@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
+from rethinkgen.checks import integer
 from rethinkgen.data.dataset import _stratified_indices
 from rethinkgen.data.download import cache_root, check_folder
 from rethinkgen.errors import RethinkgenError
@@ -158,8 +159,7 @@ def load_imagefolder(data_dir=None, download: bool = False, image_size: int = DE
     if download:
         raise RethinkgenError(f"{NAME}: there is nothing to download (ImageNet needs a registered account); "
                               "point --data-dir at a folder with train/ and val/")
-    if isinstance(image_size, bool) or not isinstance(image_size, (int, np.integer)) or image_size < 1:
-        raise RethinkgenError(f"{NAME}: image size {image_size!r} must be a positive integer")
+    image_size = integer(f"{NAME}: image size", image_size, 1)
     root = locate(data_dir)
     if root is None:
         where = Path(data_dir) if data_dir is not None else cache_root() / "imagenet"

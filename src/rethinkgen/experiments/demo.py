@@ -12,6 +12,7 @@ from pathlib import Path
 
 from rethinkgen.errors import RethinkgenError
 from rethinkgen.experiments import presets
+from rethinkgen.experiments.presets import figure1a
 from rethinkgen.experiments.sweep import run_sweep
 from rethinkgen.outcome import DID_NOT_FIT, status_words
 from rethinkgen.report import Run, load_run
@@ -81,7 +82,7 @@ def run_demo(out: str | Path = "runs", progress: bool = True, dataset: str | Non
     name = safe_name(f"demo-{dataset}-{model.replace(':', '_').replace('.', '_')}", "demo name")
     seed, epochs = 0 if seed is None else seed, DEMO_EPOCHS if epochs is None else epochs  # 0 is refused, not "all"
     sweep = presets.build("figure1a", dataset=dataset, models=[model], seeds=[seed], scale="tiny",
-                          data_dir=data_dir, name=name, figure1a_settings=presets.DEMO_SETTINGS,
+                          data_dir=data_dir, name=name, rows=figure1a.demo_rows,
                           subset=subset, test_subset=test_subset, epochs=epochs, lr_decay=DEMO_LR_DECAY)
     outcome = run_sweep(sweep, out, progress=progress)
     if outcome.failed:

@@ -13,6 +13,7 @@ LINESTYLES = ["-", "--", "-.", ":"]
 # the texts of the figures (labels, model and sweep names) come from settings files: a "$" is a dollar
 # sign, never the start of matplotlib's mathtext (a bad formula would stop the figure)
 PLAIN_TEXT = {"text.parse_math": False, "text.usetex": False}
+COLORS = plt.rcParams["axes.prop_cycle"].by_key()["color"]
 
 
 def step_unit(max_step: int) -> tuple[float, str]:
@@ -20,12 +21,21 @@ def step_unit(max_step: int) -> tuple[float, str]:
     return (1000.0, "thousand steps") if max_step >= 2000 else (1.0, "steps")
 
 
-def save_titled(fig, path: Path, title: str) -> Path:
-    """Give ``fig`` its title (none when empty), write it to ``path`` (PNG, 120 dpi) and beside it as SVG,
-    close it, and return ``path``."""
+def save(fig, path: str | Path, title: str = "", tight: bool = True) -> Path:
+    """Write ``fig`` to ``path`` (PNG, 120 dpi) and beside it as SVG, close it, and return ``path``.
+
+    Args:
+        fig: the matplotlib figure.
+        path: the PNG's path; its folder is made if missing.
+        title: the figure's title (none when empty).
+        tight: lay the panels out tightly (False for a figure made with ``layout="constrained"``).
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     if title:
         fig.suptitle(title)
-    fig.tight_layout()
+    if tight:
+        fig.tight_layout()
     fig.savefig(path, dpi=120)
     fig.savefig(path.with_suffix(".svg"))
     plt.close(fig)
@@ -63,7 +73,7 @@ def _plot_learning_curves(curves: list[dict], path: Path, title: str) -> Path:
     for ax in (loss_ax, train_ax, test_ax):
         ax.set_xlabel(unit_label)
         ax.grid(alpha=0.3)
-    return save_titled(fig, path, title)
+    return save(fig, path, title)
 
 
 MEMORIZATION_PANELS = (
@@ -99,4 +109,4 @@ def plot_memorization(curves: list[dict], path: str | Path, title: str = "") -> 
             ax.set(xlabel=unit_label, ylabel=ylabel, title=panel_title, ylim=(0, 1.02))
             ax.grid(alpha=0.3)
         axes[0].legend(frameon=False)
-        return save_titled(fig, path, title)
+        return save(fig, path, title)

@@ -18,25 +18,22 @@ Every random draw comes from an explicit seed, and on the CPU a run is bit-for-b
 from __future__ import annotations
 
 import copy
-import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable
 
-import matplotlib
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from rethinkgen import models
+from rethinkgen.checks import integer, number
 from rethinkgen.data.dataset import Dataset
 from rethinkgen.data.preprocess import crop_size_for, preprocess
 from rethinkgen.engine.evaluate import predict
 from rethinkgen.engine.seeds import epoch_order, epoch_seed
 from rethinkgen.errors import RethinkgenError, choice_error
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+from rethinkgen.report.figures import plt, save
 
 Predictor = Callable[[np.ndarray], np.ndarray]
 Fitter = Callable[[np.ndarray, np.ndarray], Predictor]
@@ -47,21 +44,6 @@ EVAL_BATCH = 1024  # inputs per forward pass when a trained network is evaluated
 
 # ---------------------------------------------------------------------------------------------------
 # validation helpers: every bad value becomes a one-line RethinkgenError
-
-
-def _integer(name: str, value, minimum: int, maximum: int | None = None) -> int:
-    ok = not isinstance(value, bool) and isinstance(value, (int, np.integer))
-    if ok and value >= minimum and (maximum is None or value <= maximum):
-        return int(value)
-    allowed = f"{minimum}..{maximum}" if maximum is not None else f">= {minimum}"
-    raise RethinkgenError(f"{name} {value!r} must be an integer {allowed}")
-
-
-def _positive(name: str, value) -> float:
-    ok = not isinstance(value, bool) and isinstance(value, (int, float, np.number))
-    if ok and math.isfinite(value) and value > 0:
-        return float(value)
-    raise RethinkgenError(f"{name} {value!r} must be a positive finite number")
 
 
 def _samples(X) -> np.ndarray:
@@ -173,11 +155,11 @@ def network_fitter(model: str = "mlp-1x512", epochs: int = DEFAULT_NETWORK_EPOCH
         seed: seeds the initialization and the data order.
         stop_at_fit: end training once every sign is reproduced.
     """
-    epochs = _integer("epochs", epochs, 1)
-    batch_size = _integer("batch_size", batch_size, 1)
-    seed = _integer("seed", seed, 0)
+    epochs = integer("epochs", epochs, 1)
+    batch_size = integer("batch_size", batch_size, 1)
+    seed = integer("seed", seed, 0)
     models.get_factory(model)  # a bad model name (or a user's module that cannot be imported) is said now
-    lr = models.default_lr(model) if lr is None else _positive("lr", lr)
+    lr = models.default_lr(model) if lr is None else number("lr", lr, 0, low_open=True)
 
     def fit(X: np.ndarray, sigma: np.ndarray) -> Predictor:
         x = _as_images(X)
@@ -240,8 +222,8 @@ def rademacher(X: np.ndarray, fit: Fitter | str, draws: int = 5, seed: int = 0) 
         seed: seeds the sign vectors.
     """
     X = _samples(X)
-    draws = _integer("draws", draws, 1)
-    seed = _integer("seed", seed, 0)
+    draws = integer("draws", draws, 1)
+    seed = integer("seed", seed, 0)
     name = fit if isinstance(fit, str) else getattr(fit, "__name__", "")
     if isinstance(fit, str):
         fit = make_fitter(fit)
@@ -272,7 +254,7 @@ def sample_inputs(dataset: Dataset, n: int, seed: int = 0) -> np.ndarray:
         n: the number of images.
         seed: seeds the draw.
     """
-    n = _integer("n", n, 1, len(dataset.y_train))
+    n = integer("n", n, 1, len(dataset.y_train))
     subset = dataset.subset(n, seed)
     crop = crop_size_for(dataset.image_shape[1], "auto")
     return preprocess(torch.from_numpy(subset.x_train), crop).numpy().astype(np.float64)
@@ -354,14 +336,14 @@ def stability_probe(dataset: Dataset, model: str = "mlp-1x512", n: int = 500, ep
     if not isinstance(dataset, Dataset):
         raise RethinkgenError(f"dataset must be a rethinkgen Dataset, got {type(dataset).__name__}")
     total = len(dataset.y_train)
-    n = _integer("n", n, 1, total if replacement is None else total - 1)
-    epochs = _integer("epochs", epochs, 1)
-    replaced_index = _integer("replaced_index", replaced_index, 0, n - 1)
-    seed = _integer("seed", seed, 0)
-    batch_size = _integer("batch_size", batch_size, 1)
-    lr = models.default_lr(model) if lr is None else _positive("lr", lr)
+    n = integer("n", n, 1, total if replacement is None else total - 1)
+    epochs = integer("epochs", epochs, 1)
+    replaced_index = integer("replaced_index", replaced_index, 0, n - 1)
+    seed = integer("seed", seed, 0)
+    batch_size = integer("batch_size", batch_size, 1)
+    lr = models.default_lr(model) if lr is None else number("lr", lr, 0, low_open=True)
     if n_test is not None:
-        n_test = _integer("n_test", n_test, 1, len(dataset.y_test))
+        n_test = integer("n_test", n_test, 1, len(dataset.y_test))
     chosen, twin = _twin_indices(dataset, n, replaced_index, seed, replacement)
     original, new = int(chosen[replaced_index]), int(twin[replaced_index])
 
@@ -403,7 +385,7 @@ def _twin_indices(dataset: Dataset, n: int, replaced_index: int, seed: int,
         outside = np.setdiff1d(np.arange(total), chosen)
         new = int(np.random.default_rng([seed, 1]).choice(outside))
     else:
-        new = _integer("replacement", replacement, 0, total - 1)
+        new = integer("replacement", replacement, 0, total - 1)
     twin = chosen.copy()
     twin[replaced_index] = new
     return chosen, twin
@@ -447,15 +429,6 @@ def _drift_row(epoch: int, nets: list, sets: list, x_test: torch.Tensor, y_test:
 # figures
 
 
-def _save(fig, path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    fig.savefig(path.with_suffix(".svg"))
-    return path
-
-
 def plot_rademacher(results: dict[str, RademacherResult], path, title: str = "") -> Path:
     """Bars of mean +- std of the correlation per model class, against the trivial bound R_n <= 1."""
     if not results:
@@ -474,7 +447,7 @@ def plot_rademacher(results: dict[str, RademacherResult], path, title: str = "")
                title=title or f"fitting random signs (n = {', '.join(map(str, sizes))})")
         ax.legend(frameon=False, loc="upper right")
         ax.grid(axis="y", alpha=0.3)
-        return _save(fig, path)
+        return save(fig, path)
     finally:
         plt.close(fig)
 
@@ -501,6 +474,6 @@ def plot_stability(result: StabilityResult, path, title: str = "") -> Path:
         c = result.config
         fig.suptitle(title or f"one example replaced: {c.get('model', '')} on {c.get('n', '?')} "
                               f"{c.get('dataset', '')} examples")
-        return _save(fig, path)
+        return save(fig, path)
     finally:
         plt.close(fig)

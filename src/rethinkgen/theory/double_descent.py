@@ -36,9 +36,10 @@ import numpy as np
 import scipy.linalg
 
 from rethinkgen import data
+from rethinkgen.checks import integer, is_integer, number
 from rethinkgen.data.randomize import randomize
 from rethinkgen.errors import RethinkgenError, choice_error, shown
-from rethinkgen.report.figures import plt
+from rethinkgen.report.figures import plt, save
 from rethinkgen.store import atomic_write_text, safe_name
 from rethinkgen.theory.features import raw_features
 from rethinkgen.theory.kernels import choose_bandwidth, one_hot
@@ -167,25 +168,21 @@ def _check(dataset, n, n_test, widths, features, label_noise, ridge, seeds) -> t
         raise choice_error("dataset", dataset, data.SOURCES)
     if features not in FEATURES:
         raise choice_error("random features", features, FEATURES)
-    integer = lambda v: isinstance(v, (int, np.integer)) and not isinstance(v, bool)
-    if not integer(n) or n < 2:
-        raise RethinkgenError(f"training size n {shown(n)} must be an integer >= 2")
-    if n_test is not None and (not integer(n_test) or n_test < 1):
-        raise RethinkgenError(f"test size n_test {shown(n_test)} must be an integer >= 1 (or None: all)")
+    n = integer("training size n", n, 2)
+    if n_test is not None:
+        integer("test size n_test", n_test, 1)
     widths = default_widths(n) if widths is None else widths
     if isinstance(widths, (str, bytes)) or not hasattr(widths, "__iter__"):
         raise RethinkgenError(f"widths {shown(widths)} must be a list of integers in 1..{MAX_WIDTH_RATIO * n}")
     widths = list(widths)
-    if not widths or not all(integer(w) and 1 <= w <= MAX_WIDTH_RATIO * n for w in widths):
+    if not widths or not all(is_integer(w) and 1 <= w <= MAX_WIDTH_RATIO * n for w in widths):
         raise RethinkgenError(f"widths {shown(widths)} must be a non-empty list of integers in "
                               f"1..{MAX_WIDTH_RATIO * n} (up to {MAX_WIDTH_RATIO} n)")
-    if isinstance(label_noise, bool) or not isinstance(label_noise, (int, float)) or not 0 <= label_noise <= 1:
-        raise RethinkgenError(f"label noise {shown(label_noise)} must be a number in [0, 1]")
-    if isinstance(ridge, bool) or not isinstance(ridge, (int, float)) or not (0 <= ridge < math.inf):
-        raise RethinkgenError(f"ridge {shown(ridge)} must be a finite number >= 0 (0: minimum norm)")
-    seeds = [seeds] if integer(seeds) else seeds
+    number("label noise", label_noise, 0, 1)
+    number("ridge", ridge, 0)
+    seeds = [seeds] if is_integer(seeds) else seeds
     seeds = list(seeds) if hasattr(seeds, "__iter__") and not isinstance(seeds, (str, bytes, dict)) else seeds
-    if not isinstance(seeds, list) or not seeds or not all(integer(s) and s >= 0 for s in seeds):
+    if not isinstance(seeds, list) or not seeds or not all(is_integer(s) and s >= 0 for s in seeds):
         raise RethinkgenError(f"seeds {shown(seeds)} must be a non-empty list of integers >= 0")
     return sorted({int(w) for w in widths}), [int(s) for s in seeds]
 
@@ -307,14 +304,9 @@ def plot_double_descent(result: DoubleDescent, path: str | Path) -> Path:
                ylabel=label)
         ax.grid(alpha=0.3)
         ax.legend(frameon=False)
-    fig.suptitle(f"{result.features} random features, minimum-norm least squares"
-                 f"{f' (ridge {result.ridge:g})' if result.ridge else ''}: {result.dataset}, n = {result.n}, "
-                 f"label noise {result.label_noise:g}, {len(result.seeds)} seed(s)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    fig.savefig(path.with_suffix(".svg"))
-    plt.close(fig)
-    return path
+    return save(fig, path, f"{result.features} random features, minimum-norm least squares"
+                f"{f' (ridge {result.ridge:g})' if result.ridge else ''}: {result.dataset}, n = {result.n}, "
+                f"label noise {result.label_noise:g}, {len(result.seeds)} seed(s)")
 
 
 def default_name(result: DoubleDescent) -> str:

@@ -17,6 +17,7 @@ from rethinkgen import data
 from rethinkgen.data.randomize import randomize
 from rethinkgen.errors import RethinkgenError
 from rethinkgen.report import Section
+from rethinkgen.report.figures import save
 from rethinkgen.theory.features import make_feature_map
 from rethinkgen.theory.kernels import interpolate, one_hot, sgd_from_zero
 
@@ -116,12 +117,8 @@ def norm_against_noise(rows: list[dict], path: Path) -> Path:
     for ax in (norm_ax, error_ax):
         ax.grid(alpha=0.3)
     error_ax.legend(frameon=False)
-    fig.suptitle(f"{rows[0]['kernel']} kernel on {rows[0]['features']} features of {rows[0]['dataset']} (n = {rows[0]['n']:,})")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    fig.savefig(path.with_suffix(".svg"))
-    plt.close(fig)
-    return path
+    return save(fig, path, f"{rows[0]['kernel']} kernel on {rows[0]['features']} features of {rows[0]['dataset']} "
+                           f"(n = {rows[0]['n']:,})")
 
 
 def kernel_section(rows: list[dict], figure: Path | None) -> Section:
@@ -200,10 +197,7 @@ def min_norm_section(path: Path, n: int = 40, d: int = 200, epochs: int = 200, s
     ax.set(xlabel="epoch", title=f"SGD from w = 0 on a linear model, n = {n} < d = {d}")
     ax.grid(alpha=0.3)
     ax.legend(frameon=False)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    fig.savefig(path.with_suffix(".svg"))
-    plt.close(fig)
+    save(fig, path)
     last = history[-1]
     return Section("Section 5: SGD converges to the minimum-norm solution",
                    "SGD on the squared loss, one example at a time, from zero: every update is a multiple of a data "

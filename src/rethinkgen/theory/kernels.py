@@ -33,6 +33,7 @@ import torch
 from numpy.typing import ArrayLike
 from tqdm.auto import tqdm
 
+from rethinkgen.checks import integer, number
 from rethinkgen.errors import RethinkgenError, choice_error
 
 KERNELS = ("linear", "rbf", "laplacian")
@@ -401,14 +402,10 @@ def _check_solve_options(kernel: str, solver: str, factorization: str, l2: float
         raise choice_error("solver", solver, SOLVERS)
     if factorization not in FACTORIZATIONS:
         raise choice_error("factorization", factorization, FACTORIZATIONS)
-    if not (l2 >= 0):
-        raise RethinkgenError(f"l2 {l2!r} must be >= 0")
-    if not (isinstance(precondition_rank, int) and precondition_rank >= 0):
-        raise RethinkgenError(f"precondition rank {precondition_rank!r} must be an integer >= 0")
-    if not (0 < tol < 1):
-        raise RethinkgenError(f"tolerance {tol!r} must be in (0, 1)")
-    if not (isinstance(max_iter, int) and max_iter >= 1):
-        raise RethinkgenError(f"max_iter {max_iter!r} must be an integer >= 1")
+    number("l2", l2, 0)
+    integer("precondition rank", precondition_rank, 0)
+    number("tolerance", tol, 0, 1, low_open=True, high_open=True)
+    integer("max_iter", max_iter, 1)
     try:
         device = torch.device(device)
     except RuntimeError:
