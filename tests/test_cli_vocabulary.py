@@ -154,6 +154,19 @@ def test_list_presets_names_every_preset(capsys):
     assert listed == list(PRESETS)
 
 
+@pytest.mark.parametrize("command", [["list", "presets"], ["list", "measures"]])
+def test_output_into_a_closed_pipe_ends_quietly(command):
+    """``rethinkgen list presets | head -1``: the reader goes away; no traceback, the shell's status 141."""
+    import os
+
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # the reader is gone before anything is written
+    done = subprocess.run([sys.executable, "-m", "rethinkgen", *command], stdout=write_end, stderr=subprocess.PIPE,
+                          text=True, timeout=120)
+    os.close(write_end)
+    assert done.returncode == 141 and done.stderr == ""
+
+
 def test_list_measures_and_the_old_measures_list_agree(capsys):
     from rethinkgen import errors
 

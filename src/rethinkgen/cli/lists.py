@@ -75,6 +75,7 @@ def print_measures(measures) -> int:
 
 
 def cmd_datasets(args) -> int:
+    """``rethinkgen list datasets``: each source, whether its files are here, and where; returns the exit status."""
     from rethinkgen.data import source_status
     from rethinkgen.data.download import check_folder
 
@@ -106,6 +107,7 @@ def _print_own(name: str) -> None:
 
 
 def cmd_models(args) -> int:
+    """``rethinkgen list models``: each model with its parameter count and learning rate; returns the exit status."""
     import torch  # here, not at the top: `rethinkgen --help` imports no torch
 
     from rethinkgen import models
@@ -133,6 +135,7 @@ def cmd_models(args) -> int:
 
 
 def cmd_presets(args) -> int:
+    """``rethinkgen list presets``: each preset, what it reproduces and its models; returns the exit status."""
     from rethinkgen.choices import PRESETS
     from rethinkgen.experiments import presets
 
@@ -150,6 +153,7 @@ def cmd_presets(args) -> int:
 
 
 def cmd_measures(args) -> int:
+    """``rethinkgen list measures``: each complexity measure with its kind and formula; returns the exit status."""
     from rethinkgen import measures
 
     import_modules(args.imports)

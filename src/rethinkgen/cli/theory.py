@@ -188,6 +188,8 @@ def _theory_dir(runs_dir: str) -> Path:
 
 
 def cmd_memorize(args) -> int:
+    """``rethinkgen theory memorize``: Theorem 1's two-layer network fitting n labels exactly; returns the exit
+    status."""
     import numpy as np  # here, not at the top: `rethinkgen --help` imports no numpy
 
     from rethinkgen import data
@@ -264,6 +266,8 @@ def _table3_labels(levels: list[float]) -> list[str]:
 
 
 def cmd_kernel(args) -> int:
+    """``rethinkgen theory kernel``: minimum-norm kernel interpolation (Section 5, Table 3), stored for the report;
+    returns the exit status (1 when a solve stopped short of its tolerance)."""
     from rethinkgen import data
     from rethinkgen.report.document import save_section
     from rethinkgen.theory import experiments
@@ -294,6 +298,8 @@ def cmd_kernel(args) -> int:
 
 
 def cmd_double_descent(args) -> int:
+    """``rethinkgen theory double-descent``: random-features least squares against the feature count, stored for the
+    report; returns the exit status."""
     from rethinkgen.theory.double_descent import double_descent, save_double_descent
 
     bandwidth = args.bandwidth
@@ -315,6 +321,8 @@ def cmd_double_descent(args) -> int:
 
 
 def cmd_minnorm(args) -> int:
+    """``rethinkgen theory minnorm``: SGD from zero reaching the minimum-norm solution, stored for the report;
+    returns the exit status."""
     from rethinkgen.report.document import save_section
     from rethinkgen.theory.experiments import min_norm_section
 
@@ -333,6 +341,8 @@ def _load(dataset: str, data_dir: str | None):
 
 
 def cmd_rademacher(args) -> int:
+    """``rethinkgen theory rademacher``: how well each model class fits random signs, stored for the report;
+    returns the exit status."""
     from rethinkgen.report import Section
     from rethinkgen.report.document import save_section
     from rethinkgen.theory import capacity
@@ -354,6 +364,8 @@ def cmd_rademacher(args) -> int:
 
 
 def cmd_stability(args) -> int:
+    """``rethinkgen theory stability``: two runs whose data differ in one example, compared epoch by epoch, stored
+    for the report; returns the exit status."""
     from rethinkgen.report import Section
     from rethinkgen.report.document import save_section
     from rethinkgen.theory import capacity

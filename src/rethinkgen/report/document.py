@@ -78,6 +78,7 @@ def section_measures(runs_dir: Path, out: Path) -> Section | None:
 
 
 def section_all_runs(runs_dir: Path) -> Section:
+    """Every run of the index, one row each: its data, model, randomization, status and accuracies."""
     if not (runs_dir / INDEX_NAME).exists():
         return Section("All runs", "No training runs in this folder.")
     headers = ["run", "dataset", "model", "label noise", "inputs", "status", "train acc", "test acc", "steps to fit",
@@ -215,6 +216,13 @@ def _sweep_section(runs_dir: Path, manifest_path: Path, out: Path) -> Section | 
 
 
 def build_sections(runs_dir: Path, out: Path) -> list[Section]:
+    """The report's sections, in order: each sweep's (by its preset), the stored theory results, the complexity
+    measures against the gap, and all runs.
+
+    Args:
+        runs_dir: the runs folder.
+        out: the folder the figures are written to.
+    """
     sections = []
     for manifest_path in sorted((runs_dir / "sweeps").glob("*.json")):
         section = _sweep_section(runs_dir, manifest_path, out)
