@@ -18,6 +18,7 @@ from rethinkgen.outcome import DID_NOT_FIT, did_not_fit
 from rethinkgen.report.figures import COLORS as COLORS, save as save  # the sections' figure helpers, here too
 from rethinkgen.store import StoredRun, is_finished, read_json, read_summary, run_path
 
+HAS_HISTORY = ("complete", "running", "interrupted")  # statuses whose per-epoch rows a section draws
 PAPER_DATASET = "cifar10"  # the paper's numbers stand beside measured ones only on this data (Table 2: ImageNet)
 
 
@@ -46,6 +47,12 @@ class Run(StoredRun):
     def get(self, key):
         """A value of the summary, or None while the run has not finished."""
         return self.summary.get(key) if is_finished(self.status) else None
+
+    @property
+    def history(self) -> list[dict]:
+        """Its per-epoch rows if it has trained (complete, running or interrupted); [] for a run that is
+        pending, failed, diverged or unreadable, whose rows would not be a curve worth drawing."""
+        return self.metrics if self.status in HAS_HISTORY else []
 
 
 @dataclass

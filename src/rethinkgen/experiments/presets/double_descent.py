@@ -26,7 +26,7 @@ def model_width(model: str) -> int | None:
 
 
 def _width_stats(model: str, group: list[Run]) -> dict:
-    histories = [run.metrics if run.status in ("complete", "running", "interrupted") else [] for run in group]
+    histories = [run.history for run in group]
     ended = [h for h in histories if h]
     return {"model": model, "width": group[0].group.get("width"), "histories": ended,
             "test_error": [1 - h[-1]["test_accuracy"] for h in ended],

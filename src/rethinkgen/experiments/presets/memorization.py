@@ -31,7 +31,7 @@ def section(name: str, runs: list[Run], out: Path) -> Section:
     for model, model_runs in by_model(runs).items():
         curves = []
         for label, group in by_label(model_runs).items():
-            histories = [run.metrics if run.status in ("complete", "running", "interrupted") else [] for run in group]
+            histories = [run.history for run in group]
             for run, history in zip(group, histories):
                 seed = f", seed {run.group.get('seed')}" if len(group) > 1 else ""
                 curves.append({"label": f"{label}{seed}", "metrics": history})
