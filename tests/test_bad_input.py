@@ -376,7 +376,7 @@ def test_dollar_signs_in_report_texts_are_text_not_mathtext(tmp_path, capsys):
     (["theory", "rademacher", "--draws", "0"], "draws 0 must be an integer >= 1"),
     (["theory", "stability", "--subset", "0"], "n 0 must be an integer"),
     (["sweep", "--preset", "figure1a", "--epochs", "0", "--dry-run"], "epochs 0 must be an integer >= 1"),
-    (["sweep", "--preset", "figure1a", "--workers", "0"], "workers 0 must be at least 1"),
+    (["sweep", "--preset", "figure1a", "--workers", "0"], "workers 0 must be an integer >= 1"),
     (["demo", "--dataset", ""], "unknown dataset ''"),
     (["sweep", "--preset", "figure1a", "--dataset", "", "--dry-run"], "unknown dataset ''"),
 ])

@@ -163,7 +163,7 @@ def test_grouping_keeps_order_sizes_and_incompatible_runs_apart():
     assert group_key(tiny(seed=1, label_noise=0.3, inputs="gaussian")) == group_key(tiny())
     assert group_key(tiny(lr=0.5)) != group_key(tiny())
     assert [len(g) for g in group_configs(configs, 1)] == [1] * 7
-    with pytest.raises(RethinkgenError, match="ensemble size 0 must be at least 1"):
+    with pytest.raises(RethinkgenError, match="ensemble size 0 must be an integer >= 1"):
         group_configs(configs, 0)
 
 

@@ -57,8 +57,8 @@ def test_a_ray_cluster_that_cannot_be_reached_is_one_line(spec_file, tmp_path, c
     (["--executor", "ray", "--workers", "2"], "--workers is for the local executor"),
     (["--address", "auto"], "--address auto needs --executor ray"),
     (["--workers", "2", "--runs-per-gpu", "2"], "give --workers N for runs on the CPU or --runs-per-gpu K"),
-    (["--runs-per-gpu", "0"], "runs_per_gpu 0 must be at least 1"),
-    (["--cpus-per-run", "0", "--dry-run"], "cpus_per_run 0 must be at least 1"),
+    (["--runs-per-gpu", "0"], "runs_per_gpu 0 must be an integer >= 1"),
+    (["--cpus-per-run", "0", "--dry-run"], "cpus_per_run 0 must be an integer >= 1"),
 ])
 def test_bad_executor_options_are_refused_before_anything_starts(spec_file, tmp_path, capsys, argv, message):
     assert main(["sweep", spec_file, "--runs", str(tmp_path / "runs"), "--quiet"] + argv) == 2

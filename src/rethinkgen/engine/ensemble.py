@@ -23,6 +23,7 @@ from typing import Callable
 import torch
 from tqdm.auto import tqdm
 
+from rethinkgen.checks import integer
 from rethinkgen.config import RunConfig
 from rethinkgen.data.arrays import arrays_sha256
 from rethinkgen.data.dataset import Dataset
@@ -72,8 +73,7 @@ def group_configs(configs: list[RunConfig], size: int) -> list[list[RunConfig]]:
         configs: the runs' settings.
         size: the largest group (1: every run alone).
     """
-    if size < 1:
-        raise RethinkgenError(f"ensemble size {size} must be at least 1")
+    integer("ensemble size", size, 1)
     groups, open_groups = [], {}
     for config in configs:
         key = group_key(config) if size > 1 else None

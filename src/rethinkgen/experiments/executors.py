@@ -21,6 +21,7 @@ from typing import Iterator
 
 import torch
 
+from rethinkgen.checks import integer
 from rethinkgen.choices import EXECUTORS
 from rethinkgen.config import RunConfig
 from rethinkgen.data.dataset import Dataset
@@ -84,8 +85,8 @@ def check_options(executor: str, workers: int | None, runs_per_gpu: int | None, 
     if executor not in EXECUTORS:
         raise choice_error("executor", executor, EXECUTORS)
     for name, value in (("workers", workers), ("runs_per_gpu", runs_per_gpu), ("cpus_per_run", cpus_per_run)):
-        if value is not None and value < 1:
-            raise RethinkgenError(f"{name} {value} must be at least 1")
+        if value is not None:
+            integer(name, value, 1)
     if executor == "ray" and workers is not None:
         raise RethinkgenError("--workers is for the local executor; Ray runs as many runs at once as the "
                               "cluster's CPUs and GPUs allow (set each run's share with --cpus-per-run, --runs-per-gpu)")
