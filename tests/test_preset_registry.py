@@ -24,6 +24,15 @@ def test_an_unknown_preset_is_refused_in_one_line():
         presets.build("figure9")
 
 
+def test_a_preset_must_give_every_scale():
+    with pytest.raises(RethinkgenError, match="preset 'half': epochs must give every scale .*not tiny"):
+        presets.register_preset("half", "", epochs={"tiny": 3}, models=["mlp-1x64"], section=None)(lambda model: [])
+    with pytest.raises(RethinkgenError, match="models must give every scale"):
+        presets.register_preset("half", "", epochs={"paper": 1, "small": 1, "tiny": 1}, models={"tiny": ["mlp-1x64"]},
+                                section=None)(lambda model: [])
+    assert "half" not in presets.PRESETS
+
+
 @pytest.fixture
 def own_preset():
     def section(name, runs, out):

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Iterator
 
 from rethinkgen.config import RunConfig
-from rethinkgen.errors import RethinkgenError, choice_error
+from rethinkgen.errors import RethinkgenError, choice_error, shown
 from rethinkgen.experiments.sweep import DATASET_SHAPES, Sweep, SweepRun
 
 SCALES = {"paper": (None, None), "small": (5000, 1000), "tiny": (256, 256)}  # (train, test) examples
@@ -92,6 +92,10 @@ def register_preset(name: str, description: str, epochs: dict[str, int], models,
     """
     def decorate(rows: Rows) -> Rows:
         by_scale = models if isinstance(models, dict) else {scale: list(models) for scale in SCALES}
+        for what, given in (("epochs", epochs), ("models", by_scale)):
+            if set(given) != set(SCALES):
+                raise RethinkgenError(f"preset {shown(name)}: {what} must give every scale ({', '.join(SCALES)}), "
+                                      f"not {', '.join(map(str, given)) or 'none'}")
         PRESETS[name] = Preset(name, description, epochs, by_scale, rows, section, **facts)
         return rows
     return decorate
