@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import statistics
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -85,7 +86,7 @@ def load_run(runs_dir: Path, run_id: str, label: str = "", group: dict | None = 
     return Run(run_id, label, group or {}, config or {}, summary.get("status", "pending"), summary, run_dir)
 
 
-def mean_sd(values, digits: int = 3, scale: float = 1.0) -> str:
+def mean_sd(values: Iterable[float | None], digits: int = 3, scale: float = 1.0) -> str:
     """Values of several seeds as ``mean ± sd (n=k)``, one value as itself, none as ``-``.
 
     Args:

@@ -82,12 +82,16 @@ class Preset:
 PRESETS: dict[str, Preset] = {}
 
 
-def register_preset(name: str, description: str, epochs: dict[str, int], models, section: Callable, **facts):
+def register_preset(name: str, description: str, epochs: dict[str, int], models: list[str] | dict[str, list[str]],
+                    section: Callable, **facts: object):
     """Decorator that registers a rows function (see ``Preset.rows``) as the preset ``name``.
 
     Args:
-        name, description, epochs, section: as ``Preset``'s.
+        name: what ``sweep --preset`` calls it.
+        description: one line for ``rethinkgen list presets``.
+        epochs: the epoch budget at each scale.
         models: a list (the same at every scale) or a dict of lists by scale.
+        section: ``section(name, runs, out)``, its section of the report (see ``Preset``).
         facts: any other field of ``Preset``.
     """
     def decorate(rows: Rows) -> Rows:
@@ -132,7 +136,7 @@ def _sizes(preset: Preset, dataset: str, scale: str) -> tuple[int | None, int | 
 
 def build(preset: str, dataset: str | None = None, models: list[str] | None = None, seeds: list[int] | None = None,
           scale: str = "tiny", data_dir: str | None = None, name: str | None = None, rows: Rows | None = None,
-          **overrides) -> Sweep:
+          **overrides: object) -> Sweep:
     """The sweep that reproduces ``preset`` at ``scale``.
 
     Args:
