@@ -31,7 +31,6 @@ from rethinkgen.experiments.presets.registry import (  # noqa: F401  (the interf
     SCALES as SCALES,
     Preset as Preset,
     build as build,
-    default_models as default_models,
     get_preset as get_preset,
     register_preset as register_preset,
 )

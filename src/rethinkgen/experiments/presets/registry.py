@@ -117,11 +117,6 @@ def lr_decay_for(scale_decay: float, n_train: int, batch_size: int, paper_steps:
     return scale_decay ** (math.ceil(n_train / batch_size) / paper_steps)
 
 
-def default_models(preset: str, scale: str) -> list[str]:
-    """The models ``preset`` trains at ``scale`` unless told otherwise."""
-    return get_preset(preset).models[scale]
-
-
 def _sizes(preset: Preset, dataset: str, scale: str) -> tuple[int | None, int | None, int | None, int]:
     """(subset, test subset, the dataset's training examples, image side) of ``preset`` on ``dataset`` at
     ``scale``: a scale's size applies only where it is below the dataset's (None: all of it, or unknown)."""
