@@ -16,7 +16,6 @@ from pathlib import Path
 
 from rethinkgen.errors import RethinkgenError, warn
 from rethinkgen.outcome import DID_NOT_FIT, did_not_fit
-from rethinkgen.report.figures import COLORS as COLORS, save as save  # the sections' figure helpers, here too
 from rethinkgen.store import StoredRun, is_finished, read_json, read_summary, run_path
 
 HAS_HISTORY = ("complete", "running", "interrupted")  # statuses whose per-epoch rows a section draws

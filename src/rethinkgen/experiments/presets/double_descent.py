@@ -11,8 +11,8 @@ from matplotlib.ticker import FuncFormatter
 
 from rethinkgen.experiments.presets.registry import register_preset
 from rethinkgen.registry import family_of
-from rethinkgen.report import COLORS, Run, Section, by_model, first_epoch, mean_sd, save, status_of
-from rethinkgen.report.figures import plt
+from rethinkgen.report import Run, Section, by_model, first_epoch, mean_sd, status_of
+from rethinkgen.report.figures import COLORS, plt, save
 
 NOISE = 0.2
 LR = 0.05               # constant (no decay): memorizing the noise late in the budget needs a rate that stays

@@ -6,8 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from rethinkgen.experiments.presets.registry import register_preset
-from rethinkgen.report import COLORS, Run, Section, by_label, by_model, is_paper_data, mean_sd, save, status_of
-from rethinkgen.report.figures import plt, step_unit
+from rethinkgen.report import Run, Section, by_label, by_model, is_paper_data, mean_sd, status_of
+from rethinkgen.report.figures import COLORS, plt, save, step_unit
 
 SETTINGS = [("true labels", 0.0, "original"), ("random labels", 1.0, "original"),
             ("shuffled pixels", 0.0, "shuffled-pixels"), ("random pixels", 0.0, "random-pixels"),

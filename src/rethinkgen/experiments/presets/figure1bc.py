@@ -11,8 +11,8 @@ import statistics
 from pathlib import Path
 
 from rethinkgen.experiments.presets.registry import register_preset
-from rethinkgen.report import COLORS, Run, Section, by_model, is_paper_data, mean_sd, save, status_of
-from rethinkgen.report.figures import plt
+from rethinkgen.report import Run, Section, by_model, is_paper_data, mean_sd, status_of
+from rethinkgen.report.figures import COLORS, plt, save
 
 NOISE_LEVELS = [round(0.1 * i, 1) for i in range(11)]
 # the paper's Figure 1b: time to overfit relative to label noise 0 (read off the plot)

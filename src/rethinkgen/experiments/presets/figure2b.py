@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from rethinkgen.experiments.presets.registry import register_preset
-from rethinkgen.report import COLORS, Run, Section, by_model, is_paper_data, mean_sd, save, status_of
-from rethinkgen.report.figures import plt, step_unit
+from rethinkgen.report import Run, Section, by_model, is_paper_data, mean_sd, status_of
+from rethinkgen.report.figures import COLORS, plt, save, step_unit
 
 # the paper's plateau of test accuracy (read off the plot, CIFAR-10; Table 1 gives 85.75 and 82.00)
 TEST_PLATEAU = {"inception-small": 0.865, "inception-small-nobn": 0.85}
